@@ -1,0 +1,348 @@
+"""The SAM-family optimizer: one engine for every registered variant.
+
+Follows the structure of SAM (Foret et al. 2021; github davda54/sam): it wraps a base optimizer
+and shares its param groups, so rho lives in ``param_groups`` and learning-rate schedulers attach
+the usual torch way. Variants are specs (``_variants.py``), not subclasses.
+
+Two ways to drive a step:
+
+- ``step(closure)``: the closure zeroes the gradients, runs forward and backward and returns the
+  loss; it is called once per pass (as ``torch.optim.LBFGS`` does) and ``step`` returns the clean
+  loss. Works for sgd, sam, asam, gsam and randsam with ``m=None``. OBF needs the logits and the
+  targets and m-sharpness needs the batch: for those ``step(closure)`` raises and points to
+  ``train_step``.
+- ``train_step(model, inputs, targets, loss_fn)``: runs both passes itself (per micro-batch when
+  ``m`` is set) and returns the clean and perturbed outputs and losses, so forgetting metrics
+  need no extra forward pass.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from samtune.errors import ConfigError
+from samtune.optim import _msharp
+from samtune.optim._bn import bn_modules, frozen_bn_stats
+from samtune.optim._config import BASE_OPTIMIZERS, SAMConfig
+from samtune.optim._perturb import gsam_gradient, obf_surrogate, perturbation, random_direction
+from samtune.optim._variants import get_variant
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class StepOutput:
+    """What ``train_step`` returns: detached tensors, no host synchronisation."""
+
+    loss: torch.Tensor  # clean loss L(w), mean over the batch
+    outputs: torch.Tensor  # clean logits at w, (B, K) in the batch's order
+    perturbed_loss: torch.Tensor | None = None  # L(w + e); None for the baseline
+    perturbed_outputs: torch.Tensor | None = None  # logits at w + e; None for the baseline
+
+
+class SAMOptimizer(torch.optim.Optimizer):
+    """SAM-family optimizer built from a :class:`SAMConfig`; see :func:`build_optimizer`.
+
+    Engine options (they change speed, never results):
+    ``msharp``: "auto" (vectorized with torch.func when it fits ``msharp_memory_mb``, else the
+    loop), "vmap" or "loop"; ``generator`` seeds randsam's noise.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        config: SAMConfig,
+        *,
+        model: nn.Module | None = None,
+        total_steps: int | None = None,
+        msharp: str = "auto",
+        msharp_memory_mb: float = 256.0,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        if msharp not in ("auto", "vmap", "loop"):
+            raise ConfigError(f"msharp must be auto, vmap or loop, but got msharp={msharp!r}.")
+        self.config = config
+        self.spec = get_variant(config.variant)
+        self.variant_kwargs = dict(config.variant_kwargs)
+        self.rho_schedule = config.rho_schedule(total_steps)
+        super().__init__(params, dict(rho=config.rho, **config.base_kwargs))
+        self.base_optimizer = BASE_OPTIMIZERS[config.base](self.param_groups, **config.base_kwargs)
+        self.param_groups = self.base_optimizer.param_groups
+        self.state = self.base_optimizer.state
+        for group in self.param_groups:
+            group.setdefault("lr_max", group["lr"])  # lr_prop's reference learning rate
+        self.model = model
+        self.msharp = msharp
+        self.msharp_memory_mb = msharp_memory_mb
+        self.generator = generator
+        self.sam_step = 0  # steps taken; the rho schedule's clock
+        self._acc: list[torch.Tensor] | None = None  # accumulated final gradients (train_step)
+        self._acc_n = 0
+        self._final_ready = False
+        self._scaler: torch.amp.GradScaler | None = None
+        self._vmap_failed = False
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+
+    @property
+    def m(self) -> int | None:
+        return self.config.m
+
+    def _params(self) -> list[torch.nn.Parameter]:
+        return [p for g in self.param_groups for p in g["params"] if p.requires_grad]
+
+    def _rhos(self) -> list[float]:
+        return [g["rho"] for g in self.param_groups for p in g["params"] if p.requires_grad]
+
+    def _apply_rho_schedule(self) -> None:
+        """Write this step's rho into the param groups (a constant schedule leaves them alone)."""
+        if self.rho_schedule.is_constant:
+            return
+        for group in self.param_groups:
+            group["rho"] = self.rho_schedule(self.sam_step, lr=group["lr"], lr_max=group["lr_max"])
+
+    def _grads(self, params: list[torch.nn.Parameter], scale: float = 1.0) -> list[torch.Tensor]:
+        """Current gradients, unscaled, with a leading micro-batch axis of 1."""
+        out = []
+        for p in params:
+            g = torch.zeros_like(p) if p.grad is None else p.grad.detach().clone()
+            out.append((g / scale if scale != 1.0 else g).unsqueeze(0))
+        return out
+
+    def _direction(self, grads: list[torch.Tensor], params, k: int) -> list[torch.Tensor]:
+        if self.spec.direction == "random":
+            return random_direction(params, k, self.generator)
+        return grads
+
+    def _perturbation(self, direction, params) -> list[torch.Tensor]:
+        return perturbation(
+            direction, params, self._rhos(),
+            adaptive=self.spec.adaptive, eta=self.variant_kwargs.get("eta", 0.01),
+        )
+
+    def _final(self, direction, g_p) -> list[torch.Tensor]:
+        """The gradient handed to the base optimizer (GSAM's decomposition uses the direction)."""
+        if self.spec.gsam:
+            return gsam_gradient(direction, g_p, self.variant_kwargs["alpha"])
+        return list(g_p)
+
+    def _obf_kwargs(self) -> dict[str, Any]:
+        return {k: self.variant_kwargs[k] for k in ("gamma", "C", "prob")}
+
+    # -- the torch-style step ------------------------------------------------------------------
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
+        """One update. With a closure, call it for each pass and return the clean loss.
+
+        Without a closure, the gradients must already be final: either the baseline (the user ran
+        backward), or ``train_step`` prepared them.
+        """
+        if closure is None:
+            if not (self._final_ready or not self.spec.perturbs):
+                raise ConfigError(
+                    f"variant {self.spec.name!r} needs step(closure) or train_step(model, inputs, "
+                    "targets, loss_fn): a plain step() after backward would skip the perturbation."
+                )
+            self._update()
+            return None
+        if self.spec.direction == "obf":
+            raise ConfigError(
+                f"variant {self.spec.name!r} needs the logits and targets; use "
+                "optimizer.train_step(model, inputs, targets, loss_fn) instead of step(closure)."
+            )
+        if self.m is not None:
+            raise ConfigError(
+                f"m-sharpness (m={self.m}) needs the batch; use optimizer.train_step(model, inputs, "
+                "targets, loss_fn) instead of step(closure)."
+            )
+        self._apply_rho_schedule()
+        with torch.enable_grad():
+            loss = closure()
+        if not self.spec.perturbs:
+            self._update()
+            return loss
+        params = self._params()
+        g = self._grads(params)
+        direction = self._direction(g, params, 1)
+        e = self._perturbation(direction, params)
+        backup = [p.detach().clone() for p in params]
+        for p, e_p in zip(params, e):
+            p.add_(e_p[0])  # climb to w + e(w)
+        with frozen_bn_stats(bn_modules(self.model)), torch.enable_grad():
+            closure()
+        g_p = self._grads(params)
+        for p, w in zip(params, backup):
+            p.copy_(w)  # back to w, bit for bit
+        for p, f in zip(params, self._final(direction, g_p)):
+            p.grad = f[0]
+        self._update()
+        return loss
+
+    def _update(self) -> None:
+        """Clip the final gradient, let the base optimizer step, advance the clock."""
+        params = self._params()
+        scaler, self._scaler = self._scaler, None
+        if scaler is not None:
+            scaler.unscale_(self.base_optimizer)
+        if self.config.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
+        if scaler is not None:
+            scaler.step(self.base_optimizer)
+            scaler.update()
+        else:
+            self.base_optimizer.step()
+        self._final_ready = False
+        self.sam_step += 1
+
+    # -- the high-level step -------------------------------------------------------------------
+
+    def train_step(
+        self,
+        model: nn.Module,
+        inputs: torch.Tensor,
+        targets: torch.Tensor,
+        loss_fn: LossFn | None = None,
+        *,
+        update: bool = True,
+        scaler: torch.amp.GradScaler | None = None,
+        autocast_dtype: torch.dtype | None = None,
+    ) -> StepOutput:
+        """Both passes on one batch, then (if ``update``) the base optimizer's step.
+
+        ``update=False`` accumulates this batch's final gradient (each call its own
+        perturbation); the next call with ``update=True`` averages the accumulated gradients over
+        examples and steps: k equal chunks give exactly m-sharpness with m = chunk size.
+        ``scaler``: a ``torch.amp.GradScaler`` for fp16 (each pass's gradients are unscaled; an
+        inf/NaN in either pass skips the update and backs the scale off). ``autocast_dtype``:
+        run the forward passes under ``torch.autocast`` (e.g. ``torch.bfloat16``).
+        """
+        loss_fn = loss_fn or F.cross_entropy
+        batch = inputs.shape[0]
+        m = self.m or batch
+        if batch % m:
+            raise ConfigError(
+                f"m={m} does not divide the batch of {batch}; choose m among the divisors of the "
+                "batch size (or drop_last=True in the DataLoader)."
+            )
+        k = batch // m
+        if self._acc is None:
+            self._apply_rho_schedule()
+        scale = float(scaler.get_scale()) if scaler is not None and scaler.is_enabled() else 1.0
+        autocast = (
+            torch.autocast(inputs.device.type, dtype=autocast_dtype)
+            if autocast_dtype is not None else nullcontext()
+        )
+        params = self._params()
+        if not self.spec.perturbs:
+            out, final = self._baseline_pass(model, inputs, targets, loss_fn, autocast, scale)
+        elif k > 1 and self._use_vmap(model, k):
+            try:
+                out, final = _msharp.vectorized_pass(
+                    self, model, inputs, targets, loss_fn, k, autocast, scale
+                )
+            except (RuntimeError, NotImplementedError) as exc:
+                if self.msharp == "vmap":
+                    raise
+                warnings.warn(
+                    f"vectorized m-sharpness failed for this model ({exc!s:.120}); "
+                    "using the micro-batch loop from now on.", RuntimeWarning, stacklevel=2,
+                )
+                self._vmap_failed = True
+                out, final = self._loop_pass(model, inputs, targets, loss_fn, k, autocast, scale)
+        else:
+            out, final = self._loop_pass(model, inputs, targets, loss_fn, k, autocast, scale)
+        self._accumulate(final, batch)
+        if update:
+            self._finish(params, scaler, scale)
+        return out
+
+    def _use_vmap(self, model: nn.Module, k: int) -> bool:
+        if self.msharp == "loop" or self._vmap_failed:
+            return False
+        if self.msharp == "vmap":
+            return True
+        return _msharp.chunk_size(self, model, k) >= 2 and _msharp.supported(self, model)
+
+    def _accumulate(self, final: list[torch.Tensor], n: int) -> None:
+        if self._acc is None:
+            self._acc = [f * n for f in final]
+        else:
+            for a, f in zip(self._acc, final):
+                a.add_(f, alpha=n)
+        self._acc_n += n
+
+    def _finish(self, params, scaler, scale: float) -> None:
+        acc, n = self._acc, self._acc_n
+        self._acc, self._acc_n = None, 0
+        for p, a in zip(params, acc):
+            p.grad = a.div_(n / scale) if scaler is not None else a.div_(n)
+        self._scaler = scaler
+        self._final_ready = True
+        self.step()  # the instance's step, so lr schedulers see it
+
+    def _baseline_pass(self, model, inputs, targets, loss_fn, autocast, scale):
+        params = self._params()
+        self.zero_grad(set_to_none=True)
+        with torch.enable_grad(), autocast:
+            out = model(inputs)
+            loss = loss_fn(out, targets)
+        (loss * scale if scale != 1.0 else loss).backward()
+        final = [g[0] for g in self._grads(params, scale)]
+        return StepOutput(loss.detach(), out.detach()), final
+
+    def _loop_pass(self, model, inputs, targets, loss_fn, k, autocast, scale):
+        """The reference: a Python loop over the k micro-batches, each with its own e_j."""
+        params = self._params()
+        bns = bn_modules(model)
+        final = [torch.zeros_like(p) for p in params]
+        outs, pouts, losses, plosses = [], [], [], []
+        for x_j, y_j in zip(inputs.chunk(k), targets.chunk(k)):
+            self.zero_grad(set_to_none=True)
+            with torch.enable_grad(), autocast:
+                if self.spec.direction == "random":
+                    with torch.no_grad():
+                        out = model(x_j)
+                        loss = loss_fn(out, y_j)
+                else:
+                    out = model(x_j)
+                    loss = loss_fn(out, y_j)
+                    obj = obf_surrogate(out, y_j, **self._obf_kwargs()) \
+                        if self.spec.direction == "obf" else loss
+            if self.spec.direction != "random":
+                (obj * scale if scale != 1.0 else obj).backward()
+            direction = self._direction(self._grads(params, scale), params, 1)
+            with torch.no_grad():
+                e = self._perturbation(direction, params)
+                backup = [p.detach().clone() for p in params]
+                for p, e_p in zip(params, e):
+                    p.add_(e_p[0])  # climb to w + e_j
+            self.zero_grad(set_to_none=True)
+            with frozen_bn_stats(bns), torch.enable_grad(), autocast:
+                p_out = model(x_j)
+                p_loss = loss_fn(p_out, y_j)
+                (p_loss * scale if scale != 1.0 else p_loss).backward()
+            g_p = self._grads(params, scale)
+            with torch.no_grad():
+                for p, w in zip(params, backup):
+                    p.copy_(w)  # back to w, bit for bit
+                for acc, f in zip(final, self._final(direction, g_p)):
+                    acc.add_(f[0], alpha=1.0 / k)
+            outs.append(out.detach())
+            pouts.append(p_out.detach())
+            losses.append(loss.detach())
+            plosses.append(p_loss.detach())
+        self.zero_grad(set_to_none=True)
+        output = StepOutput(
+            torch.stack(losses).mean(), torch.cat(outs),
+            torch.stack(plosses).mean(), torch.cat(pouts),
+        )
+        return output, final
