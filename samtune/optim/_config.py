@@ -34,8 +34,8 @@ def _check_base_kwargs(base: str, kwargs: dict[str, Any]) -> dict[str, Any]:
             f"accepted: {', '.join(sorted(accepted))}."
         )
     lr = kwargs.get("lr")
-    if isinstance(lr, bool) or not isinstance(lr, int | float) or not 0 < lr <= 10:
-        raise ConfigError(f"lr must be a number in (0, 10], but got lr={lr!r}.")
+    if isinstance(lr, bool) or not isinstance(lr, int | float) or not 0 <= lr <= 10:
+        raise ConfigError(f"lr must be a number in [0, 10], but got lr={lr!r}.")
     wd = kwargs.get("weight_decay", 0.0)
     if not isinstance(wd, int | float) or wd < 0:
         raise ConfigError(f"weight_decay must be >= 0, but got weight_decay={wd!r}.")

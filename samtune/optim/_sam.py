@@ -236,7 +236,10 @@ class SAMOptimizer(torch.optim.Optimizer):
         k = batch // m
         if self._acc is None:
             self._apply_rho_schedule()
-        scale = float(scaler.get_scale()) if scaler is not None and scaler.is_enabled() else 1.0
+        scale = 1.0
+        if scaler is not None and scaler.is_enabled():
+            # scaler.scale() initialises the scale on first use; read it once per step
+            scale = float(scaler.scale(torch.ones((), device=inputs.device)))
         autocast = (
             torch.autocast(inputs.device.type, dtype=autocast_dtype)
             if autocast_dtype is not None else nullcontext()
