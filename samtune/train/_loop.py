@@ -1,0 +1,175 @@
+"""The training loop: SAM-family optimizer, lr schedule, evaluation, forgetting metrics.
+
+It knows nothing about the search: the search layer adapts it through callbacks.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from samtune.optim import SAMConfig, build_optimizer
+from samtune.schedules import lr_factor
+from samtune.train._callbacks import Callback
+from samtune.train._config import TrainConfig
+from samtune.train.metrics import EpochAggregator, ForgettingTracker, step_metrics
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced."""
+
+    history: list[dict[str, float]]  # one record per epoch (see ``train``)
+    diverged: bool = False  # the loss became NaN or inf
+    reason: str | None = None  # why training stopped early, if it did
+    epochs_trained: int = 0
+    steps: int = 0
+    step_time: float = float("nan")  # median seconds per optimizer step
+    model: nn.Module | None = field(default=None, repr=False)
+
+    @property
+    def final(self) -> dict[str, float]:
+        return self.history[-1] if self.history else {}
+
+    @property
+    def val_acc(self) -> float:
+        return float(self.final.get("val_acc", float("nan")))
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(device: str | None) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 1024,
+    bf16: bool = False,
+) -> tuple[float, float]:
+    """Accuracy and mean cross-entropy of ``model`` on (x, y), in eval mode."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    correct, total_loss = 0, 0.0
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+    for lo in range(0, len(x), batch_size):
+        xb, yb = x[lo:lo + batch_size].to(device), y[lo:lo + batch_size].to(device)
+        with autocast:
+            out = model(xb)
+        total_loss += F.cross_entropy(out.float(), yb, reduction="sum").item()
+        correct += (out.argmax(-1) == yb).sum().item()
+    model.train(was_training)
+    n = max(1, len(x))
+    return correct / n, total_loss / n
+
+
+def train(
+    model: nn.Module,
+    data: Any,
+    sam_config: SAMConfig,
+    config: TrainConfig | None = None,
+    callbacks: list[Callback] | None = None,
+) -> TrainResult:
+    """Train ``model`` on ``data`` (a ``samtune.data.Dataset``) with the SAM-family optimizer.
+
+    Each epoch's history record holds: epoch, lr, rho, train_loss, train_acc, the forgetting
+    metrics of the perturbed pass (flip_rate, loss_gap, p_drop, bias_perturbed; absent for the
+    sgd baseline), bias_clean, forgetting_rate (example forgetting over the epoch), val_acc,
+    val_loss, step_time and epoch_time (seconds).
+    """
+    config = config or TrainConfig()
+    callbacks = callbacks or []
+    device = resolve_device(config.device)
+    model.to(device)
+    x_train, y_train = data.x_train.to(device), data.y_train.to(device)
+    n_train = len(x_train)
+    batch = config.resolve_batch_size(n_train, sam_config.m if sam_config.perturbs else None)
+    steps_per_epoch = n_train // batch
+    total_steps = steps_per_epoch * config.epochs
+    warmup = min(int(config.warmup_epochs * steps_per_epoch), total_steps // 10)
+    gen = torch.Generator().manual_seed(config.seed)
+    optimizer = build_optimizer(
+        model, sam_config, total_steps=total_steps,
+        generator=torch.Generator(device=device).manual_seed(config.seed + 1),
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, total_steps=total_steps, warmup_steps=warmup)
+    )
+    augment = data.augment if config.augment is None else config.augment
+    autocast_dtype = torch.bfloat16 if config.bf16 else None
+    tracker = ForgettingTracker(n_train)
+    info = {"steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
+            "batch_size": batch, "device": str(device)}
+    for cb in callbacks:
+        cb.on_train_begin(info)
+
+    result = TrainResult(history=[], model=model)
+    step_times: list[float] = []
+    model.train()
+    for epoch in range(1, config.epochs + 1):
+        t_epoch = time.perf_counter()
+        agg = EpochAggregator()
+        order = torch.randperm(n_train, generator=gen).to(device)
+        lr, rho = optimizer.param_groups[0]["lr"], optimizer.param_groups[0]["rho"]
+        for s in range(steps_per_epoch):
+            idx = order[s * batch:(s + 1) * batch]
+            xb, yb = x_train[idx], y_train[idx]
+            if augment:
+                xb = data.augment_batch(xb, generator=gen)
+            t0 = time.perf_counter()
+            out = optimizer.train_step(model, xb, yb, autocast_dtype=autocast_dtype)
+            scheduler.step()
+            metrics = step_metrics(
+                out.outputs, yb, out.perturbed_outputs,
+                clean_loss=out.loss, perturbed_loss=out.perturbed_loss,
+            )
+            step_times.append(time.perf_counter() - t0)
+            result.steps += 1
+            if not math.isfinite(metrics.loss):
+                result.diverged = True
+                result.reason = f"training loss became {metrics.loss} at epoch {epoch}, step {s + 1}"
+                break
+            agg.add(metrics)
+            tracker.update(idx, out.outputs.argmax(-1) == yb)
+            for cb in callbacks:
+                cb.on_step_end(result.steps, metrics)
+        if result.diverged:
+            break
+        val_acc, val_loss = evaluate(
+            model, data.x_val, data.y_val, batch_size=config.eval_batch_size, bf16=config.bf16
+        )
+        record = {"epoch": epoch, "lr": float(lr), "rho": float(rho) if sam_config.perturbs else 0.0}
+        record.update(agg.result())
+        record["forgetting_rate"] = tracker.epoch_rate()
+        tracker.end_epoch()
+        record.update(val_acc=val_acc, val_loss=val_loss,
+                      step_time=float(np.median(step_times[-steps_per_epoch:])),
+                      epoch_time=time.perf_counter() - t_epoch)
+        result.history.append(record)
+        result.epochs_trained = epoch
+        if not math.isfinite(val_loss):
+            result.diverged = True
+            result.reason = f"validation loss became {val_loss} at epoch {epoch}"
+            break
+        for cb in callbacks:
+            cb.on_epoch_end(epoch, record)
+    result.step_time = float(np.median(step_times)) if step_times else float("nan")
+    for cb in callbacks:
+        cb.on_train_end(result)
+    return result

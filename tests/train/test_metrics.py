@@ -1,0 +1,229 @@
+"""Forgetting metrics: step metrics, example forgetting, epoch aggregation."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from samtune.errors import ConfigError
+from samtune.train.metrics import EpochAggregator, ForgettingTracker, StepMetrics, step_metrics
+
+# 4 examples, 3 classes. At w: ex0, ex1 correct, ex2, ex3 wrong.
+# At w+e: ex0 still correct, ex1 now wrong, ex2 now correct, ex3 still wrong.
+TARGETS = torch.tensor([0, 1, 2, 0])
+CLEAN = torch.tensor([[3.0, 0.0, 0.0], [0.0, 2.0, 1.0], [1.0, 0.0, 0.5], [0.0, 0.0, 4.0]])
+PERTURBED = torch.tensor([[2.0, 1.0, 0.0], [1.5, 1.0, 0.0], [0.0, 0.0, 2.0], [0.0, 1.0, 3.0]])
+
+
+def test_clean_only_step() -> None:
+    m = step_metrics(CLEAN, TARGETS)
+    assert m.n == 4
+    assert m.acc == 0.5
+    assert m.loss == pytest.approx(F.cross_entropy(CLEAN, TARGETS).item(), rel=1e-6)
+    assert m.flip_rate is m.loss_gap is m.p_drop is m.bias_perturbed is None
+    assert not m.has_perturbed
+
+
+def test_flip_rate_is_exact() -> None:
+    # 2 correct at w, 1 of them wrong at w+e; ex2 wrong->correct does not count.
+    assert step_metrics(CLEAN, TARGETS, PERTURBED).flip_rate == 0.25
+    assert step_metrics(CLEAN, TARGETS, CLEAN).flip_rate == 0.0
+    all_wrong = torch.roll(torch.eye(3)[TARGETS] * 5, 1, dims=1)
+    assert step_metrics(torch.eye(3)[TARGETS], TARGETS, all_wrong).flip_rate == 1.0
+
+
+def test_loss_gap_and_p_drop_match_hand_computation() -> None:
+    m = step_metrics(CLEAN, TARGETS, PERTURBED)
+    gap = F.cross_entropy(PERTURBED, TARGETS) - F.cross_entropy(CLEAN, TARGETS)
+    assert m.loss_gap == pytest.approx(gap.item(), rel=1e-5)
+    pc = torch.softmax(CLEAN, dim=1)[torch.arange(4), TARGETS]
+    pp = torch.softmax(PERTURBED, dim=1)[torch.arange(4), TARGETS]
+    assert m.p_drop == pytest.approx((pc - pp).mean().item(), rel=1e-5)
+
+
+def test_precomputed_losses_are_used() -> None:
+    m = step_metrics(CLEAN, TARGETS, PERTURBED, clean_loss=torch.tensor(1.0), perturbed_loss=1.75)
+    assert m.loss == 1.0
+    assert m.loss_gap == 0.75
+    per_example = torch.tensor([1.0, 2.0, 3.0, 4.0], requires_grad=True)
+    assert step_metrics(CLEAN, TARGETS, clean_loss=per_example).loss == 2.5
+
+
+def test_output_bias_is_zero_when_mean_prediction_equals_prior() -> None:
+    targets = torch.tensor([0, 1])
+    # Mean prediction (0.5, 0.5) equals the empirical prior (0.5, 0.5) but each is unsure.
+    assert step_metrics(torch.zeros(2, 2), targets).bias_clean == pytest.approx(0.0, abs=1e-7)
+    # Confident, correct predictions: mean prediction is the prior too.
+    assert step_metrics(torch.eye(2) * 50, targets).bias_clean == pytest.approx(0.0, abs=1e-6)
+
+
+def test_output_bias_matches_hand_computed_kl() -> None:
+    m = step_metrics(CLEAN, TARGETS, PERTURBED)
+    prior = torch.tensor([0.5, 0.25, 0.25])
+    for logits, value in ((CLEAN, m.bias_clean), (PERTURBED, m.bias_perturbed)):
+        mean_pred = torch.softmax(logits, dim=1).mean(dim=0)
+        kl = (prior * (prior / mean_pred).log()).sum().item()
+        assert kl > 0
+        assert value == pytest.approx(kl, rel=1e-5)
+
+
+def test_output_bias_with_given_prior_and_empty_classes() -> None:
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+    targets = torch.tensor([0, 1])
+    mean_pred = torch.softmax(logits, dim=1).mean(dim=0)
+    # Empirical prior (0.5, 0.5, 0): the empty class contributes 0.
+    expected = sum(0.5 * math.log(0.5 / mean_pred[c].item()) for c in (0, 1))
+    assert step_metrics(logits, targets).bias_clean == pytest.approx(expected, rel=1e-5)
+    # A given prior is normalised.
+    given = torch.tensor([1.0, 1.0, 2.0])
+    p = given / given.sum()
+    expected = (p * (p / mean_pred).log()).sum().item()
+    assert step_metrics(logits, targets, prior=given).bias_clean == pytest.approx(
+        expected, rel=1e-5
+    )
+    assert step_metrics(logits, targets, prior=[1.0, 1.0, 2.0]).bias_clean == pytest.approx(
+        expected, rel=1e-5
+    )
+
+
+@pytest.mark.parametrize("prior", [[0.5, 0.5], [1.0, -1.0, 1.0], [0.0, 0.0, 0.0]])
+def test_bad_prior(prior: list[float]) -> None:
+    with pytest.raises(ConfigError):
+        step_metrics(CLEAN, TARGETS, prior=prior)
+
+
+def test_shape_errors_and_gradients_untouched() -> None:
+    with pytest.raises(ValueError):
+        step_metrics(CLEAN, TARGETS, PERTURBED[:2])
+    with pytest.raises(ValueError):
+        step_metrics(CLEAN, TARGETS[:3])
+    logits = CLEAN.clone().requires_grad_(True)
+    step_metrics(logits, TARGETS, logits * 2)
+    assert logits.grad is None
+
+
+def test_half_precision_logits() -> None:
+    m = step_metrics(CLEAN.bfloat16(), TARGETS, PERTURBED.bfloat16())
+    assert m.flip_rate == 0.25 and isinstance(m.loss, float)
+
+
+def _tracker_step(t: ForgettingTracker, idx: list[int], correct: list[bool]) -> None:
+    t.update(torch.tensor(idx, dtype=torch.int64), torch.tensor(correct))
+
+
+def test_forgetting_tracker_counts_exactly_over_three_epochs() -> None:
+    t = ForgettingTracker(5)
+    # Epoch 1: first presentations never count, whatever the outcome.
+    _tracker_step(t, [0, 1, 2], [True, True, False])
+    _tracker_step(t, [3, 4], [False, True])
+    assert t.epoch_rate() == 0.0 and t.total_events == 0
+    t.end_epoch()
+    # Epoch 2: 0 correct->wrong (event), 1 correct->correct, 2 wrong->correct (no event),
+    # 3 wrong->wrong, 4 correct->wrong (event).
+    _tracker_step(t, [4, 2], [False, True])
+    _tracker_step(t, [1, 0, 3], [True, False, False])
+    assert t.total_events == 2
+    assert t.epoch_rate() == 2 / 5
+    t.end_epoch()
+    assert t.epoch_rate() == 0.0
+    # Epoch 3 (only 4 examples shown): 0 wrong->correct, 2 correct->wrong (event),
+    # 4 wrong->wrong, 1 correct->wrong (event).
+    _tracker_step(t, [0, 2], [True, False])
+    _tracker_step(t, [4, 1], [False, False])
+    assert t.epoch_rate() == 2 / 4
+    assert t.total_events == 4
+    assert t.forgetting_counts().tolist() == [1, 1, 1, 0, 1]
+    assert t.presented().all()
+
+
+def test_forgetting_tracker_first_presentation_mid_run() -> None:
+    t = ForgettingTracker(3)
+    _tracker_step(t, [0], [True])
+    t.end_epoch()
+    _tracker_step(t, [0, 1], [False, False])  # 1 is new: not comparable
+    assert t.epoch_rate() == 1.0 and t.total_events == 1
+    assert t.presented().tolist() == [True, True, False]
+
+
+def test_forgetting_tracker_rejects_bad_input() -> None:
+    t = ForgettingTracker(3)
+    with pytest.raises(IndexError):
+        _tracker_step(t, [3], [True])
+    with pytest.raises(ValueError):
+        t.update(torch.tensor([0, 1]), torch.tensor([True]))
+    with pytest.raises(TypeError):
+        t.update(torch.tensor([0.0]), torch.tensor([True]))
+    with pytest.raises(ValueError):
+        ForgettingTracker(-1)
+
+
+def _metrics(n: int, loss: float, perturbed: float | None) -> StepMetrics:
+    return StepMetrics(
+        loss=loss,
+        acc=loss / 10,
+        n=n,
+        flip_rate=perturbed,
+        loss_gap=perturbed,
+        p_drop=perturbed,
+        bias_clean=loss,
+        bias_perturbed=perturbed,
+    )
+
+
+def test_epoch_aggregator_weights_by_n() -> None:
+    agg = EpochAggregator()
+    agg.add(_metrics(30, 1.0, 0.1))
+    agg.add(_metrics(10, 3.0, 0.5))
+    r = agg.result()
+    assert list(r) == [
+        "train_loss",
+        "train_acc",
+        "flip_rate",
+        "loss_gap",
+        "p_drop",
+        "bias_clean",
+        "bias_perturbed",
+    ]
+    assert r["train_loss"] == pytest.approx(1.5)
+    assert r["train_acc"] == pytest.approx(0.15)
+    assert r["bias_clean"] == pytest.approx(1.5)
+    for key in ("flip_rate", "loss_gap", "p_drop", "bias_perturbed"):
+        assert r[key] == pytest.approx(0.2)
+    assert agg.n == 40
+
+
+def test_epoch_aggregator_omits_perturbed_keys_for_a_baseline() -> None:
+    agg = EpochAggregator()
+    assert agg.result() == {}
+    agg.add(step_metrics(CLEAN, TARGETS))
+    agg.add(step_metrics(CLEAN[:2], TARGETS[:2]))
+    r = agg.result()
+    assert set(r) == {"train_loss", "train_acc", "bias_clean"}
+    assert r["train_acc"] == pytest.approx((0.5 * 4 + 1.0 * 2) / 6)
+    agg.reset()
+    assert agg.result() == {}
+
+
+def test_epoch_aggregator_averages_perturbed_keys_over_perturbed_steps_only() -> None:
+    agg = EpochAggregator()
+    agg.add(_metrics(10, 1.0, None))
+    agg.add(_metrics(30, 1.0, 0.4))
+    assert agg.result()["flip_rate"] == pytest.approx(0.4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_metrics_and_tracker_on_cuda_match_cpu() -> None:
+    dev = torch.device("cuda")
+    cpu = step_metrics(CLEAN, TARGETS, PERTURBED, clean_loss=torch.tensor(1.0))
+    gpu = step_metrics(
+        CLEAN.to(dev), TARGETS.to(dev), PERTURBED.to(dev), clean_loss=torch.tensor(1.0)
+    )
+    for field in ("loss", "acc", "flip_rate", "loss_gap", "p_drop", "bias_clean"):
+        assert getattr(gpu, field) == pytest.approx(getattr(cpu, field), rel=1e-5)
+    t = ForgettingTracker(3)
+    t.update(torch.tensor([0, 1]), torch.tensor([True, True], device=dev))
+    t.update(torch.tensor([0, 1], device=dev), torch.tensor([False, True], device=dev))
+    assert t.total_events == 1 and t.epoch_rate() == 0.5
