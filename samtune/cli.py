@@ -1,0 +1,167 @@
+"""samtune's command line: each command parses, calls one public function, prints."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from collections.abc import Sequence
+
+from samtune.errors import SamtuneError
+
+EPILOG = "Exit status: 0 success, 2 bad input or usage, 1 internal error, 130 interrupted."
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def _m_or_none(text: str) -> int | None:
+    return None if text.lower() in ("none", "batch") else _positive_int(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from samtune.search import PRUNERS, list_presets
+
+    parser = argparse.ArgumentParser(
+        prog="samtune", description="Find the right Sharpness-Aware Minimization configuration for your data.",
+        epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"samtune {__import__('samtune').__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("search", help="search SAM configurations on a data set and recommend one",
+                       description="Run an Optuna study over SAM variant, rho, schedule, m and the "
+                       "learning rate; confirm the best configurations on held-out data; write a "
+                       "recommendation.", epilog=EPILOG)
+    p.add_argument("--data", required=True, help="image folder, CSV or NPZ file, or builtin:digits|wine|breast_cancer")
+    p.add_argument("--trials", type=_positive_int, default=16, help="finished trials to reach; a resumed study is topped up (default 16)")
+    p.add_argument("--timeout", type=_positive_float, default=None, help="stop starting trials after this many seconds")
+    p.add_argument("--epochs", type=_positive_int, default=8, help="epochs per trial and per confirmation run (default 8)")
+    p.add_argument("--batch-size", type=_positive_int, default=None, help="batch size (default: from the training-set size, 16 to 128)")
+    p.add_argument("--study", default=None, help="study name (default: named after the data)")
+    p.add_argument("--storage", default=None, help="Optuna RDB URL (default: sqlite:///studies/STUDY.db)")
+    p.add_argument("--pruner", choices=PRUNERS, default="forgetting", help="trial pruner (default forgetting)")
+    p.add_argument("--space", default="default", help=f"search-space preset ({', '.join(list_presets())}) or a YAML file (default: default)")
+    p.add_argument("--lr", type=_positive_float, default=None, help="fix the base learning rate instead of searching it")
+    p.add_argument("--model", default=None, help="mlp, cnn, resnet18 or package.module:function (default: by data kind)")
+    p.add_argument("--target", default=None, help="CSV target column (default: label/target/class/y)")
+    p.add_argument("--seed", type=int, default=0, help="seed of splits, sampler and trials (default 0)")
+    p.add_argument("--out", default=None, help="folder for recommendation.json/.yaml (default: beside the study)")
+    p.add_argument("--confirm-seeds", type=_positive_int, default=3, help="seeds per confirmed configuration (default 3)")
+    p.add_argument("--top-k", type=_positive_int, default=2, help="distinct best configurations to confirm, besides the baseline (default 2)")
+    p.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("recommend", help="print the recommendation stored in a study")
+    p.add_argument("--study", required=True)
+    p.add_argument("--storage", default=None, help="Optuna RDB URL (default: sqlite:///studies/STUDY.db)")
+    p.add_argument("--format", choices=("yaml", "json"), default="yaml")
+    p.add_argument("--out", default=None, help="also write recommendation.json/.yaml to this folder")
+    p.set_defaults(func=cmd_recommend)
+
+    p = sub.add_parser("show", help="print a study's best trials as a table")
+    p.add_argument("--study", required=True)
+    p.add_argument("--storage", default=None, help="Optuna RDB URL (default: sqlite:///studies/STUDY.db)")
+    p.add_argument("--top", type=_positive_int, default=10, help="rows (default 10)")
+    p.set_defaults(func=cmd_show)
+    return parser
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from samtune.search import search
+    from samtune.search._tables import confirmation_table
+
+    rec = search(
+        args.data, trials=args.trials, timeout=args.timeout, epochs=args.epochs,
+        batch_size=args.batch_size, study=args.study, storage=args.storage, pruner=args.pruner,
+        space=args.space, lr=args.lr, model=args.model, target=args.target, seed=args.seed,
+        out=args.out, confirm_seeds=args.confirm_seeds, top_k=args.top_k, device=args.device,
+        progress=not args.quiet,
+    )
+    print(_show_study(rec.study["name"], rec.study["storage"], 5))
+    print()
+    print(confirmation_table(rec.candidates))
+    print()
+    print(f"verdict: {rec.verdict}: {rec.summary}")
+    return 0
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    import json
+
+    import yaml
+
+    from samtune.search import stored_recommendation
+
+    rec = stored_recommendation(args.study, args.storage)
+    d = rec.to_dict()
+    print(json.dumps(d, indent=2) if args.format == "json" else yaml.safe_dump(d, sort_keys=False), end="")
+    if args.out:
+        json_path, _ = rec.save(args.out)
+        print(f"wrote {json_path} (and .yaml)", file=sys.stderr)
+    return 0
+
+
+def _show_study(study: str, storage: str | None, top: int) -> str:
+    from samtune.search import top_trials_table
+    from samtune.search._storage import default_storage_url, load_study, open_storage
+
+    s = load_study(study, open_storage(storage or default_storage_url(study), create=False))
+    return top_trials_table(s, top)
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    print(_show_study(args.study, args.storage, args.top))
+    return 0
+
+
+def _quiet_libraries() -> None:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``samtune`` command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _quiet_libraries()
+    try:
+        return args.func(args)
+    except SamtuneError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished trials are saved; run the same command again to resume.",
+              file=sys.stderr)
+        return 130
+    except Exception as exc:  # an internal error: one line unless --debug
+        if args.debug:
+            raise
+        print(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,21 @@
+"""The search: space, objective, pruners, storage, confirmation and the recommendation."""
+
+from __future__ import annotations
+
+from samtune.search._pruners import PRUNERS, make_pruner
+from samtune.search._recommendation import Recommendation
+from samtune.search._search import SearchOptions, search, stored_recommendation
+from samtune.search._space import SearchSpace, list_presets
+from samtune.search._tables import top_trials_table
+
+__all__ = [
+    "PRUNERS",
+    "Recommendation",
+    "SearchOptions",
+    "SearchSpace",
+    "list_presets",
+    "make_pruner",
+    "search",
+    "stored_recommendation",
+    "top_trials_table",
+]

@@ -1,0 +1,121 @@
+"""The objective: one trial trains one configuration; the only code that talks to Optuna
+from inside the training loop is the small ``OptunaReporter`` callback."""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from torch import nn
+
+from samtune.optim import SAMConfig
+from samtune.search._space import SearchSpace
+from samtune.train import Callback, TrainConfig, TrainResult, seed_everything, train
+
+# Signals summarised as plottable scalars per trial (early = at the second epoch, or the first).
+SUMMARY_KEYS = ("flip_rate", "loss_gap", "p_drop", "forgetting_rate", "bias_clean", "bias_perturbed")
+
+
+def trial_seed(seed: int, number: int) -> int:
+    return (seed * 1_000_003 + number) % 2**31
+
+
+class OptunaReporter(Callback):
+    """Reports each epoch to the trial and prunes when the pruner says so."""
+
+    def __init__(self, trial: optuna.Trial) -> None:
+        self.trial = trial
+        self.history: list[dict[str, float]] = []
+
+    def on_epoch_end(self, epoch: int, record: dict[str, float]) -> None:
+        self.history.append(record)
+        self.trial.set_user_attr("history", _jsonable(self.history))
+        self.trial.report(record["val_acc"], step=epoch)
+        if self.trial.should_prune():
+            pruner = getattr(self.trial.study, "pruner", None)
+            reason = getattr(pruner, "last_reason", None) or f"pruned at epoch {epoch}"
+            self.trial.set_user_attr("prune_reason", reason)
+            raise optuna.TrialPruned(reason)
+
+
+def _jsonable(history: list[dict[str, float]]) -> list[dict[str, float | None]]:
+    return [{k: (v if math.isfinite(v) else None) if isinstance(v, float) else v
+             for k, v in r.items()} for r in history]
+
+
+def summarize(history: list[dict[str, float]]) -> dict[str, float]:
+    """Scalar user attributes the dashboard can plot."""
+    if not history:
+        return {}
+    early = history[min(1, len(history) - 1)]
+    out = {"final_val_acc": history[-1]["val_acc"], "final_val_loss": history[-1]["val_loss"],
+           "best_val_acc": max(r["val_acc"] for r in history), "epochs_trained": len(history)}
+    for key in SUMMARY_KEYS:
+        if key in early:
+            out[f"early_{key}"] = early[key]
+            out[f"mean_{key}"] = sum(r[key] for r in history) / len(history)
+    return {k: float(v) for k, v in out.items() if isinstance(v, int | float) and math.isfinite(v)}
+
+
+@dataclass
+class Objective:
+    """Train the trial's configuration on the data set; value = final validation accuracy."""
+
+    data: Any  # samtune.data.Dataset
+    space: SearchSpace
+    train_config: TrainConfig
+    model_factory: Callable[[], nn.Module]  # a fresh model each call (same seed: same weights)
+    seed: int = 0
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        config = self.space.sample(trial)
+        trial.set_user_attr("config", config.to_dict())
+        trial.set_user_attr("config_text", config.describe())
+        result = run_config(
+            config, self.data, self.train_config, self.model_factory,
+            seed=trial_seed(self.seed, trial.number), callbacks=[OptunaReporter(trial)],
+        )
+        trial.set_user_attr("step_time", result.step_time)
+        for key, value in summarize(result.history).items():
+            trial.set_user_attr(key, value)
+        if result.diverged:
+            trial.set_user_attr("prune_reason", f"diverged: {result.reason}")
+            raise optuna.TrialPruned(f"diverged: {result.reason}")
+        return result.val_acc
+
+
+def run_config(
+    config: SAMConfig, data: Any, train_config: TrainConfig,
+    model_factory: Callable[[], nn.Module], *, seed: int,
+    callbacks: list[Callback] | None = None,
+) -> TrainResult:
+    """Train ``config`` from a fresh model with ``seed`` (search trials and confirmation runs)."""
+    seed_everything(seed)
+    model = model_factory()
+    cfg = TrainConfig(**{**train_config.to_dict(), "seed": seed})
+    return train(model, data, config, cfg, callbacks)
+
+
+def model_factory_from(model: nn.Module) -> Callable[[], nn.Module]:
+    """Each call returns a copy of ``model`` with its initial weights."""
+    state = copy.deepcopy(model.state_dict())
+
+    def make() -> nn.Module:
+        fresh = copy.deepcopy(model)
+        fresh.load_state_dict(state)
+        return fresh
+
+    return make
+
+
+def named_model_factory(name: str | None, data: Any) -> Callable[[], nn.Module]:
+    from samtune.models import build_model
+
+    build_model(name, data.input_shape, data.num_classes)  # fail early on a bad name
+    return lambda: build_model(name, data.input_shape, data.num_classes)
+
+

@@ -1,0 +1,51 @@
+"""Live progress of a search on stderr: one line per finished trial and confirmation run."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+
+def fmt_time(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class Progress:
+    """An Optuna callback printing trial n/N, best so far, pruned so far, elapsed and left."""
+
+    def __init__(self, target: int, already: int, enabled: bool = True,
+                 stream: TextIO | None = None) -> None:
+        self.target, self.already, self.enabled = target, already, enabled
+        self.stream = stream or sys.stderr
+        self.start = time.monotonic()
+        self.ran = 0
+
+    def say(self, text: str) -> None:
+        if self.enabled:
+            print(text, file=self.stream, flush=True)
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self.ran += 1
+        trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+        n = len(trials)
+        pruned = sum(t.state == TrialState.PRUNED for t in trials)
+        elapsed = time.monotonic() - self.start
+        left = elapsed / self.ran * max(0, self.target - n)
+        try:
+            best = f"best {study.best_value:.4f}"
+        except ValueError:
+            best = "best -"
+        if trial.state == TrialState.COMPLETE:
+            what = f"val_acc {trial.value:.4f}"
+        else:
+            what = f"{trial.state.name.lower()}: {trial.user_attrs.get('prune_reason', '')}"[:70]
+        config = trial.user_attrs.get("config_text", "")
+        self.say(f"[{n:>3}/{self.target}] trial {trial.number:>3} {config:<48} {what} | {best} | "
+                 f"pruned {pruned} | {fmt_time(elapsed)} elapsed, ~{fmt_time(left)} left")

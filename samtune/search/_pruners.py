@@ -1,0 +1,39 @@
+"""The pruners a samtune search can use, by name."""
+
+from __future__ import annotations
+
+import optuna
+
+from samtune.errors import ConfigError
+from samtune.search._forgetting_pruner import ForgettingPruner
+
+PRUNERS = ("forgetting", "median", "hyperband", "none")
+
+
+def make_pruner(name: str, *, epochs: int, seed: int | None = None) -> optuna.pruners.BasePruner:
+    """Build the pruner called ``name`` for trials of ``epochs`` epochs (reported as steps 1..epochs).
+
+    - ``forgetting``: :class:`ForgettingPruner` (the default), predicting the final accuracy
+      from early forgetting signals; its predictor starts at epoch ``max(1, epochs // 5)``
+      after 5 completed trials.
+    - ``median``: Optuna's ``MedianPruner`` on validation accuracy, from epoch
+      ``max(1, epochs // 4)`` after 5 completed trials.
+    - ``hyperband``: Optuna's ``HyperbandPruner`` with epochs as the resource.
+    - ``none``: never prune.
+
+    ``seed`` is accepted for a uniform call signature; none of these pruners is random.
+    """
+    del seed  # no pruner here draws random numbers
+    if epochs < 1:
+        raise ConfigError(f"epochs must be at least 1 to build a pruner, got {epochs}.")
+    if name == "forgetting":
+        return ForgettingPruner(n_startup_trials=5, n_warmup_steps=max(1, epochs // 5))
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=max(1, epochs // 4))
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(
+            min_resource=1, max_resource=epochs, reduction_factor=3
+        )
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise ConfigError(f"unknown pruner {name!r}; choose one of: {', '.join(PRUNERS)}.")

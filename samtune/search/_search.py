@@ -1,0 +1,260 @@
+"""``search``: the product's main job, from data to a recommended configuration."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+from torch import nn
+
+import samtune
+from samtune.data import load_data
+from samtune.errors import ConfigError, SamtuneError
+from samtune.optim import SAMConfig
+from samtune.search._confirm import confirm, pick_candidates
+from samtune.search._objective import Objective, model_factory_from, named_model_factory
+from samtune.search._progress import Progress, fmt_time
+from samtune.search._pruners import make_pruner
+from samtune.search._recommendation import Recommendation
+from samtune.search._space import SearchSpace
+from samtune.search._storage import (
+    default_storage_url,
+    default_study_name,
+    load_study,
+    open_storage,
+    sqlite_path,
+)
+from samtune.train import TrainConfig
+
+SETTINGS_ATTR = "samtune"  # study user attribute holding what the study was made with
+
+
+@dataclass
+class SearchOptions:
+    """Everything ``samtune search`` takes; the CLI's options map one to one."""
+
+    trials: int = 16  # finished (complete or pruned) trials to reach; a resumed study is topped up
+    timeout: float | None = None  # seconds for the trial phase; None: no limit
+    epochs: int = 8  # epochs per trial and per confirmation run
+    batch_size: int | None = None  # None: chosen from the training-set size (TrainConfig)
+    study: str | None = None  # None: named after the data
+    storage: str | None = None  # None: sqlite:///studies/<study>.db
+    pruner: str = "forgetting"  # forgetting, median, hyperband, none
+    space: str = "default"  # a preset name (default, quick, paper) or a YAML file
+    lr: float | None = None  # fix the base learning rate instead of searching it
+    model: str | None = None  # mlp, cnn, resnet18 or package.module:function; None: by data kind
+    target: str | None = None  # CSV target column
+    seed: int = 0  # data split, sampler and trial seeds
+    out: str | None = None  # recommendation folder; None: beside the study
+    confirm_seeds: int = 3  # seeds per confirmed configuration
+    top_k: int = 2  # distinct top configurations confirmed (plus the best baseline)
+    device: str | None = None  # None: cuda when present, else cpu
+    progress: bool = True  # print progress to stderr
+
+    def __post_init__(self) -> None:
+        for name, low in (("trials", 1), ("epochs", 1), ("confirm_seeds", 1), ("top_k", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                flag = "--" + name.replace("_", "-")
+                raise ConfigError(f"{flag} must be a whole number >= {low}, but got {value!r}.")
+        if self.timeout is not None and not self.timeout > 0:
+            raise ConfigError(f"--timeout must be a positive number of seconds, but got {self.timeout!r}.")
+        if self.lr is not None and not 0 < self.lr <= 10:
+            raise ConfigError(f"--lr must be in (0, 10], but got {self.lr!r}.")
+
+
+def _settings(data: Any, space: SearchSpace, train: TrainConfig, model: str) -> dict[str, Any]:
+    return {"fingerprint": data.fingerprint, "space": space.digest(), "space_name": space.name,
+            "epochs": train.epochs, "batch_size": train.batch_size, "model": model,
+            "dataset": data.describe(), "samtune_version": samtune.__version__}
+
+
+def _check_same(study: optuna.Study, settings: dict[str, Any]) -> None:
+    stored = study.user_attrs.get(SETTINGS_ATTR)
+    if stored is None:
+        if study.trials:
+            raise SamtuneError(f"study {study.study_name!r} was not made by samtune; choose another --study name.")
+        return
+    labels = {"fingerprint": "data (fingerprint)", "space": "search space", "epochs": "--epochs",
+              "batch_size": "batch size", "model": "model"}
+    for key, label in labels.items():
+        if stored.get(key) != settings[key]:
+            raise SamtuneError(
+                f"study {study.study_name!r} was made with a different {label} "
+                f"({stored.get(key)!s:.16} vs {settings[key]!s:.16}); use a new --study name "
+                "or the original settings."
+            )
+
+
+def open_search_study(
+    name: str, storage_url: str, settings: dict[str, Any], space: SearchSpace,
+    pruner: optuna.pruners.BasePruner, seed: int,
+) -> optuna.Study:
+    """Create the study once (or load it), refuse a mismatch, enqueue the warm start."""
+    storage = open_storage(storage_url)
+    sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
+                                         n_startup_trials=8, constant_liar=True)
+    names = {s.study_name for s in optuna.get_all_study_summaries(storage)}
+    if name in names:
+        study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
+        if study.direction != optuna.study.StudyDirection.MAXIMIZE:
+            raise SamtuneError(f"study {name!r} is not a samtune study (it minimizes); choose another --study name.")
+        _check_same(study, settings)
+    else:
+        study = optuna.create_study(study_name=name, storage=storage, sampler=sampler,
+                                    pruner=pruner, direction="maximize")
+    if SETTINGS_ATTR not in study.user_attrs:
+        study.set_user_attr(SETTINGS_ATTR, settings)
+    for params in space.warm_start_params():
+        study.enqueue_trial(params, skip_if_exists=True)
+    return study
+
+
+def _finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+
+
+def search(data: str, *, model: nn.Module | None = None, **options: Any) -> Recommendation:
+    """Run a search on ``data`` and return the recommendation (also written to ``out``).
+
+    ``options`` are :class:`SearchOptions` fields. ``model``: search on this module (each trial
+    starts from a copy of its current weights) instead of a samtune model.
+
+    >>> rec = search("builtin:wine", trials=2, epochs=1, confirm_seeds=1,
+    ...              storage="sqlite:///:memory:", progress=False)  # doctest: +SKIP
+    """
+    opts = SearchOptions(**options)
+    t_start = time.monotonic()
+    dataset = load_data(data, target=opts.target, seed=opts.seed)
+    space = SearchSpace.load(opts.space)
+    batch = TrainConfig(batch_size=opts.batch_size).resolve_batch_size(len(dataset.x_train))
+    train_config = TrainConfig(epochs=opts.epochs, batch_size=batch, seed=opts.seed, device=opts.device)
+    space = space.with_batch_size(batch)
+    if opts.lr is not None:
+        space = space.fix_lr(opts.lr)
+    if model is not None:
+        factory = model_factory_from(model)
+        from samtune.models import model_signature
+        model_name = f"module:{model_signature(model)[:16]}"
+    else:
+        factory = named_model_factory(opts.model, dataset)
+        from samtune.models import default_model_name
+        model_name = opts.model or default_model_name(dataset.input_shape)
+    name = opts.study or default_study_name(data)
+    storage_url = opts.storage or default_storage_url(name)
+    settings = _settings(dataset, space, train_config, model_name)
+    pruner = make_pruner(opts.pruner, epochs=opts.epochs, seed=opts.seed)
+    study = open_search_study(name, storage_url, settings, space, pruner, opts.seed)
+
+    already = len(_finished(study))
+    remaining = opts.trials - already
+    progress = Progress(opts.trials, already, enabled=opts.progress)
+    progress.say(f"samtune: study {name!r} in {storage_url} | data {data} "
+                 f"({dataset.split_sizes()}) | model {model_name} | batch {batch} | "
+                 f"{opts.epochs} epochs/trial | pruner {opts.pruner}")
+    if remaining > 0:
+        if already:
+            progress.say(f"resuming: {already} finished trial(s) found, running {remaining} more")
+        objective = Objective(dataset, space, train_config, factory, seed=opts.seed)
+        study.optimize(objective, n_trials=remaining, timeout=opts.timeout, callbacks=[progress],
+                       gc_after_trial=False)
+    else:
+        progress.say(f"study already has {already} finished trial(s) (>= --trials {opts.trials})")
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        raise SamtuneError(f"no trial of study {name!r} completed (all pruned or failed); "
+                           "raise --trials or --epochs, or try --pruner none.")
+
+    candidates = pick_candidates(study, opts.top_k, dict(space.base_kwargs, lr=opts.lr or 0.05))
+    progress.say(f"confirming {len(candidates)} configuration(s) x {opts.confirm_seeds} seed(s) "
+                 "on the held-out test split")
+
+    def on_run(i: int, n: int, config: Any, s: int, acc: float) -> None:
+        progress.say(f"  confirm {i}/{n}: {config.describe()} seed {s}: test_acc {acc:.4f}")
+
+    confirmed = confirm(candidates, dataset, train_config, factory, seeds=opts.confirm_seeds,
+                        seed=opts.seed, on_run=on_run)
+    rec = build_recommendation(study, confirmed, dataset, train_config, model_name, storage_url, data)
+    out = Path(opts.out) if opts.out else default_out_dir(storage_url, name)
+    json_path, _ = rec.save(out)
+    study.set_user_attr("recommendation", rec.to_dict())
+    progress.say(f"done in {fmt_time(time.monotonic() - t_start)}: {rec.summary}")
+    progress.say(f"recommendation: {json_path} (and .yaml)")
+    return rec
+
+
+def default_out_dir(storage_url: str, study: str) -> Path:
+    path = sqlite_path(storage_url)
+    if path is not None and str(path) != ":memory:":
+        return path.parent / study
+    return Path("samtune-out") / study
+
+
+def build_recommendation(
+    study: optuna.Study, confirmed: list[dict[str, Any]], dataset: Any, train_config: TrainConfig,
+    model_name: str, storage_url: str, data: str,
+) -> Recommendation:
+    """Pick the winner by mean test accuracy and state the verdict."""
+    baseline = next(c for c in confirmed if c["config"]["variant"] == "sgd")
+    ranked = sorted(confirmed, key=lambda c: -_mean(c))
+    winner = ranked[0]
+    gain = _mean(winner) - _mean(baseline)
+    spread = max(winner["test_accuracy"]["std"], baseline["test_accuracy"]["std"])
+    best_sam = next((c for c in ranked if c["config"]["variant"] != "sgd"), None)
+    if winner["config"]["variant"] != "sgd" and gain > spread:
+        verdict, chosen = "use", winner
+        summary = (f"use {winner['description']}: test accuracy {_mean(winner):.4f} vs "
+                   f"baseline {_mean(baseline):.4f} (+{100 * gain:.2f} pp, seed spread "
+                   f"{100 * spread:.2f} pp)")
+    else:
+        verdict, chosen = "keep-baseline", baseline
+        if best_sam is None:
+            why = "no SAM-family configuration was confirmed"
+        else:
+            g = _mean(best_sam) - _mean(baseline)
+            why = (f"the best SAM-family configuration ({best_sam['description']}) scored "
+                   f"{_mean(best_sam):.4f}, {100 * g:+.2f} pp, within or below the seed spread "
+                   f"of {100 * spread:.2f} pp")
+        summary = f"SAM does not help here: keep the tuned baseline ({baseline['description']}); {why}"
+    trials = study.get_trials(deepcopy=False)
+    search_epochs = sum(len(t.user_attrs.get("history", [])) for t in trials)
+    confirm_epochs = sum(c["epochs"] for c in confirmed)
+    cost = chosen["step_time"] / baseline["step_time"] if baseline["step_time"] > 0 else float("nan")
+    return Recommendation(
+        verdict=verdict,
+        config=SAMConfig.from_dict(chosen["config"]),
+        test_accuracy=chosen["test_accuracy"],
+        baseline={"config": baseline["config"], "test_accuracy": baseline["test_accuracy"]},
+        gain=gain if verdict == "use" else 0.0,
+        cost_multiplier=round(cost, 3) if math.isfinite(cost) else float("nan"),
+        summary=summary,
+        candidates=[{k: c[k] for k in ("description", "config", "trial", "val_accuracy", "test_accuracy")}
+                    | {"cost_multiplier": round(c["step_time"] / baseline["step_time"], 3)}
+                    for c in ranked],
+        train={"epochs": train_config.epochs, "batch_size": train_config.batch_size, "model": model_name},
+        dataset={**dataset.describe(), "path": data},
+        study={"name": study.study_name, "storage": storage_url, "n_trials": len(trials),
+               "n_complete": sum(t.state == TrialState.COMPLETE for t in trials),
+               "n_pruned": sum(t.state == TrialState.PRUNED for t in trials)},
+        compute={"search_epochs": search_epochs, "confirmation_epochs": confirm_epochs,
+                 "epochs": search_epochs + confirm_epochs},
+        samtune_version=samtune.__version__,
+    )
+
+
+def _mean(c: dict[str, Any]) -> float:
+    m = c["test_accuracy"]["mean"]
+    return m if m == m else -1.0
+
+
+def stored_recommendation(study: str, storage: str | None = None) -> Recommendation:
+    """The recommendation stored in a study (``samtune recommend``)."""
+    url = storage or default_storage_url(study)
+    s = load_study(study, open_storage(url, create=False))
+    if "recommendation" not in s.user_attrs:
+        raise SamtuneError(f"study {study!r} has no recommendation yet; finish it with 'samtune search'.")
+    return Recommendation.from_dict(s.user_attrs["recommendation"])

@@ -1,0 +1,64 @@
+"""Where studies live: an SQLite file under ``studies/`` by default, or any Optuna RDB URL."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import optuna
+from sqlalchemy.exc import SQLAlchemyError
+
+from samtune.errors import SamtuneError
+
+STUDIES_DIR = Path("studies")  # relative to the working directory, like the README's commands
+SQLITE_TIMEOUT_S = 60  # busy timeout: workers wait for each other's writes instead of failing
+
+
+def default_study_name(data: str) -> str:
+    """``builtin:digits`` -> ``digits``; ``./my/data.csv`` -> ``data``."""
+    stem = data.split(":", 1)[1] if data.startswith("builtin:") else Path(str(data).rstrip("/")).stem
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", stem) or "study"
+
+
+def default_storage_url(study: str) -> str:
+    return f"sqlite:///{STUDIES_DIR / (study + '.db')}"
+
+
+def sqlite_path(url: str) -> Path | None:
+    if url.startswith("sqlite:///"):
+        return Path(url[len("sqlite:///"):])
+    return None
+
+
+def open_storage(url: str, *, create: bool = True) -> optuna.storages.RDBStorage:
+    """An RDB storage with a busy timeout; clear errors for unusable locations."""
+    path = sqlite_path(url)
+    engine_kwargs = {}
+    if path is not None:
+        if not create and not path.exists():
+            raise SamtuneError(f"no study database at {str(path)!r}; run 'samtune search' first or pass --storage.")
+        directory = path.parent if str(path.parent) else Path(".")
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SamtuneError(f"cannot create the study directory {str(directory)!r} ({exc.strerror}); pass --storage with a writable location.") from None
+        if not os.access(directory, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+            raise SamtuneError(f"the study database {str(path)!r} is not writable; fix its permissions or pass --storage with a writable location.")
+        engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
+    elif "://" not in url:
+        raise SamtuneError(f"storage {url!r} is not a database URL; use e.g. sqlite:///studies/x.db or postgresql://user@host/db.")
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    except (SQLAlchemyError, ImportError, ValueError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SamtuneError(f"cannot open storage {url!r}: {first[:200]}; check the URL and that the server is running.") from None
+
+
+def load_study(name: str, storage: optuna.storages.BaseStorage) -> optuna.Study:
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+        hint = f"studies there: {', '.join(names)}" if names else "that storage holds no study"
+        raise SamtuneError(f"no study named {name!r} ({hint}).") from None

@@ -1,0 +1,212 @@
+"""Pruner tests: no training, studies driven through ask / set_user_attr / report / tell."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import optuna
+import pytest
+
+from samtune.errors import ConfigError
+from samtune.search._forgetting_pruner import ForgettingPruner
+from samtune.search._pruners import PRUNERS, make_pruner
+
+VARIANTS = ("sgd", "sam", "asam", "gsam", "obf", "randsam", "gsam-obf", "asam-obf")
+
+
+def _history(early: float, *, sam: bool, flip: float = 0.05, epochs: int = 3) -> list[dict]:
+    """Per-epoch records whose epoch-2 val_acc is ``early`` (climbing 0.05 an epoch)."""
+    history = []
+    for epoch in range(1, epochs + 1):
+        val_acc = early + 0.05 * (epoch - 2)
+        record = {
+            "epoch": epoch,
+            "val_acc": val_acc,
+            "val_loss": 2.0 - val_acc,
+            "train_loss": 1.8 - val_acc,
+            "train_acc": val_acc + 0.02 * epoch,
+            "forgetting_rate": 0.1,
+            "bias_clean": 0.01,
+        }
+        if sam:
+            record |= {
+                "flip_rate": flip,
+                "loss_gap": 0.5 * flip,
+                "p_drop": 0.02,
+                "bias_perturbed": 0.02,
+            }
+        history.append(record)
+    return history
+
+
+def _run(study: optuna.Study, variant: str, history: list[dict]) -> optuna.Trial:
+    """Report ``history`` epoch by epoch as the objective does; return the running trial."""
+    study.enqueue_trial({"variant": variant})
+    trial = study.ask()
+    trial.suggest_categorical("variant", VARIANTS)
+    for record in history:
+        trial.set_user_attr("history", history[: record["epoch"]])
+        trial.report(record["val_acc"], step=record["epoch"])
+    return trial
+
+
+def _complete(study: optuna.Study, variant: str, history: list[dict], final: float) -> None:
+    study.tell(_run(study, variant, history), final)
+
+
+def _truth(early: float, *, sam: bool, flip: float = 0.0) -> float:
+    """The crafted relation: SAM starts lower but ends higher, less so the more it flips."""
+    return 0.40 + 0.60 * early + (0.25 - flip if sam else 0.0)
+
+
+# (early val_acc, flip rate) of the completed trials: SGD starts high, SAM starts low.
+SGD_RUNS = [(0.60, 0.0), (0.65, 0.0), (0.70, 0.0), (0.75, 0.0), (0.80, 0.0)]
+SAM_RUNS = [(0.40, 0.02), (0.45, 0.06), (0.50, 0.03), (0.55, 0.08), (0.60, 0.04)]
+
+
+def _fitted_study(pruner: optuna.pruners.BasePruner) -> optuna.Study:
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    for sam, runs in ((False, SGD_RUNS), (True, SAM_RUNS)):
+        for early, flip in runs:
+            final = _truth(early, sam=sam, flip=flip)
+            _complete(study, "sam" if sam else "sgd", _history(early, sam=sam, flip=flip), final)
+    return study
+
+
+def _prunes(study: optuna.Study, variant: str, history: list[dict]) -> bool:
+    return _run(study, variant, history).should_prune()
+
+
+@pytest.mark.parametrize(
+    "bad", [{"val_loss": math.inf}, {"train_loss": math.nan}, {"val_acc": math.nan}]
+)
+def test_divergence_pruned_at_once_even_during_startup(bad: dict) -> None:
+    pruner = ForgettingPruner()
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    history = [_history(0.5, sam=True)[0] | bad]
+    assert _prunes(study, "sam", history)
+    assert pruner.last_reason is not None and pruner.last_reason.startswith("diverged: ")
+
+
+def test_collapse_pruned_from_epoch_two() -> None:
+    pruner = ForgettingPruner()
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    history = _history(0.3, sam=True, flip=0.8, epochs=2)
+    trial = _run(study, "sam", history[:1])
+    assert not trial.should_prune()
+    assert pruner.last_reason is None
+    trial.set_user_attr("history", history)
+    trial.report(history[1]["val_acc"], step=2)
+    assert trial.should_prune()
+    assert pruner.last_reason == "collapsed perturbation: flip rate 0.800 at epoch 2"
+    assert pruner.reason_for(trial.number) == pruner.last_reason
+
+
+def test_nothing_pruned_before_startup_trials_complete() -> None:
+    study = optuna.create_study(direction="maximize", pruner=ForgettingPruner(n_startup_trials=5))
+    for early, _ in SGD_RUNS[:4]:
+        _complete(study, "sgd", _history(early, sam=False), _truth(early, sam=False))
+    assert not _prunes(study, "sgd", _history(0.05, sam=False))
+    _complete(study, "sgd", _history(0.8, sam=False), _truth(0.8, sam=False))
+    assert _prunes(study, "sgd", _history(0.05, sam=False))
+
+
+def test_fallback_compares_within_the_family() -> None:
+    pruner = ForgettingPruner(n_startup_trials=3)
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    for variant, early in (("sgd", 0.7), ("sgd", 0.75), ("sgd", 0.8), ("sam", 0.4), ("sam", 0.45)):
+        sam = variant != "sgd"
+        _complete(study, variant, _history(early, sam=sam), _truth(early, sam=sam))
+    assert not _prunes(study, "sam", _history(0.42, sam=True))
+    assert _prunes(study, "sgd", _history(0.42, sam=False))
+    assert pruner.last_reason is not None and "baseline median 0.800" in pruner.last_reason
+
+
+def test_low_prediction_pruned_high_prediction_kept() -> None:
+    pruner = ForgettingPruner(n_startup_trials=5, n_warmup_steps=1)
+    study = _fitted_study(pruner)
+    assert _prunes(study, "sgd", _history(0.50, sam=False, epochs=2))
+    assert pruner.last_reason is not None and pruner.last_reason.startswith(
+        "predicted final val_acc"
+    )
+    assert _prunes(study, "sam", _history(0.45, sam=True, flip=0.35, epochs=2))
+    assert not _prunes(study, "sgd", _history(0.78, sam=False, epochs=2))
+
+
+def test_slow_starting_sam_kept_where_median_pruner_kills_it() -> None:
+    """The product's claim in miniature: early accuracy alone kills a SAM trial that wins."""
+    history = _history(0.50, sam=True, flip=0.02, epochs=2)
+    assert _truth(0.50, sam=True, flip=0.02) > max(
+        _truth(e, sam=False) for e, _ in SGD_RUNS
+    )  # it would have beaten every baseline
+    median_study = _fitted_study(optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1))
+    assert _prunes(median_study, "sam", history)
+    forgetting_study = _fitted_study(ForgettingPruner(n_startup_trials=5, n_warmup_steps=1))
+    assert not _prunes(forgetting_study, "sam", history)
+
+
+@pytest.mark.parametrize(
+    ("variant", "early", "flip"), [("sam", 0.5, 0.02), ("sgd", 0.68, 0.0), ("sam", 0.58, 0.07)]
+)
+def test_predict_follows_the_crafted_relation(variant: str, early: float, flip: float) -> None:
+    pruner = ForgettingPruner(n_startup_trials=5, n_warmup_steps=1)
+    study = _fitted_study(pruner)
+    sam = variant != "sgd"
+    trial = _run(study, variant, _history(early, sam=sam, flip=flip, epochs=2))
+    result = pruner.predict(study, study._storage.get_trial(trial._trial_id))
+    assert result is not None
+    predicted, threshold, sigma = result
+    finals = [t.value for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))]
+    assert predicted == pytest.approx(_truth(early, sam=sam, flip=flip), abs=0.03)
+    assert threshold == pytest.approx(float(np.median(finals)) - sigma)
+    assert 0.0 <= sigma < 0.03
+
+
+def test_predict_needs_enough_completed_trials() -> None:
+    pruner = ForgettingPruner()
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    _complete(study, "sgd", _history(0.7, sam=False), 0.8)
+    trial = _run(study, "sgd", _history(0.6, sam=False, epochs=2))
+    assert pruner.predict(study, study._storage.get_trial(trial._trial_id)) is None
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("forgetting", ForgettingPruner),
+        ("median", optuna.pruners.MedianPruner),
+        ("hyperband", optuna.pruners.HyperbandPruner),
+        ("none", optuna.pruners.NopPruner),
+    ],
+)
+def test_make_pruner_by_name(name: str, kind: type) -> None:
+    assert name in PRUNERS
+    assert isinstance(make_pruner(name, epochs=20, seed=0), kind)
+
+
+def test_make_pruner_rejects_unknown_name_in_one_line() -> None:
+    with pytest.raises(ConfigError) as info:
+        make_pruner("asha", epochs=10)
+    message = str(info.value)
+    assert "\n" not in message and "'asha'" in message
+    assert all(name in message for name in PRUNERS)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"n_startup_trials": -1},
+        {"n_warmup_steps": -1},
+        {"collapse_flip_rate": 0.0},
+        {"collapse_flip_rate": 1.5},
+        {"margin_sigmas": -0.1},
+        {"margin_sigmas": math.nan},
+        {"ridge_alpha": 0.0},
+        {"fallback_tolerance": -0.01},
+    ],
+)
+def test_bad_constructor_args_raise(kwargs: dict) -> None:
+    ((key, value),) = kwargs.items()
+    with pytest.raises(ValueError, match=f"but got {key}="):
+        ForgettingPruner(**kwargs)
