@@ -51,9 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "learning rate; confirm the best configurations on held-out data; write a "
                        "recommendation.", epilog=EPILOG)
     p.add_argument("--data", required=True, help="image folder, CSV or NPZ file, or builtin:digits|wine|breast_cancer")
-    p.add_argument("--trials", type=_positive_int, default=16, help="finished trials to reach; a resumed study is topped up (default 16)")
+    p.add_argument("--trials", type=_positive_int, default=24, help="finished trials to reach; a resumed study is topped up (default 24)")
     p.add_argument("--timeout", type=_positive_float, default=None, help="stop starting trials after this many seconds")
-    p.add_argument("--epochs", type=_positive_int, default=8, help="epochs per trial and per confirmation run (default 8)")
+    p.add_argument("--epochs", type=_positive_int, default=12, help="epochs per trial and per confirmation run (default 12)")
     p.add_argument("--batch-size", type=_positive_int, default=None, help="batch size (default: from the training-set size, 16 to 128)")
     p.add_argument("--study", default=None, help="study name (default: named after the data)")
     p.add_argument("--storage", default=None, help="Optuna RDB URL (default: sqlite:///studies/STUDY.db)")
@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--confirm-seeds", type=_positive_int, default=3, help="seeds per confirmed configuration (default 3)")
     p.add_argument("--top-k", type=_positive_int, default=2, help="distinct best configurations to confirm, besides the baseline (default 2)")
     p.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
+    p.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads (default: 1 for models under 2M parameters, else torch's default)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_search)
 
@@ -93,7 +94,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         args.data, trials=args.trials, timeout=args.timeout, epochs=args.epochs,
         batch_size=args.batch_size, study=args.study, storage=args.storage, pruner=args.pruner,
         space=args.space, lr=args.lr, model=args.model, target=args.target, seed=args.seed,
-        out=args.out, confirm_seeds=args.confirm_seeds, top_k=args.top_k, device=args.device,
+        out=args.out, confirm_seeds=args.confirm_seeds, top_k=args.top_k, device=args.device, threads=args.threads,
         progress=not args.quiet,
     )
     print(_show_study(rec.study["name"], rec.study["storage"], 5))

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import torch
 from optuna.trial import TrialState
 from torch import nn
 
@@ -32,15 +33,16 @@ from samtune.search._storage import (
 from samtune.train import TrainConfig
 
 SETTINGS_ATTR = "samtune"  # study user attribute holding what the study was made with
+SMALL_MODEL_PARAMS = 2_000_000  # below this, train on one CPU thread (see cpu_threads)
 
 
 @dataclass
 class SearchOptions:
     """Everything ``samtune search`` takes; the CLI's options map one to one."""
 
-    trials: int = 16  # finished (complete or pruned) trials to reach; a resumed study is topped up
+    trials: int = 24  # finished (complete or pruned) trials to reach; a resumed study is topped up
     timeout: float | None = None  # seconds for the trial phase; None: no limit
-    epochs: int = 8  # epochs per trial and per confirmation run
+    epochs: int = 12  # epochs per trial and per confirmation run
     batch_size: int | None = None  # None: chosen from the training-set size (TrainConfig)
     study: str | None = None  # None: named after the data
     storage: str | None = None  # None: sqlite:///studies/<study>.db
@@ -54,6 +56,7 @@ class SearchOptions:
     confirm_seeds: int = 3  # seeds per confirmed configuration
     top_k: int = 2  # distinct top configurations confirmed (plus the best baseline)
     device: str | None = None  # None: cuda when present, else cpu
+    threads: int | None = None  # torch CPU threads; None: 1 for small models, else torch's default
     progress: bool = True  # print progress to stderr
 
     def __post_init__(self) -> None:
@@ -64,6 +67,8 @@ class SearchOptions:
                 raise ConfigError(f"{flag} must be a whole number >= {low}, but got {value!r}.")
         if self.timeout is not None and not self.timeout > 0:
             raise ConfigError(f"--timeout must be a positive number of seconds, but got {self.timeout!r}.")
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            raise ConfigError(f"--threads must be a whole number >= 1, but got {self.threads!r}.")
         if self.lr is not None and not 0 < self.lr <= 10:
             raise ConfigError(f"--lr must be in (0, 10], but got {self.lr!r}.")
 
@@ -129,6 +134,23 @@ def search(data: str, *, model: nn.Module | None = None, **options: Any) -> Reco
     ...              storage="sqlite:///:memory:", progress=False)  # doctest: +SKIP
     """
     opts = SearchOptions(**options)
+    threads = torch.get_num_threads()
+    try:
+        return _search(data, model, opts)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def cpu_threads(model: nn.Module, requested: int | None) -> int:
+    """Small models gain nothing from intra-op threads and lose a lot when threads compete
+    with other processes, so they train on one thread; larger ones keep torch's default."""
+    if requested is not None:
+        return requested
+    n_params = sum(p.numel() for p in model.parameters())
+    return 1 if n_params < SMALL_MODEL_PARAMS else torch.get_num_threads()
+
+
+def _search(data: str, model: nn.Module | None, opts: SearchOptions) -> Recommendation:
     t_start = time.monotonic()
     dataset = load_data(data, target=opts.target, seed=opts.seed)
     space = SearchSpace.load(opts.space)
@@ -145,6 +167,7 @@ def search(data: str, *, model: nn.Module | None = None, **options: Any) -> Reco
         factory = named_model_factory(opts.model, dataset)
         from samtune.models import default_model_name
         model_name = opts.model or default_model_name(dataset.input_shape)
+    torch.set_num_threads(cpu_threads(factory(), opts.threads))
     name = opts.study or default_study_name(data)
     storage_url = opts.storage or default_storage_url(name)
     settings = _settings(dataset, space, train_config, model_name)
