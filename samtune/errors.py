@@ -16,3 +16,7 @@ class ConfigError(SamtuneError, ValueError):
 
 class DataError(SamtuneError):
     """A data set that cannot be loaded or split."""
+
+
+class NotFittedError(SamtuneError, AttributeError):
+    """A fitted attribute was read before ``fit`` was called."""

@@ -9,9 +9,10 @@ and a content fingerprint. See the submodules for the policies:
 
 from __future__ import annotations
 
+from samtune.data._arrays import from_arrays
 from samtune.data._builtin import BUILTIN_DATASETS
 from samtune.data._dataset import Dataset
 from samtune.data._images import IMAGE_EXTENSIONS
 from samtune.data._load import load_data
 
-__all__ = ["BUILTIN_DATASETS", "IMAGE_EXTENSIONS", "Dataset", "load_data"]
+__all__ = ["BUILTIN_DATASETS", "IMAGE_EXTENSIONS", "Dataset", "from_arrays", "load_data"]

@@ -99,6 +99,23 @@ def load_data(
         warnings.warn(
             f"target column '{target}' ignored: '{source}' is not a CSV file", stacklevel=2
         )
+    return build_dataset(
+        raw, source, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction,
+        image_size=image_size, augment=augment,
+    )
+
+
+def build_dataset(
+    raw: RawData,
+    source: str,
+    *,
+    seed: int,
+    val_fraction: float,
+    test_fraction: float,
+    image_size: int | None = None,
+    augment: bool | None = None,
+) -> Dataset:
+    """Split ``raw``, fit its preprocessing on train, fingerprint it."""
     classes, codes = encode_labels(raw.y, source)
     fractions = {
         s: f for s, f in (("test", test_fraction), ("val", val_fraction)) if s not in raw.x

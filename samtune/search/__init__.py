@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+import types
+from typing import Any
+
 from samtune.search._pruners import PRUNERS, make_pruner
 from samtune.search._recommendation import Recommendation
 from samtune.search._search import SearchOptions, search, stored_recommendation
@@ -19,3 +23,13 @@ __all__ = [
     "stored_recommendation",
     "top_trials_table",
 ]
+
+
+class _CallableModule(types.ModuleType):
+    """Lets ``samtune.search(data, **options)`` call :func:`search` on the package itself."""
+
+    def __call__(self, data: Any, **options: Any) -> Recommendation:
+        return search(data, **options)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from optuna.trial import TrialState
 from torch import nn
 
 import samtune
-from samtune.data import load_data
+from samtune.data import Dataset, load_data
 from samtune.errors import ConfigError, SamtuneError
 from samtune.optim import SAMConfig
 from samtune.search._confirm import confirm, pick_candidates
@@ -124,21 +125,28 @@ def _finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
 
 
-def search(data: str, *, model: nn.Module | None = None, **options: Any) -> Recommendation:
+def search(data: str | Dataset, *, model: nn.Module | None = None, **options: Any) -> Recommendation:
     """Run a search on ``data`` and return the recommendation (also written to ``out``).
 
-    ``options`` are :class:`SearchOptions` fields. ``model``: search on this module (each trial
-    starts from a copy of its current weights) instead of a samtune model.
+    ``data`` is a ``--data`` spec (path or ``builtin:NAME``) or a ``samtune.data.Dataset``
+    (e.g. from ``samtune.data.from_arrays``). ``options`` are :class:`SearchOptions` fields.
+    ``model``: search on this module (each trial starts from a copy of its current weights)
+    instead of a samtune model.
 
     >>> rec = search("builtin:wine", trials=2, epochs=1, confirm_seeds=1,
     ...              storage="sqlite:///:memory:", progress=False)  # doctest: +SKIP
     """
     opts = SearchOptions(**options)
-    threads = torch.get_num_threads()
+    threads, verbosity = torch.get_num_threads(), optuna.logging.get_verbosity()
+    if opts.progress:  # samtune's progress lines replace Optuna's per-trial log lines
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        return _search(data, model, opts)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return _search(data, model, opts)
     finally:
         torch.set_num_threads(threads)
+        optuna.logging.set_verbosity(verbosity)
 
 
 def cpu_threads(model: nn.Module, requested: int | None) -> int:
@@ -150,9 +158,12 @@ def cpu_threads(model: nn.Module, requested: int | None) -> int:
     return 1 if n_params < SMALL_MODEL_PARAMS else torch.get_num_threads()
 
 
-def _search(data: str, model: nn.Module | None, opts: SearchOptions) -> Recommendation:
+def _search(data: str | Dataset, model: nn.Module | None, opts: SearchOptions) -> Recommendation:
     t_start = time.monotonic()
-    dataset = load_data(data, target=opts.target, seed=opts.seed)
+    if isinstance(data, Dataset):
+        dataset, data = data, data.source
+    else:
+        dataset = load_data(data, target=opts.target, seed=opts.seed)
     space = SearchSpace.load(opts.space)
     batch = TrainConfig(batch_size=opts.batch_size).resolve_batch_size(len(dataset.x_train))
     train_config = TrainConfig(epochs=opts.epochs, batch_size=batch, seed=opts.seed, device=opts.device)
