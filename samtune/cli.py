@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import warnings
 from collections.abc import Sequence
@@ -38,6 +39,7 @@ def _m_or_none(text: str) -> int | None:
 
 def build_parser() -> argparse.ArgumentParser:
     from samtune.search import PRUNERS, list_presets
+    from samtune.search._storage import HEARTBEAT_S
 
     parser = argparse.ArgumentParser(
         prog="samtune", description="Find the right Sharpness-Aware Minimization configuration for your data.",
@@ -68,8 +70,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=_positive_int, default=2, help="distinct best configurations to confirm, besides the baseline (default 2)")
     p.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
     p.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads (default: 1 for models under 2M parameters, else torch's default)")
+    p.add_argument("--workers", type=_positive_int, default=1, help="worker processes running trials on this machine (default 1)")
+    p.add_argument("--heartbeat", type=_positive_int, default=HEARTBEAT_S, help=f"seconds between heartbeats of a running trial; after 3 missed beats it is failed and retried (default {HEARTBEAT_S})")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("worker", help="join an existing study and run its trials (from any machine)",
+                       description="Run trials of a study made by 'samtune search' until it holds its "
+                       "target number of finished trials. Start the study first with samtune search "
+                       "(with a PostgreSQL or MySQL --storage URL to share it between machines); the "
+                       "data path must hold the same data on this machine.", epilog=EPILOG)
+    p.add_argument("--study", required=True)
+    p.add_argument("--storage", required=True, help="the study's Optuna RDB URL")
+    p.add_argument("--quota", type=_positive_int, default=None, help="run at most this many trials (default: until the study is done)")
+    p.add_argument("--seed", type=int, default=None, help="sampler seed of this worker (default: random)")
+    p.add_argument("--heartbeat", type=_positive_int, default=HEARTBEAT_S, help=f"seconds between heartbeats (default {HEARTBEAT_S})")
+    p.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("recommend", help="print the recommendation stored in a study")
     p.add_argument("--study", required=True)
@@ -94,7 +112,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         args.data, trials=args.trials, timeout=args.timeout, epochs=args.epochs,
         batch_size=args.batch_size, study=args.study, storage=args.storage, pruner=args.pruner,
         space=args.space, lr=args.lr, model=args.model, target=args.target, seed=args.seed,
-        out=args.out, confirm_seeds=args.confirm_seeds, top_k=args.top_k, device=args.device, threads=args.threads,
+        out=args.out, confirm_seeds=args.confirm_seeds, top_k=args.top_k, device=args.device, threads=args.threads, workers=args.workers,
+        heartbeat=args.heartbeat,
         progress=not args.quiet,
     )
     print(_show_study(rec.study["name"], rec.study["storage"], 5))
@@ -102,6 +121,14 @@ def cmd_search(args: argparse.Namespace) -> int:
     print(confirmation_table(rec.candidates))
     print()
     print(f"verdict: {rec.verdict}: {rec.summary}")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from samtune.search import join
+
+    join(args.study, args.storage, quota=args.quota, seed=args.seed, heartbeat=args.heartbeat,
+         threads=args.threads, progress=not args.quiet)
     return 0
 
 
@@ -137,9 +164,13 @@ def cmd_show(args: argparse.Namespace) -> int:
 def _quiet_libraries() -> None:
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -147,6 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _quiet_libraries()
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         return args.func(args)
     except SamtuneError as exc:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
+import signal
 import socket
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,9 +123,23 @@ def serve(study: str | None = None, storage: str | None = None, host: str = DEFA
               "authentication and anyone who reaches it can edit the study.", file=sys.stderr)
     say(dashboard_url(host, server.server_port, target.study))
     print("serving optuna-dashboard; press Ctrl-C to stop", file=sys.stderr, flush=True)
+    _serve_until_stopped(server)
+
+
+def _serve_until_stopped(server: WSGIServer) -> None:
+    """Serve until Ctrl-C (or SIGTERM). The signal only sets a flag: raised inside a request,
+    KeyboardInterrupt would be swallowed by wsgiref's error handler and the server kept on."""
+    stop = threading.Event()
+    handled = (signal.SIGINT, signal.SIGTERM)
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in handled} if in_main else {}
+    server.timeout = 0.2  # seconds between looks at the flag
     try:
-        server.serve_forever(poll_interval=0.2)
+        while not stop.is_set():
+            server.handle_request()
     except KeyboardInterrupt:
         pass
     finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
         server.server_close()

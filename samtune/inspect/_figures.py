@@ -115,7 +115,11 @@ def best_per_variant(trials: Sequence[FrozenTrial]) -> go.Figure:
     if BASELINE in best:
         fig.add_hline(y=best[BASELINE].value, line_dash="dash", line_color=variant_color(BASELINE),
                       annotation_text="best baseline", annotation_position="bottom right")
-    fig.update_yaxes(title_text="best validation accuracy", range=[0, 1.1])
+    values = [best[v].value for v in variants]
+    # accuracies cluster near the top: zoom to them (in 0.05 steps) so differences show
+    low = max(0.0, math.floor((min(values, default=0.0) - 0.05) / 0.05) * 0.05)
+    fig.update_yaxes(title_text="best validation accuracy",
+                     range=[low, max(values, default=1.0) + 0.1 * (1.05 - low)])
     fig.update_xaxes(title_text="variant")
     return _layout(fig, "Best validation accuracy per variant", showlegend=False)
 

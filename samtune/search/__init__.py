@@ -11,12 +11,14 @@ from samtune.search._recommendation import Recommendation
 from samtune.search._search import SearchOptions, search, stored_recommendation
 from samtune.search._space import SearchSpace, list_presets
 from samtune.search._tables import top_trials_table
+from samtune.search._workers import join
 
 __all__ = [
     "PRUNERS",
     "Recommendation",
     "SearchOptions",
     "SearchSpace",
+    "join",
     "list_presets",
     "make_pruner",
     "search",

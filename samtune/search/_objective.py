@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import optuna
+from optuna.trial import TrialState
 from torch import nn
 
 from samtune.optim import SAMConfig
@@ -61,6 +63,10 @@ def summarize(history: list[dict[str, float]]) -> dict[str, float]:
     return {k: float(v) for k, v in out.items() if isinstance(v, int | float) and math.isfinite(v)}
 
 
+class TrialSurplus(Exception):
+    """A trial started after the study already had enough trials (parallel workers raced)."""
+
+
 @dataclass
 class Objective:
     """Train the trial's configuration on the data set; value = final validation accuracy."""
@@ -70,8 +76,20 @@ class Objective:
     train_config: TrainConfig
     model_factory: Callable[[], nn.Module]  # a fresh model each call (same seed: same weights)
     seed: int = 0
+    target: int | None = None  # the study's trial target: later trials are surplus
 
     def __call__(self, trial: optuna.Trial) -> float:
+        if self.target is not None and _claims_before(trial) >= self.target:
+            trial.set_user_attr("fail_reason", f"surplus: the study already had {self.target} trials")
+            raise TrialSurplus(trial.number)
+        trial.set_user_attr("worker_pid", os.getpid())
+        try:
+            return self._run(trial)
+        except KeyboardInterrupt:
+            trial.set_user_attr("fail_reason", "interrupted (Ctrl-C); rerun the command to resume")
+            raise
+
+    def _run(self, trial: optuna.Trial) -> float:
         config = self.space.sample(trial)
         trial.set_user_attr("config", config.to_dict())
         trial.set_user_attr("config_text", config.describe())
@@ -86,6 +104,12 @@ class Objective:
             trial.set_user_attr("prune_reason", f"diverged: {result.reason}")
             raise optuna.TrialPruned(f"diverged: {result.reason}")
         return result.val_acc
+
+
+def _claims_before(trial: optuna.Trial) -> int:
+    """Trials numbered before this one that are finished or running."""
+    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+    return sum(t.number < trial.number for t in trial.study.get_trials(deepcopy=False, states=states))
 
 
 def run_config(

@@ -21,8 +21,8 @@ class Progress:
     """An Optuna callback printing trial n/N, best so far, pruned so far, elapsed and left."""
 
     def __init__(self, target: int, already: int, enabled: bool = True,
-                 stream: TextIO | None = None) -> None:
-        self.target, self.already, self.enabled = target, already, enabled
+                 stream: TextIO | None = None, prefix: str = "") -> None:
+        self.target, self.already, self.enabled, self.prefix = target, already, enabled, prefix
         self.stream = stream or sys.stderr
         self.start = time.monotonic()
         self.ran = 0
@@ -42,10 +42,13 @@ class Progress:
             best = f"best {study.best_value:.4f}"
         except ValueError:
             best = "best -"
+        if trial.state == TrialState.FAIL and "surplus" in trial.user_attrs.get("fail_reason", ""):
+            return  # a race lost to another worker: nothing ran
         if trial.state == TrialState.COMPLETE:
             what = f"val_acc {trial.value:.4f}"
         else:
-            what = f"{trial.state.name.lower()}: {trial.user_attrs.get('prune_reason', '')}"[:70]
+            reason = trial.user_attrs.get("prune_reason") or trial.user_attrs.get("fail_reason", "")
+            what = f"{trial.state.name.lower()}: {reason}"[:70]
         config = trial.user_attrs.get("config_text", "")
-        self.say(f"[{n:>3}/{self.target}] trial {trial.number:>3} {config:<48} {what} | {best} | "
+        self.say(f"{self.prefix}[{n:>3}/{self.target}] trial {trial.number:>3} {config:<48} {what} | {best} | "
                  f"pruned {pruned} | {fmt_time(elapsed)} elapsed, ~{fmt_time(left)} left")

@@ -25,12 +25,14 @@ from samtune.search._pruners import make_pruner
 from samtune.search._recommendation import Recommendation
 from samtune.search._space import SearchSpace
 from samtune.search._storage import (
+    HEARTBEAT_S,
     default_storage_url,
     default_study_name,
     load_study,
     open_storage,
     sqlite_path,
 )
+from samtune.search._workers import RUN_ATTR, make_sampler, reap_stale, run_trials, spawn
 from samtune.train import TrainConfig
 
 SETTINGS_ATTR = "samtune"  # study user attribute holding what the study was made with
@@ -58,10 +60,13 @@ class SearchOptions:
     top_k: int = 2  # distinct top configurations confirmed (plus the best baseline)
     device: str | None = None  # None: cuda when present, else cpu
     threads: int | None = None  # torch CPU threads; None: 1 for small models, else torch's default
+    workers: int = 1  # processes running trials on this machine (more join with samtune worker)
+    heartbeat: int = HEARTBEAT_S  # seconds between a running trial's heartbeats (3 missed: stale)
     progress: bool = True  # print progress to stderr
 
     def __post_init__(self) -> None:
-        for name, low in (("trials", 1), ("epochs", 1), ("confirm_seeds", 1), ("top_k", 1)):
+        for name, low in (("trials", 1), ("epochs", 1), ("confirm_seeds", 1), ("top_k", 1),
+                          ("workers", 1), ("heartbeat", 1)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 flag = "--" + name.replace("_", "-")
@@ -99,12 +104,11 @@ def _check_same(study: optuna.Study, settings: dict[str, Any]) -> None:
 
 def open_search_study(
     name: str, storage_url: str, settings: dict[str, Any], space: SearchSpace,
-    pruner: optuna.pruners.BasePruner, seed: int,
+    pruner: optuna.pruners.BasePruner, seed: int, heartbeat: int,
 ) -> optuna.Study:
     """Create the study once (or load it), refuse a mismatch, enqueue the warm start."""
-    storage = open_storage(storage_url)
-    sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
-                                         n_startup_trials=8, constant_liar=True)
+    storage = open_storage(storage_url, heartbeat=heartbeat)
+    sampler = make_sampler(seed)
     names = {s.study_name for s in optuna.get_all_study_summaries(storage)}
     if name in names:
         study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
@@ -139,7 +143,7 @@ def search(data: str | Dataset, *, model: nn.Module | None = None, **options: An
     opts = SearchOptions(**options)
     threads, verbosity = torch.get_num_threads(), optuna.logging.get_verbosity()
     if opts.progress:  # samtune's progress lines replace Optuna's per-trial log lines
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -183,7 +187,15 @@ def _search(data: str | Dataset, model: nn.Module | None, opts: SearchOptions) -
     storage_url = opts.storage or default_storage_url(name)
     settings = _settings(dataset, space, train_config, model_name)
     pruner = make_pruner(opts.pruner, epochs=opts.epochs, seed=opts.seed)
-    study = open_search_study(name, storage_url, settings, space, pruner, opts.seed)
+    study = open_search_study(name, storage_url, settings, space, pruner, opts.seed, opts.heartbeat)
+    loadable = isinstance(data, str) and model is None and not data == "arrays"
+    study.set_user_attr(RUN_ATTR, {
+        "data": data if loadable else None, "target": opts.target, "seed": opts.seed,
+        "space": space.to_dict(), "epochs": opts.epochs, "batch_size": batch,
+        "model": model_name if loadable else None, "pruner": opts.pruner, "device": opts.device,
+        "threads": opts.threads, "trials": opts.trials, "timeout": opts.timeout,
+        "fingerprint": dataset.fingerprint,
+    })
 
     already = len(_finished(study))
     remaining = opts.trials - already
@@ -194,9 +206,24 @@ def _search(data: str | Dataset, model: nn.Module | None, opts: SearchOptions) -
     if remaining > 0:
         if already:
             progress.say(f"resuming: {already} finished trial(s) found, running {remaining} more")
-        objective = Objective(dataset, space, train_config, factory, seed=opts.seed)
-        study.optimize(objective, n_trials=remaining, timeout=opts.timeout, callbacks=[progress],
-                       gc_after_trial=False)
+        objective = Objective(dataset, space, train_config, factory, seed=opts.seed, target=opts.trials)
+        if opts.workers > 1:
+            if not loadable:
+                raise ConfigError("--workers > 1 needs data given as a path or builtin:NAME and a "
+                                  "named --model; data or models given from Python run in one process.")
+            quotas = [remaining // opts.workers + (i < remaining % opts.workers) for i in range(opts.workers)]
+            t_trials = time.monotonic()
+            codes = spawn(name, storage_url, [q for q in quotas if q], seed=opts.seed,
+                          heartbeat=opts.heartbeat, threads=opts.threads, progress=opts.progress,
+                          say=progress.say)
+            if any(code != 0 for code in codes):
+                reap_stale(study, opts.heartbeat)
+            timeout = None if opts.timeout is None else opts.timeout - (time.monotonic() - t_trials)
+        else:
+            timeout = opts.timeout
+        if timeout is None or timeout > 0:  # this process tops up what workers left undone
+            run_trials(study, objective, quota=None, target=opts.trials, timeout=timeout,
+                       callbacks=[progress])
     else:
         progress.say(f"study already has {already} finished trial(s) (>= --trials {opts.trials})")
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):

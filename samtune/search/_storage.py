@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from pathlib import Path
 
 import optuna
@@ -31,8 +32,18 @@ def sqlite_path(url: str) -> Path | None:
     return None
 
 
-def open_storage(url: str, *, create: bool = True) -> optuna.storages.RDBStorage:
-    """An RDB storage with a busy timeout; clear errors for unusable locations."""
+HEARTBEAT_S = 10  # a running trial's heartbeat; a trial silent for 3 beats is stale (failed, retried)
+MAX_RETRY = 2  # times a stale trial (its worker was killed) is retried
+
+
+def open_storage(
+    url: str, *, create: bool = True, heartbeat: int | None = None
+) -> optuna.storages.RDBStorage:
+    """An RDB storage with a busy timeout; clear errors for unusable locations.
+
+    With ``heartbeat`` (seconds), running trials send heartbeats; a trial whose worker died
+    is marked failed after three missed beats and enqueued again (at most ``MAX_RETRY`` times).
+    """
     path = sqlite_path(url)
     engine_kwargs = {}
     if path is not None:
@@ -48,8 +59,15 @@ def open_storage(url: str, *, create: bool = True) -> optuna.storages.RDBStorage
         engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
     elif "://" not in url:
         raise SamtuneError(f"storage {url!r} is not a database URL; use e.g. sqlite:///studies/x.db or postgresql://user@host/db.")
+    beat = {}
+    if heartbeat:
+        beat = {"heartbeat_interval": heartbeat, "grace_period": 3 * heartbeat,
+                "heartbeat_stale_trial_callback":
+                    optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)}
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **beat)
     except (SQLAlchemyError, ImportError, ValueError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SamtuneError(f"cannot open storage {url!r}: {first[:200]}; check the URL and that the server is running.") from None

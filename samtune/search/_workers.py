@@ -1,0 +1,157 @@
+"""Trials in one or several processes against one study, the Optuna way.
+
+The study is created once (``samtune search``), with everything a worker needs stored in its
+``samtune_run`` user attribute: the data spec, the space, the budget, the target trial count.
+A worker (``samtune worker``, or a process started by ``samtune search --workers N``) rebuilds
+the objective from that, checks the data fingerprint, and runs trials until the study holds the
+target number of finished (complete or pruned) trials. Running trials send heartbeats: a trial
+whose worker was killed is failed as stale and enqueued again.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from samtune.errors import SamtuneError
+from samtune.search._objective import Objective, TrialSurplus, named_model_factory
+from samtune.search._progress import Progress
+from samtune.search._pruners import make_pruner
+from samtune.search._space import SearchSpace
+from samtune.search._storage import HEARTBEAT_S, load_study, open_storage
+from samtune.train import TrainConfig
+
+RUN_ATTR = "samtune_run"  # study user attribute: how to run this study's trials
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def make_sampler(seed: int | None) -> optuna.samplers.TPESampler:
+    """Seeded TPE over the conditional space; constant_liar keeps parallel workers apart."""
+    return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
+                                      n_startup_trials=8, constant_liar=True)
+
+
+def finished(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=FINISHED))
+
+
+class StopAtTarget:
+    """Stop ``optimize`` once the study holds ``target`` finished trials (any worker's)."""
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if finished(study) >= self.target:
+            study.stop()
+
+
+def run_trials(study: optuna.Study, objective: Objective, *, quota: int | None, target: int,
+               timeout: float | None, callbacks: list[Callable[..., None]]) -> None:
+    """Run at most ``quota`` trials here, stopping at the study's ``target``."""
+    if finished(study) >= target:
+        return
+    study.optimize(objective, n_trials=quota, timeout=timeout, gc_after_trial=False,
+                   callbacks=[StopAtTarget(target), *callbacks], catch=(TrialSurplus,))
+
+
+def worker_study(name: str, url: str, *, seed: int | None, heartbeat: int = HEARTBEAT_S,
+                 ) -> tuple[optuna.Study, dict[str, Any]]:
+    storage = open_storage(url, create=False, heartbeat=heartbeat)
+    run = load_study(name, storage).user_attrs.get(RUN_ATTR)
+    if run is None:
+        raise SamtuneError(f"study {name!r} was not made by 'samtune search'; start it with samtune search first.")
+    pruner = make_pruner(run["pruner"], epochs=run["epochs"])
+    study = optuna.load_study(study_name=name, storage=storage, sampler=make_sampler(seed), pruner=pruner)
+    return study, run
+
+
+def worker_objective(study: optuna.Study, run: dict[str, Any]) -> Objective:
+    """Rebuild the objective from the study's stored run settings (data checked by fingerprint)."""
+    from samtune.data import load_data
+
+    if run.get("data") is None or run.get("model") is None:
+        raise SamtuneError(
+            f"study {study.study_name!r} searches data or a model given from Python; "
+            "workers can only join studies of a --data path and a named --model.")
+    dataset = load_data(run["data"], target=run.get("target"), seed=run["seed"])
+    if dataset.fingerprint != run["fingerprint"]:
+        raise SamtuneError(
+            f"the data at {run['data']!r} differs from the data study {study.study_name!r} was made "
+            "on (fingerprint); give this worker the same files.")
+    space = SearchSpace.from_dict(run["space"], where=f"study {study.study_name!r}")
+    train_config = TrainConfig(epochs=run["epochs"], batch_size=run["batch_size"], seed=run["seed"],
+                               device=run.get("device"))
+    factory = named_model_factory(run["model"], dataset)
+    return Objective(dataset, space, train_config, factory, seed=run["seed"], target=run["trials"])
+
+
+def join(name: str, url: str, *, quota: int | None = None, seed: int | None = None,
+         heartbeat: int = HEARTBEAT_S, threads: int | None = None, progress: bool = True) -> int:
+    """``samtune worker``: run trials of an existing study until it reaches its target.
+
+    Returns the number of trials this worker ran.
+    """
+    import torch
+
+    from samtune.search._search import cpu_threads
+
+    study, run = worker_study(name, url, seed=seed, heartbeat=heartbeat)
+    objective = worker_objective(study, run)
+    torch.set_num_threads(cpu_threads(objective.model_factory(), threads or run.get("threads")))
+    report = Progress(run["trials"], finished(study), enabled=progress, prefix=f"worker {os.getpid()} ")
+    run_trials(study, objective, quota=quota, target=run["trials"], timeout=run.get("timeout"),
+               callbacks=[report])
+    return report.ran
+
+
+def spawn(name: str, url: str, quotas: list[int], *, seed: int, heartbeat: int,
+          threads: int | None, progress: bool, say: Callable[[str], None]) -> list[int]:
+    """Start one ``samtune worker`` process per quota and wait for them; returns exit codes.
+
+    Ctrl-C is forwarded to the workers, which mark their running trials and exit.
+    """
+    procs = []
+    for i, quota in enumerate(quotas):
+        cmd = [sys.executable, "-m", "samtune.cli", "worker", "--study", name, "--storage", url,
+               "--quota", str(quota), "--seed", str(seed + 7919 * (i + 1)), "--heartbeat", str(heartbeat)]
+        if threads:
+            cmd += ["--threads", str(threads)]
+        if not progress:
+            cmd.append("--quiet")
+        procs.append(subprocess.Popen(cmd))
+    say(f"started {len(procs)} worker process(es): {', '.join(str(p.pid) for p in procs)}")
+    try:
+        codes = [p.wait() for p in procs]
+    except KeyboardInterrupt:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        for p in procs:
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        raise
+    for p, code in zip(procs, codes):  # printed even with --quiet: something went wrong
+        if code < 0:
+            print(f"warning: worker {p.pid} was killed by signal {-code}; its running trial will "
+                  "be failed as stale and retried", file=sys.stderr, flush=True)
+        elif code != 0:
+            print(f"warning: worker {p.pid} exited with status {code}", file=sys.stderr, flush=True)
+    return codes
+
+
+def reap_stale(study: optuna.Study, heartbeat: int) -> None:
+    """After a worker died: wait out the grace period, then fail and re-enqueue its trials."""
+    if study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        time.sleep(3 * heartbeat + 1)
+        optuna.storages.fail_stale_trials(study)

@@ -1,0 +1,94 @@
+"""Smoke test of benchmarks/step_overhead.py: the quick run finishes and its JSON is complete.
+
+No performance assertion here: timings belong to benchmarks/RESULTS.md, not to CI.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from contextlib import redirect_stdout
+from io import StringIO
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "step_overhead.py"
+SPLITS = ("2", "4", "8", "16")
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("step_overhead_bench", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+def _positive(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) \
+        and math.isfinite(value) and value > 0
+
+
+@pytest.fixture(scope="module")
+def quick_result(tmp_path_factory) -> tuple[dict, dict]:
+    bench = _load()
+    out = tmp_path_factory.mktemp("bench") / "step_overhead.json"
+    buf = StringIO()
+    with redirect_stdout(buf):
+        code = bench.main(["--quick", "--json", "--out", str(out)])
+    assert code == 0
+    return json.loads(buf.getvalue()), json.loads(out.read_text())
+
+
+def test_prints_one_json_object_and_writes_the_same(quick_result):
+    printed, written = quick_result
+    assert printed == written
+    assert printed["quick"] is True
+
+
+def test_top_level_ratios_are_positive_finite(quick_result):
+    result, _ = quick_result
+    assert _positive(result["sam_over_base"])
+    assert _positive(result["sgd_variant_over_base"])
+    for key in ("msharp_vectorized_over_loop", "msharp_vectorized_over_base"):
+        assert set(result[key]) == set(SPLITS)
+        assert all(_positive(result[key][s]) for s in SPLITS), result[key]
+
+
+def test_per_model_detail_and_worst_case(quick_result):
+    result, _ = quick_result
+    assert set(result["models"]) == {"mlp", "cnn"}
+    for detail in result["models"].values():
+        assert _positive(detail["sam_over_base"])
+        assert all(_positive(v) for v in detail["median_ms"].values())
+        for key in ("msharp_vectorized_over_loop", "msharp_vectorized_over_base"):
+            assert all(_positive(detail[key][s]) for s in SPLITS)
+    # top level = worst (max) over models
+    assert result["sam_over_base"] == max(d["sam_over_base"] for d in result["models"].values())
+    assert result["msharp_vectorized_over_base"]["8"] == max(
+        d["msharp_vectorized_over_base"]["8"] for d in result["models"].values()
+    )
+
+
+def test_memory_section(quick_result):
+    result, _ = quick_result
+    mem = result["peak_memory_mb"]
+    assert _positive(mem["process_peak_rss"])
+    for model in ("mlp", "cnn"):
+        assert all(_positive(v) for v in mem["step_peak_alloc"][model].values())
+        assert all(_positive(mem["vmap_stacked_estimate"][model][s]) for s in SPLITS)
+    assert set(mem["vmap_extra_over_loop"]) == set(SPLITS)
+    assert isinstance(mem["method"], str)
+
+
+def test_targets_are_reported(quick_result):
+    result, _ = quick_result
+    assert {t["target"] for t in result["targets"]} == {
+        "sam_over_base",
+        "msharp_vectorized_over_base[B/m=8]",
+        "msharp_vectorized_over_loop[B/m=8]",
+    }
+    assert isinstance(result["all_targets_pass"], bool)

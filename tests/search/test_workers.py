@@ -1,0 +1,126 @@
+"""Parallel workers, killed workers, Ctrl-C, determinism."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from samtune.search import search
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def _cli(*args, **kw):
+    return subprocess.Popen([sys.executable, "-m", "samtune.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kw)
+
+
+def _wait_for(predicate, timeout=120.0, what="condition"):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _trials(storage, name, states=None):
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        return []
+    return study.get_trials(states=states)
+
+
+def test_two_workers_reach_the_exact_trial_count(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'w.db'}"
+    rec = search("builtin:wine", trials=5, epochs=2, workers=2, confirm_seeds=1, top_k=1,
+                 space="quick", storage=storage, study="w", out=str(tmp_path / "out"), progress=False)
+    trials = _trials(storage, "w")
+    assert len([t for t in trials if t.state in FINISHED]) == 5
+    assert len({t.user_attrs["worker_pid"] for t in trials if t.state in FINISHED}) == 2
+    assert rec.study["n_complete"] + rec.study["n_pruned"] == 5
+
+
+def test_a_killed_worker_is_retried_and_the_study_still_finishes(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'k.db'}"
+    proc = _cli("search", "--data", "builtin:digits", "--trials", "6", "--epochs", "3", "--workers", "2",
+                "--heartbeat", "1", "--space", "quick", "--confirm-seeds", "1", "--top-k", "1",
+                "--study", "k", "--storage", storage, "--out", str(tmp_path / "out"), "--quiet",
+                cwd=tmp_path)
+
+    def running_in_worker():
+        for t in _trials(storage, "k", (TrialState.RUNNING,)):
+            pid = t.user_attrs.get("worker_pid")
+            if pid and pid != proc.pid:
+                return t.number, pid
+        return None
+
+    victim, pid = _wait_for(running_in_worker, what="a running trial in a worker")
+    os.kill(pid, signal.SIGKILL)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    trials = _trials(storage, "k")
+    by_number = {t.number: t for t in trials}
+    assert by_number[victim].state == TrialState.FAIL
+    retried = [t for t in trials if t.system_attrs.get("failed_trial") == victim]
+    assert retried and retried[0].state in FINISHED
+    assert len([t for t in trials if t.state in FINISHED]) == 6
+    assert json.loads((tmp_path / "out" / "recommendation.json").read_text())["verdict"]
+    assert f"worker {pid} was killed by signal 9" in err
+
+
+def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'c.db'}"
+    args = ["search", "--data", "builtin:digits", "--trials", "4", "--epochs", "3", "--space", "quick",
+            "--confirm-seeds", "1", "--top-k", "1", "--study", "c", "--storage", storage,
+            "--out", str(tmp_path / "out")]
+    proc = _cli(*args, cwd=tmp_path)
+    _wait_for(lambda: _trials(storage, "c", FINISHED) and _trials(storage, "c", (TrialState.RUNNING,)),
+              what="one finished and one running trial")
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert "run the same command again to resume" in err and "Traceback" not in err
+    trials = _trials(storage, "c")
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(failed) == 1 and "interrupted" in failed[0].user_attrs["fail_reason"]
+    done_before = {t.number: t.value for t in trials if t.state in FINISHED}
+    again = subprocess.run([sys.executable, "-m", "samtune.cli", *args], capture_output=True,
+                           text=True, cwd=tmp_path, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert "resuming" in again.stderr
+    trials = _trials(storage, "c")
+    assert len([t for t in trials if t.state in FINISHED]) == 4
+    assert all(by.value == done_before[n] for n, by in ((t.number, t) for t in trials) if n in done_before)
+
+
+def test_same_seed_one_worker_gives_identical_trials(tmp_path):
+    results = []
+    for run in ("a", "b"):
+        storage = f"sqlite:///{tmp_path / (run + '.db')}"
+        search("builtin:wine", trials=10, epochs=2, confirm_seeds=1, top_k=1, seed=3,
+               storage=storage, study="s", out=str(tmp_path / run), progress=False)
+        results.append([(t.params, t.state, t.value) for t in _trials(storage, "s")])
+    assert results[0] == results[1]
+    assert len({json.dumps(p, sort_keys=True) for p, _, _ in results[0]}) > 5
+
+
+@pytest.mark.parametrize("bad", ["nope", "postgresql://x"])
+def test_worker_refuses_what_it_cannot_join(tmp_path, bad, capsys):
+    from samtune.cli import main
+
+    storage = f"sqlite:///{tmp_path / 'j.db'}" if bad == "nope" else bad
+    code = main(["worker", "--study", "nope", "--storage", storage])
+    assert code == 2
+    assert capsys.readouterr().err.startswith("error: ")
