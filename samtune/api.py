@@ -126,7 +126,7 @@ def autoconfigure(
                              storage=url, study=study_name, seed=seed, progress=progress,
                              **search_options)
         fields = {k: getattr(opts, k) for k in opts.__dataclass_fields__ if k != "model"}
-        rec = search(dataset, model=model, **fields)
+        rec = search(dataset, module=model, **fields)
         reused, where = False, f"searched {budget} trial(s) in study {study_name!r}"
     if steps_per_epoch is None:
         batch = rec.train.get("batch_size") or batch_size or 64
@@ -163,7 +163,7 @@ class SamSearch:
 
     def fit(self, data: Any, model: nn.Module | None = None) -> SamSearch:
         dataset = as_dataset(data, seed=self.options.get("seed", 0), target=self.options.get("target"))
-        self._recommendation = search(dataset, model=model, **self.options)
+        self._recommendation = search(dataset, module=model, **self.options)
         return self
 
     def _fitted(self) -> Recommendation:

@@ -37,16 +37,24 @@ def _m_or_none(text: str) -> int | None:
     return None if text.lower() in ("none", "batch") else _positive_int(text)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line, exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"error: {message}; see '{self.prog} --help'.\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from samtune.search import PRUNERS, list_presets
     from samtune.search._storage import HEARTBEAT_S
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="samtune", description="Find the right Sharpness-Aware Minimization configuration for your data.",
         epilog=EPILOG)
     parser.add_argument("--version", action="version", version=f"samtune {__import__('samtune').__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                parser_class=_Parser)
 
     p = sub.add_parser("search", help="search SAM configurations on a data set and recommend one",
                        description="Run an Optuna study over SAM variant, rho, schedule, m and the "

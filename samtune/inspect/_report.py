@@ -121,6 +121,10 @@ def _param_importances(study: optuna.Study, complete: list[Any]) -> str:
     if len(complete) < 2:
         return _note(f"Parameter importances need at least 2 completed trials; this study has "
                      f"{len(complete)}.")
+    names = {name for t in complete for name in t.params}
+    if not any(len({repr(t.params.get(n)) for t in complete}) > 1 for n in names):
+        return _note("Parameter importances need a parameter that varies across the completed "
+                     "trials; here none does.")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "some regimes have < 2 trials": said below instead
@@ -128,8 +132,7 @@ def _param_importances(study: optuna.Study, complete: list[Any]) -> str:
     except (ValueError, RuntimeError, ZeroDivisionError) as exc:
         return _note(f"Parameter importances could not be computed ({exc}).")
     if not fig.data or not len(getattr(fig.data[0], "x", None) or []):
-        return _note("Parameter importances could not be computed: no parameter varies across "
-                     "the completed trials.")
+        return _note("Parameter importances could not be computed for these trials.")
     few = (_note(f"Only {len(complete)} completed trials: importances are rough.")
            if len(complete) < 10 else "")
     return few + _figure(fig, "param-importances")

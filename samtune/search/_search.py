@@ -129,13 +129,13 @@ def _finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
 
 
-def search(data: str | Dataset, *, model: nn.Module | None = None, **options: Any) -> Recommendation:
+def search(data: str | Dataset, *, module: nn.Module | None = None, **options: Any) -> Recommendation:
     """Run a search on ``data`` and return the recommendation (also written to ``out``).
 
     ``data`` is a ``--data`` spec (path or ``builtin:NAME``) or a ``samtune.data.Dataset``
     (e.g. from ``samtune.data.from_arrays``). ``options`` are :class:`SearchOptions` fields.
-    ``model``: search on this module (each trial starts from a copy of its current weights)
-    instead of a samtune model.
+    ``module``: search on this ``nn.Module`` (each trial starts from a copy of its current
+    weights) instead of a samtune model (the ``model`` option names one).
 
     >>> rec = search("builtin:wine", trials=2, epochs=1, confirm_seeds=1,
     ...              storage="sqlite:///:memory:", progress=False)  # doctest: +SKIP
@@ -147,7 +147,7 @@ def search(data: str | Dataset, *, model: nn.Module | None = None, **options: An
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return _search(data, model, opts)
+            return _search(data, module, opts)
     finally:
         torch.set_num_threads(threads)
         optuna.logging.set_verbosity(verbosity)

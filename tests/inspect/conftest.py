@@ -4,7 +4,10 @@ pruned trials, no recommendation yet, too few trials for importances."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +16,9 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
+from samtune.inspect import make_dashboard_server, publish
 from samtune.search import search
+from samtune.search._storage import open_storage
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"  # screenshots and reports kept for people to look at
@@ -51,6 +56,21 @@ def fresh(made, tmp_path) -> Made:
     """A private copy of the real study, safe to publish into."""
     shutil.copy(made.db, tmp_path / "s.db")
     return Made(tmp_path, made.name)
+
+
+@pytest.fixture
+def served(fresh, tmp_path):
+    """The real study, published, behind a dashboard on a free loopback port."""
+    study = fresh.load()
+    publish(study, tmp_path / "artifacts")
+    server = make_dashboard_server(open_storage(fresh.url, create=False), tmp_path / "artifacts",
+                                   "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    yield study, f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
 
 
 def _history(epochs: int, *, sam: bool, acc: float) -> list[dict]:
@@ -142,3 +162,50 @@ def synthetic() -> optuna.Study:
 def artifacts_dir() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+# --- the browser: headless Chromium from Debian packages, driven by selenium ----------------
+
+INSTALL_BROWSER = REPO / "scripts" / "install-browser.sh"
+CHROMIUM_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--disable-dev-shm-usage", "--window-size=1400,1000")
+
+
+@pytest.fixture(scope="session")
+def chromium() -> tuple[str, str]:
+    """Paths of chromium and chromedriver, installed by scripts/install-browser.sh when missing.
+    A failed install fails the tests; SAMTUNE_SKIP_BROWSER=1 skips them instead."""
+    if os.environ.get("SAMTUNE_SKIP_BROWSER") == "1":
+        pytest.skip("SAMTUNE_SKIP_BROWSER=1")
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        proc = subprocess.run(["bash", str(INSTALL_BROWSER)], capture_output=True, text=True, timeout=900)
+        if proc.returncode != 0:
+            pytest.fail(f"{INSTALL_BROWSER} failed (exit {proc.returncode}); set SAMTUNE_SKIP_BROWSER=1 "
+                        f"to skip the browser tests.\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    paths = shutil.which("chromium"), shutil.which("chromedriver")
+    if not all(paths):
+        pytest.fail(f"{INSTALL_BROWSER} ran but chromium/chromedriver are not on PATH")
+    return paths
+
+
+@pytest.fixture(scope="session")
+def browser(chromium, tmp_path_factory):
+    """A headless Chromium with a fresh profile; each page gets a JavaScript error collector
+    (window.__errors) before its own scripts run, and console errors are logged."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium[0]
+    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(chromium[1]), options=options)
+    driver.set_page_load_timeout(30)
+    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": (
+        "window.__errors = [];"
+        "window.addEventListener('error', e => window.__errors.push(String(e.message)));"
+        "window.addEventListener('unhandledrejection', e => window.__errors.push(String(e.reason)));")})
+    yield driver
+    driver.quit()

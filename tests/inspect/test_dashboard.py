@@ -11,14 +11,13 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from samtune.errors import SamtuneError
-from samtune.inspect import curves_csv, default_artifact_dir, make_dashboard_server, publish
+from samtune.inspect import curves_csv, default_artifact_dir, make_dashboard_server
 from samtune.inspect._dashboard import open_target
 from samtune.inspect._publish import FIGURES
 from samtune.inspect.cli import register
@@ -41,21 +40,6 @@ def get(url: str):
     with urllib.request.urlopen(url, timeout=10) as resp:
         body = resp.read()
         return json.loads(body) if resp.headers.get_content_type() == "application/json" else body
-
-
-@pytest.fixture
-def served(fresh, tmp_path):
-    """The real study, published, behind a dashboard on a free loopback port."""
-    study = fresh.load()
-    publish(study, tmp_path / "artifacts")
-    server = make_dashboard_server(open_storage(fresh.url, create=False), tmp_path / "artifacts",
-                                   "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-    thread.start()
-    yield study, f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
 
 
 def test_api_serves_the_study_trials_attributes_note_and_artifacts(served):
@@ -130,7 +114,8 @@ sys.exit(cli(sys.argv[1:]))
 """
 
 
-def test_command_prints_the_study_url_serves_it_and_stops_cleanly_on_ctrl_c(fresh):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_command_prints_the_study_url_serves_it_and_stops_cleanly(fresh, stop):
     proc = subprocess.Popen(
         [sys.executable, "-c", _SERVE.format(root=str(Path(__file__).parents[2])), "dashboard",
          "--study", "t", "--storage", fresh.url, "--port", "0"],
@@ -144,7 +129,7 @@ def test_command_prints_the_study_url_serves_it_and_stops_cleanly_on_ctrl_c(fres
         assert b"<html" in page.lower() and b"bundle.js" in page
         assert get(f"{base}/api/studies/1")["note"]["body"].startswith("## samtune recommendation")
         assert (fresh.root / "artifacts").is_dir()  # made on demand beside the database
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop)
         assert proc.wait(timeout=15) == 0
     finally:
         if proc.poll() is None:
