@@ -4,7 +4,6 @@ and an existing study database left byte for byte as it was."""
 from __future__ import annotations
 
 import hashlib
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -136,7 +135,7 @@ def _run(argv, capsys):
 
 def _check(code, err, needle):
     assert code == 2, err
-    lines = err.strip().splitlines()
+    lines = [line for line in err.strip().splitlines() if not line.startswith("warning: ")]
     assert len(lines) == 1 and lines[0].startswith("error: "), err
     assert needle in lines[0], lines[0]
     assert "Traceback" not in err
@@ -178,4 +177,3 @@ def test_other_commands_on_a_missing_study(argv, needle, existing, capsys):
     code, err = _run([*argv, "--storage", f"sqlite:///{existing}"], capsys)
     _check(code, err, needle)
     assert _digest(existing) == before
-    shutil.disk_usage(existing.parent)

@@ -144,13 +144,14 @@ def load_image_folder(root: Path, image_size: int | None) -> RawData:
         hasher.add_file(path.relative_to(root).as_posix(), data)
         try:
             gray, side = _probe(data)
-        except Exception as exc:  # PIL raises many types for bad files
-            warnings.warn(
-                f"skipping unreadable image '{path}' ({type(exc).__name__})", stacklevel=3
-            )
+        except Exception:  # PIL raises many types for bad files
             skipped.append(str(path))
             continue
         usable.append(_Image(split, cls, path, gray, side))
+    if skipped:  # one warning naming them, however many there are
+        shown = ", ".join(f"'{p}'" for p in skipped[:5])
+        more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+        warnings.warn(f"skipping {len(skipped)} unreadable image(s): {shown}{more}", stacklevel=3)
     _check_counts(layout["train"], files, usable)
     mode = "L" if all(u.gray for u in usable) else "RGB"
     median = float(np.median([u.side for u in usable if u.split == "train"]))
