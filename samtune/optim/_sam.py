@@ -246,7 +246,12 @@ class SAMOptimizer(torch.optim.Optimizer):
         )
         params = self._params()
         if not self.spec.perturbs:
-            out, final = self._baseline_pass(model, inputs, targets, loss_fn, autocast, scale)
+            out = self._baseline_pass(model, inputs, targets, loss_fn, autocast, scale)
+            if self._acc is None and update:  # fast path: p.grad already holds the final gradient
+                self._scaler, self._final_ready = scaler, True
+                self.step()
+                return out
+            final = [g[0] for g in self._grads(params, scale)]
         elif k > 1 and self._use_vmap(model, k):
             try:
                 out, final = _msharp.vectorized_pass(
@@ -263,6 +268,12 @@ class SAMOptimizer(torch.optim.Optimizer):
                 out, final = self._loop_pass(model, inputs, targets, loss_fn, k, autocast, scale)
         else:
             out, final = self._loop_pass(model, inputs, targets, loss_fn, k, autocast, scale)
+        if self._acc is None and update:  # no accumulation: hand the final gradient over as is
+            for p, f in zip(params, final):
+                p.grad = f.mul_(scale) if scaler is not None else f
+            self._scaler, self._final_ready = scaler, True
+            self.step()  # the instance's step, so lr schedulers see it
+            return out
         self._accumulate(final, batch)
         if update:
             self._finish(params, scaler, scale)
@@ -293,14 +304,13 @@ class SAMOptimizer(torch.optim.Optimizer):
         self.step()  # the instance's step, so lr schedulers see it
 
     def _baseline_pass(self, model, inputs, targets, loss_fn, autocast, scale):
-        params = self._params()
+        """One forward and backward; leaves the (scaled) gradient in ``p.grad``."""
         self.zero_grad(set_to_none=True)
         with torch.enable_grad(), autocast:
             out = model(inputs)
             loss = loss_fn(out, targets)
         (loss * scale if scale != 1.0 else loss).backward()
-        final = [g[0] for g in self._grads(params, scale)]
-        return StepOutput(loss.detach(), out.detach()), final
+        return StepOutput(loss.detach(), out.detach())
 
     def _loop_pass(self, model, inputs, targets, loss_fn, k, autocast, scale):
         """The reference: a Python loop over the k micro-batches, each with its own e_j."""
