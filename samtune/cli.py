@@ -109,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", default=None, help="Optuna RDB URL (default: sqlite:///studies/STUDY.db)")
     p.add_argument("--top", type=_positive_int, default=10, help="rows (default 10)")
     p.set_defaults(func=cmd_show)
+
+    from samtune.inspect.cli import register as register_inspect  # dashboard, report
+
+    register_inspect(sub)
     return parser
 
 

@@ -7,6 +7,7 @@ import signal
 import socket
 import sys
 import threading
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,8 +136,11 @@ def _serve_until_stopped(server: WSGIServer) -> None:
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in handled} if in_main else {}
     server.timeout = 0.2  # seconds between looks at the flag
     try:
-        while not stop.is_set():
-            server.handle_request()
+        with warnings.catch_warnings():
+            # optuna's importances warn about small studies on page loads; the page is enough
+            warnings.filterwarnings("ignore", message="Some regimes for parameter")
+            while not stop.is_set():
+                server.handle_request()
     except KeyboardInterrupt:
         pass
     finally:

@@ -163,10 +163,10 @@ def confirmation(recommendation: dict[str, Any]) -> go.Figure:
         marker={"size": 14, "symbol": ["diamond" if b else "circle" for b in is_base],
                 "color": [variant_color(c["config"]["variant"]) for c in cands],
                 "line": {"width": [3 if b else 1 for b in is_base], "color": "black"}},
-        customdata=[[len(c["test_accuracy"].get("per_seed", [])), c.get("cost_multiplier", float("nan"))]
-                    for c in cands],
-        hovertemplate=("%{y}<br>test acc %{x:.4f} ± %{error_x.array:.4f} "
-                       "(%{customdata[0]} seeds)<br>cost %{customdata[1]}x<extra></extra>"),
+        customdata=[[c["test_accuracy"]["std"], len(c["test_accuracy"].get("per_seed", [])),
+                     c.get("cost_multiplier", "?")] for c in cands],
+        hovertemplate=("%{y}<br>test acc %{x:.4f} ± %{customdata[0]:.4f} "
+                       "(%{customdata[1]} seeds)<br>cost %{customdata[2]}x<extra></extra>"),
         showlegend=False,
     ))
     base = recommendation.get("baseline", {}).get("test_accuracy", {})

@@ -117,9 +117,10 @@ def study_note(study_name: str, rec: dict[str, Any] | None) -> str:
         f"({rec.get('study', {}).get('n_pruned', '?')} pruned); "
         f"{rec.get('compute', {}).get('epochs', '?')} epochs trained in all; samtune "
         f"{rec.get('samtune_version', '?')}.", "",
-        "The figures under this note: early forgetting vs final accuracy, the best result per "
-        "variant, and pruned vs completed trials. Each trial's per-epoch curves are attached to it "
-        "as a CSV artifact.", "",
+        "samtune's figures are on the study's main page: early forgetting vs final accuracy, the "
+        "best result per variant, and pruned vs completed trials. Each trial's per-epoch curves "
+        "are attached to it as a CSV artifact; `samtune report` writes all of this to one HTML "
+        "file.", "",
     ]
     return "\n".join(lines)
 

@@ -7,6 +7,7 @@ import argparse
 from samtune.inspect._dashboard import DEFAULT_HOST, DEFAULT_PORT
 
 STORAGE_HELP = "Optuna RDB URL (default: sqlite:///studies/STUDY.db)"
+EPILOG = "Exit status: 0 success (and after Ctrl-C), 2 bad input or usage, 1 internal error."
 
 
 def _port(text: str) -> int:
@@ -24,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "dashboard", help="browse a study in optuna-dashboard, with curves, figures and a note",
         description="Attach samtune's per-trial curves, figures and recommendation note to the "
-        "study (idempotent), then serve optuna-dashboard until Ctrl-C.")
+        "study (idempotent), then serve optuna-dashboard until Ctrl-C.", epilog=EPILOG)
     p.add_argument("--study", default=None, help="study name (its page is the printed URL)")
     p.add_argument("--storage", default=None, help=f"{STORAGE_HELP}; without --study: every study in it")
     p.add_argument("--host", default=DEFAULT_HOST,
@@ -39,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "report", help="write one self-contained HTML report of a study",
         description="Write one HTML file (plotly.js inlined, no network needed) with the "
         "recommendation, the optimization history, parameter importances, the best result per "
-        "variant, the confirmation runs and the forgetting-versus-accuracy relation.")
+        "variant, the confirmation runs and the forgetting-versus-accuracy relation.", epilog=EPILOG)
     p.add_argument("--study", required=True)
     p.add_argument("--storage", default=None, help=STORAGE_HELP)
     p.add_argument("--out", default="report.html", help="HTML file to write (default report.html)")

@@ -179,7 +179,12 @@ def chromium() -> tuple[str, str]:
     if os.environ.get("SAMTUNE_SKIP_BROWSER") == "1":
         pytest.skip("SAMTUNE_SKIP_BROWSER=1")
     if not (shutil.which("chromium") and shutil.which("chromedriver")):
-        proc = subprocess.run(["bash", str(INSTALL_BROWSER)], capture_output=True, text=True, timeout=900)
+        try:
+            proc = subprocess.run(["bash", str(INSTALL_BROWSER)], capture_output=True, text=True,
+                                  timeout=900)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            pytest.fail(f"{INSTALL_BROWSER} could not run ({exc}); set SAMTUNE_SKIP_BROWSER=1 to skip "
+                        "the browser tests.")
         if proc.returncode != 0:
             pytest.fail(f"{INSTALL_BROWSER} failed (exit {proc.returncode}); set SAMTUNE_SKIP_BROWSER=1 "
                         f"to skip the browser tests.\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")

@@ -36,11 +36,11 @@ def _js_errors(driver) -> list[str]:
     return thrown + console
 
 
-def _screenshot(driver, path: Path, full_page: bool = True) -> None:
+def _screenshot(driver, path: Path, height: int | None = None) -> None:
+    """The whole page (or ``height`` px, for pages that scroll inside a pane)."""
     size = driver.get_window_size()
-    if full_page:
-        height = driver.execute_script("return document.documentElement.scrollHeight")
-        driver.set_window_size(size["width"], min(max(height, size["height"]), 6000))
+    height = height or driver.execute_script("return document.documentElement.scrollHeight")
+    driver.set_window_size(size["width"], min(max(height, size["height"]), 6000))
     driver.save_screenshot(str(path))
     driver.set_window_size(size["width"], size["height"])
 
@@ -88,11 +88,11 @@ def test_dashboard_shows_the_study_its_figures_trials_and_note(browser, served, 
     for t in study.trials:
         assert f"Trial {t.number}" in text
     _wait_for(browser, lambda d: "trial-0-curves.csv" in _text(d), "trial 0's curves artifact")
-    _screenshot(browser, artifacts_dir / "dashboard-trials.png")
+    _screenshot(browser, artifacts_dir / "dashboard-trials.png", height=1250)
 
     browser.get(f"{page}/note")
     _wait_for(browser, lambda d: "samtune recommendation" in _text(d), "samtune's note")
     assert study.user_attrs["recommendation"]["verdict"] in _text(browser)
     assert "SAMConfig.from_dict" in _text(browser) and "base_kwargs.lr" in _text(browser)
-    _screenshot(browser, artifacts_dir / "dashboard-note.png")
+    _screenshot(browser, artifacts_dir / "dashboard-note.png", height=2400)
     assert [e for e in _js_errors(browser) if "favicon" not in e] == []

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import urllib.request
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import pytest
 
 from samtune.errors import SamtuneError
 from samtune.inspect import curves_csv, default_artifact_dir, make_dashboard_server
-from samtune.inspect._dashboard import open_target
+from samtune.inspect._dashboard import _serve_until_stopped, open_target
 from samtune.inspect._publish import FIGURES
 from samtune.inspect.cli import register
 from samtune.search._storage import open_storage
@@ -114,8 +115,7 @@ sys.exit(cli(sys.argv[1:]))
 """
 
 
-@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_command_prints_the_study_url_serves_it_and_stops_cleanly(fresh, stop):
+def test_command_prints_the_study_url_serves_it_and_stops_cleanly_on_ctrl_c(fresh):
     proc = subprocess.Popen(
         [sys.executable, "-c", _SERVE.format(root=str(Path(__file__).parents[2])), "dashboard",
          "--study", "t", "--storage", fresh.url, "--port", "0"],
@@ -129,7 +129,7 @@ def test_command_prints_the_study_url_serves_it_and_stops_cleanly(fresh, stop):
         assert b"<html" in page.lower() and b"bundle.js" in page
         assert get(f"{base}/api/studies/1")["note"]["body"].startswith("## samtune recommendation")
         assert (fresh.root / "artifacts").is_dir()  # made on demand beside the database
-        proc.send_signal(stop)
+        proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=15) == 0
     finally:
         if proc.poll() is None:
@@ -137,6 +137,25 @@ def test_command_prints_the_study_url_serves_it_and_stops_cleanly(fresh, stop):
     err = proc.stderr.read()
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
     assert "press Ctrl-C to stop" in err
+
+
+def test_sigterm_stops_the_server_after_the_request_in_flight(fresh, tmp_path):
+    """In-process: the signal only sets a flag, so a request being served is finished first."""
+    server = make_dashboard_server(open_storage(fresh.url, create=False), tmp_path, "127.0.0.1", 0)
+    answers = []
+
+    def client():
+        answers.append(get(f"http://127.0.0.1:{server.server_port}/api/studies"))
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    before = signal.getsignal(signal.SIGTERM)
+    thread = threading.Thread(target=client)
+    thread.start()
+    _serve_until_stopped(server)  # returns once SIGTERM arrives
+    thread.join(5)
+    assert answers[0]["study_summaries"][0]["study_name"] == "t"
+    assert signal.getsignal(signal.SIGTERM) is before  # the previous handler is back
+    assert server.socket.fileno() == -1  # closed
 
 
 def test_main_cli_offers_the_inspect_commands():

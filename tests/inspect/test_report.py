@@ -92,3 +92,12 @@ def test_report_command_writes_the_file_and_prints_its_path(made, tmp_path, caps
     assert capsys.readouterr().out.strip() == str(out)
     assert out.read_text().startswith("<!DOCTYPE html>")
     write_report(made.load(), artifacts_dir / "report.html")  # for people to open
+
+
+def test_use_verdict_shows_the_gain_and_the_chosen_configuration(synthetic):
+    page = build_report(synthetic)
+    body = _section(page, "recommendation")
+    assert 'class="verdict use"' in body and '<b id="gain">+5.00 pp</b>' in body
+    assert '<b id="cost">2.1x</b>' in body
+    assert "<b>recommended</b>: sam rho=0.1 (sgd, lr=0.05)" in body
+    assert "<td><code>rho</code></td><td>0.1</td>" in body
