@@ -51,7 +51,8 @@ def vectorized_pass(
     from samtune.optim._sam import StepOutput
 
     names = _names(opt, model)
-    assert names is not None
+    if names is None:
+        raise RuntimeError("the optimizer's parameters are not all parameters of this model")
     params = opt._params()
     diff = {n: p.detach() for n, p in zip(names, params)}
     named_bns = bn_modules(model)

@@ -126,9 +126,24 @@ def test_vectorized_path_chunks_to_its_memory_bound(batch):
 def test_auto_mode_uses_the_loop_when_memory_does_not_fit(batch):
     model = mlp()
     opt = build_optimizer(model, SAMConfig(variant="sam", m=8), msharp_memory_mb=1e-6)
-    assert not opt._use_vmap(model, 4)
-    opt2 = build_optimizer(model, SAMConfig(variant="sam", m=8))
-    assert opt2._use_vmap(model, 4)
+    opt.train_step(model, *batch)
+    assert opt.msharp_choice == {4: "loop"}
+
+
+def test_auto_mode_times_both_paths_then_keeps_the_faster(batch):
+    model, ref = mlp(), mlp()
+    cfg = SAMConfig(variant="sam", m=8, base_kwargs={"lr": 0.1})
+    opt = build_optimizer(model, cfg)
+    ref_opt = build_optimizer(ref, cfg, msharp="loop")
+    for step in range(10):
+        opt.train_step(model, *batch)
+        ref_opt.train_step(ref, *batch)
+        if step < 7:
+            assert opt.msharp_choice == {}
+    assert opt.msharp_choice[4] in ("vmap", "loop")
+    assert all(len(v) == 4 for v in opt._auto_times[4].values())
+    for a, b in zip(model.parameters(), ref.parameters()):  # same updates whichever ran
+        assert torch.allclose(a, b, atol=1e-5)
 
 
 @pytest.mark.parametrize("m", [None, 8])
