@@ -18,8 +18,6 @@ Two ways to drive a step:
 
 from __future__ import annotations
 
-import statistics
-import time
 import warnings
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
@@ -32,12 +30,11 @@ from torch import nn
 
 from samtune.errors import ConfigError
 from samtune.optim import _msharp
+from samtune.optim._autotune import MsharpChooser
 from samtune.optim._bn import bn_modules, frozen_bn_stats
 from samtune.optim._config import BASE_OPTIMIZERS, SAMConfig
 from samtune.optim._perturb import gsam_gradient, obf_surrogate, perturbation, random_direction
 from samtune.optim._variants import get_variant
-
-AUTOTUNE_STEPS = 3  # timed steps per implementation before msharp="auto" settles
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -94,8 +91,7 @@ class SAMOptimizer(torch.optim.Optimizer):
         self._final_ready = False
         self._scaler: torch.amp.GradScaler | None = None
         self._vmap_failed = False
-        self._auto_times: dict[int, dict[str, list[float]]] = {}  # msharp="auto" timings per k
-        self._auto_choice: dict[int, str] = {}
+        self._chooser = MsharpChooser()  # msharp="auto": times both paths, keeps the faster
 
     # -- bookkeeping ---------------------------------------------------------------------------
 
@@ -261,7 +257,7 @@ class SAMOptimizer(torch.optim.Optimizer):
             final = [g[0] for g in self._grads(params, scale)]
         else:
             impl = self._msharp_impl(model, k)
-            t0 = self._autotune_clock(inputs, k)
+            t0 = self._chooser.clock(inputs, k) if self.msharp == "auto" else None
             if impl == "vmap":
                 try:
                     out, final = _msharp.vectorized_pass(
@@ -279,7 +275,7 @@ class SAMOptimizer(torch.optim.Optimizer):
             else:
                 out, final = self._loop_pass(model, inputs, targets, loss_fn, k, autocast, scale)
             if t0 is not None:
-                self._autotune_record(inputs, k, impl, t0)
+                self._chooser.record(inputs, k, impl, t0)
         if self._acc is None and update:  # no accumulation: hand the final gradient over as is
             for p, f in zip(params, final):
                 p.grad = f.mul_(scale) if scaler is not None else f
@@ -292,44 +288,18 @@ class SAMOptimizer(torch.optim.Optimizer):
         return out
 
     def _msharp_impl(self, model: nn.Module, k: int) -> str:
-        """"loop" or "vmap" for k micro-batches.
-
-        "auto" uses the loop where vectorizing cannot help (one micro-batch, a chunk of one, a
-        model it cannot reproduce); otherwise it times both on the first steps and keeps the
-        faster for this k (they compute the same update).
-        """
+        """"loop" or "vmap" for k micro-batches (see ``_autotune.MsharpChooser``)."""
         if k == 1 or self.msharp == "loop" or self._vmap_failed:
             return "loop"
         if self.msharp == "vmap":
             return "vmap"
-        if k in self._auto_choice:
-            return self._auto_choice[k]
-        if _msharp.chunk_size(self, model, k) < 2 or not _msharp.supported(self, model):
-            self._auto_choice[k] = "loop"
-            return "loop"
-        times = self._auto_times.setdefault(k, {"vmap": [], "loop": []})
-        return "vmap" if len(times["vmap"]) <= len(times["loop"]) else "loop"
-
-    def _autotune_clock(self, inputs: torch.Tensor, k: int) -> float | None:
-        if self.msharp != "auto" or k == 1 or k in self._auto_choice:
-            return None
-        if inputs.device.type == "cuda":
-            torch.cuda.synchronize(inputs.device)
-        return time.perf_counter()
-
-    def _autotune_record(self, inputs: torch.Tensor, k: int, impl: str, t0: float) -> None:
-        if inputs.device.type == "cuda":
-            torch.cuda.synchronize(inputs.device)
-        times = self._auto_times[k]
-        times[impl].append(time.perf_counter() - t0)
-        if min(len(v) for v in times.values()) >= AUTOTUNE_STEPS + 1:  # the first is warm-up
-            med = {name: statistics.median(v[1:]) for name, v in times.items()}
-            self._auto_choice[k] = min(med, key=med.get)
+        return self._chooser.choose(k, lambda: _msharp.chunk_size(self, model, k) >= 2
+                                    and _msharp.supported(self, model))
 
     @property
     def msharp_choice(self) -> dict[int, str]:
         """The implementation "auto" settled on, per number of micro-batches."""
-        return dict(self._auto_choice)
+        return dict(self._chooser.choice)
 
     def _accumulate(self, final: list[torch.Tensor], n: int) -> None:
         if self._acc is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -14,64 +15,83 @@ from optuna.trial import FrozenTrial, TrialState
 # are 0 for the baseline, which has no perturbed pass. is_baseline is appended last.
 _RECORD_FEATURES = ("val_acc", "train_acc", "val_loss", "forgetting_rate")
 _PERTURBED_FEATURES = ("flip_rate", "loss_gap")
+_MIN_FIT_ROWS = 3  # completed trials needed to fit the predictor and leave one out
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What the predictor says about a running trial at its current epoch."""
+
+    predicted: float  # predicted final validation accuracy
+    median: float  # median final value of the completed trials (the bar)
+    probability: float  # estimated chance of finishing at or above the median
+    n_completed: int  # completed trials the predictor was fitted on
 
 
 class ForgettingPruner(optuna.pruners.BasePruner):
-    """Prune a SAM-tuning trial when its early signals predict a final accuracy well below par.
+    """Prune a SAM-tuning trial when its early signals say it will likely finish below par.
 
-    Validation accuracy at an early epoch already ranks final results well, but SAM learns
+    Validation accuracy at an early epoch ranks final results only loosely, and SAM learns
     more slowly early on: ranking on early accuracy alone (what ``MedianPruner`` does) kills
-    SAM trials that would have won. This pruner instead predicts each trial's *final*
-    validation accuracy from what it shows at the current epoch, with a model fitted on the
-    trials that already finished in the same study, and prunes only when that prediction is
-    confidently below the median final accuracy. It decides, in this order:
+    SAM trials that would have won. This pruner applies the median rule to the *predicted
+    final* accuracy instead, and adds rules that only SAM's two passes make possible. It
+    decides, in this order:
 
     1. Divergence: a non-finite ``val_loss`` or ``train_loss`` in the latest history record,
        or a NaN reported value, prunes at once, even during start-up.
     2. Collapsed perturbation: a SAM-family trial whose latest ``flip_rate`` (fraction of
        examples correct at w and wrong at w + e) is at least ``collapse_flip_rate``, from
        epoch 2 on, prunes: the ascent step undoes most of what the model gets right.
-    3. Nothing else prunes before ``n_startup_trials`` trials have completed or before epoch
-       ``n_warmup_steps``.
-    4. Prediction: a ridge regression (standardized features, penalty ``ridge_alpha``) maps
-       the completed trials' history record at the current epoch -- ``val_acc``,
-       ``train_acc``, ``val_loss``, ``forgetting_rate``, ``flip_rate`` and ``loss_gap`` (0 for
-       the baseline; centred within the SAM family, so they model the differences among
-       SAM trials) and an is-baseline indicator (the family's shift) -- to their final
-       value. Features constant over the completed trials are dropped. The trial is pruned
-       when its predicted final accuracy is below the median completed final minus
-       ``margin_sigmas`` times the RMS of the leave-one-out residuals, i.e. only when it is
-       confidently worse than half the finished trials. The fitted model learns, on this study's data, how much the
-       forgetting signals and the SAM indicator change the outcome, rather than a fixed rule.
-    5. Fallback: with fewer usable completed trials than non-constant features + 2, the
-       reported value is compared with the median reported value at the same epoch among
-       completed trials of the same family (baseline vs SAM-family), and pruned only below that median minus
-       ``fallback_tolerance``; with fewer than 2 completed trials in the family it is kept.
+    3. Inert perturbation: a SAM-family trial whose perturbation raises the training loss by
+       less than ``inert_loss_gap`` of its value (``loss_gap / train_loss``, read once, at the
+       first epoch where rule 4 may apply and at least epoch 2) prunes: its perturbation
+       changes nothing to first order (random directions, a vanishing rho), so the trial is
+       the baseline at twice the cost per step, and the baseline family already covers it.
+    4. Nothing else prunes before ``n_startup_trials`` trials have completed or before epoch
+       ``n_warmup_steps`` (keep it past the learning-rate warm-up: during warm-up the
+       curves say more about the warm-up than about the configuration).
+    5. Predicted final below the median: a ridge regression (standardized features, penalty
+       ``ridge_alpha``) maps the completed trials' history record at the current epoch --
+       ``val_acc``, ``train_acc``, ``val_loss``, ``forgetting_rate``, ``flip_rate`` and
+       ``loss_gap`` (0 for the baseline; centred within the SAM family, so they model the
+       differences among SAM trials) and an is-baseline indicator (the family's shift) --
+       to their final value. The running trial's features are clipped to the range the fit
+       has seen (a linear model is not trusted beyond it). Its prediction plus each
+       completed trial's leave-one-out residual gives an empirical predictive distribution
+       (the jackknife); the chance of finishing at or above the median completed final is
+       the share of those values that reach it, counting the prediction itself as one more
+       that does not: ``(hits + 1) / (n + 1)`` for ``n`` completed trials. The trial is
+       pruned when that chance is below ``min_probability``: with 0.5, when it is more
+       likely than not to finish in the worse half. With few completed trials the
+       estimate cannot fall below ``1 / (n + 1)``, so young studies prune only clear cases;
+       where the signals predict poorly, the residuals are wide and little is pruned.
 
-    After each call, ``last_reason`` holds the one-line reason of the decision when it pruned
-    and ``None`` otherwise; the objective stores it in the ``prune_reason`` user attribute.
-    With ``study.optimize(n_jobs > 1)`` threads share the pruner: read
-    ``reason_for(trial.number)`` instead.
+    The predictor needs at least 3 completed trials with a finite record at the epoch;
+    with fewer, rules 1-3 alone apply. After each call, ``last_reason`` holds the one-line
+    reason of the decision when it pruned and ``None`` otherwise; the objective stores it in
+    the ``prune_reason`` user attribute. With ``study.optimize(n_jobs > 1)`` threads share
+    the pruner: read ``reason_for(trial.number)`` instead.
 
     Args:
-        n_startup_trials: Completed trials needed before rules 4 and 5 apply.
-        n_warmup_steps: First epoch (1-based step) at which rules 4 and 5 apply.
+        n_startup_trials: Completed trials needed before rule 5 applies.
+        n_warmup_steps: First epoch (1-based step) at which rules 3 and 5 apply.
         collapse_flip_rate: Flip rate, in (0, 1], at or above which the perturbation counts
             as collapsed.
-        margin_sigmas: How many leave-one-out residual standard deviations below the median
-            final a prediction must fall to prune.
+        inert_loss_gap: Relative loss gap, in [0, 1), below which a SAM-family perturbation
+            counts as inert; 0 disables rule 3.
+        min_probability: Estimated chance, in (0, 1], of finishing at or above the median
+            completed final below which a trial is pruned.
         ridge_alpha: Ridge penalty on the standardized features; must be positive.
-        fallback_tolerance: Accuracy margin below the family median for the fallback rule.
     """
 
     def __init__(
         self,
         n_startup_trials: int = 5,
-        n_warmup_steps: int = 1,
+        n_warmup_steps: int = 2,
         collapse_flip_rate: float = 0.5,
-        margin_sigmas: float = 1.0,
+        inert_loss_gap: float = 0.01,
+        min_probability: float = 0.5,
         ridge_alpha: float = 1.0,
-        fallback_tolerance: float = 0.02,
     ) -> None:
         if n_startup_trials < 0:
             raise ValueError(f"n_startup_trials cannot be negative but got {n_startup_trials=}.")
@@ -79,20 +99,18 @@ class ForgettingPruner(optuna.pruners.BasePruner):
             raise ValueError(f"n_warmup_steps cannot be negative but got {n_warmup_steps=}.")
         if not 0.0 < collapse_flip_rate <= 1.0:
             raise ValueError(f"collapse_flip_rate must be in (0, 1] but got {collapse_flip_rate=}.")
-        if not margin_sigmas >= 0.0:
-            raise ValueError(f"margin_sigmas cannot be negative but got {margin_sigmas=}.")
+        if not 0.0 <= inert_loss_gap < 1.0:
+            raise ValueError(f"inert_loss_gap must be in [0, 1) but got {inert_loss_gap=}.")
+        if not 0.0 < min_probability <= 1.0:
+            raise ValueError(f"min_probability must be in (0, 1] but got {min_probability=}.")
         if not ridge_alpha > 0.0:
             raise ValueError(f"ridge_alpha must be positive but got {ridge_alpha=}.")
-        if not fallback_tolerance >= 0.0:
-            raise ValueError(
-                f"fallback_tolerance cannot be negative but got {fallback_tolerance=}."
-            )
         self._n_startup_trials = n_startup_trials
         self._n_warmup_steps = n_warmup_steps
         self._collapse_flip_rate = collapse_flip_rate
-        self._margin_sigmas = margin_sigmas
+        self._inert_loss_gap = inert_loss_gap
+        self._min_probability = min_probability
         self._ridge_alpha = ridge_alpha
-        self._fallback_tolerance = fallback_tolerance
         self.last_reason: str | None = None
         self._reasons: dict[int, str] = {}
 
@@ -112,32 +130,37 @@ class ForgettingPruner(optuna.pruners.BasePruner):
         if bad or math.isnan(reported):
             found = ", ".join(f"{k}={_get(latest, k, 0.0)}" for k in bad) or f"val_acc={reported}"
             return self._pruned(trial, f"diverged: {found} at epoch {step}")
+        sam = not _is_baseline(trial)
         flip = _get(latest, "flip_rate", 0.0)
-        if step >= 2 and flip >= self._collapse_flip_rate:
+        if sam and step >= 2 and flip >= self._collapse_flip_rate:
             return self._pruned(
                 trial, f"collapsed perturbation: flip rate {flip:.3f} at epoch {step}"
             )
+        if sam and step == max(2, self._n_warmup_steps) and self._inert_loss_gap > 0.0:
+            gap, loss = _get(latest, "loss_gap", math.nan), _get(latest, "train_loss", math.nan)
+            if loss > 0.0 and gap / loss < self._inert_loss_gap:  # False when either is NaN
+                return self._pruned(
+                    trial,
+                    f"inert perturbation: loss gap {gap:.2g} is {gap / loss:.2%} of the training "
+                    f"loss {loss:.3g} (< {self._inert_loss_gap:.0%}) at epoch {step}",
+                )
         completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if step < self._n_warmup_steps or len(completed) < self._n_startup_trials:
             return False
         prediction = self._predict(completed, trial, step)
-        if prediction is None:
-            return self._fallback(completed, trial, step, reported)
-        predicted, threshold, sigma = prediction
-        if predicted >= threshold:
+        if prediction is None or prediction.probability >= self._min_probability:
             return False
-        median = threshold + self._margin_sigmas * sigma
+        p = prediction
         return self._pruned(
             trial,
-            f"predicted final val_acc {predicted:.3f} < threshold {threshold:.3f} (median "
-            f"{median:.3f} - {self._margin_sigmas} x {sigma:.3f}) at epoch {step}",
+            f"P(final val_acc >= median {p.median:.3f}) = {p.probability:.2f} < "
+            f"{self._min_probability} (predicted {p.predicted:.3f}; {p.n_completed} completed) "
+            f"at epoch {step}",
         )
 
-    def predict(
-        self, study: optuna.study.Study, trial: FrozenTrial
-    ) -> tuple[float, float, float] | None:
-        """(predicted final value, pruning threshold, LOO residual std) at the trial's last
-        step, or ``None`` when too few completed trials or features allow a fit."""
+    def predict(self, study: optuna.study.Study, trial: FrozenTrial) -> Prediction | None:
+        """The predictor's view of ``trial`` at its last step, or ``None`` when too few
+        completed trials (or a missing record) allow a fit."""
         if trial.last_step is None:
             return None
         completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -145,13 +168,13 @@ class ForgettingPruner(optuna.pruners.BasePruner):
 
     def _predict(
         self, completed: Sequence[FrozenTrial], trial: FrozenTrial, step: int
-    ) -> tuple[float, float, float] | None:
+    ) -> Prediction | None:
         x_now = _features(trial, step)
         if x_now is None:
             return None
         rows = [(x, t.value) for t in completed if (x := _features(t, step)) is not None]
         rows = [(x, float(y)) for x, y in rows if y is not None and math.isfinite(y)]
-        if len(rows) < 2:
+        if len(rows) < _MIN_FIT_ROWS:
             return None
         x = np.array([r[0] for r in rows])
         y = np.array([r[1] for r in rows])
@@ -164,8 +187,6 @@ class ForgettingPruner(optuna.pruners.BasePruner):
             x_now[perturbed] -= sam_mean if x_now[-1] == 0.0 else 0.0
         std = x.std(axis=0)
         keep = std > 1e-12
-        if len(rows) < int(keep.sum()) + 2:
-            return None
         mean = x.mean(axis=0)[keep]
         z = np.hstack([np.ones((len(y), 1)), (x[:, keep] - mean) / std[keep]])
         penalty = self._ridge_alpha * np.eye(z.shape[1])
@@ -173,33 +194,13 @@ class ForgettingPruner(optuna.pruners.BasePruner):
         inverse = np.linalg.inv(z.T @ z + penalty)
         coef = inverse @ z.T @ y
         leverage = np.einsum("ij,jk,ik->i", z, inverse, z)
-        loo = (y - z @ coef) / np.clip(1.0 - leverage, 1e-9, None)
-        sigma = float(np.sqrt(np.mean(loo**2)))
-        z_now = np.concatenate([[1.0], (x_now[keep] - mean) / std[keep]])
-        threshold = float(np.median(y)) - self._margin_sigmas * sigma
-        return float(z_now @ coef), threshold, sigma
-
-    def _fallback(
-        self, completed: Sequence[FrozenTrial], trial: FrozenTrial, step: int, reported: float
-    ) -> bool:
-        family = _is_baseline(trial)
-        peers = [
-            float(t.intermediate_values[step])
-            for t in completed
-            if step in t.intermediate_values and _is_baseline(t) == family
-        ]
-        peers = [v for v in peers if math.isfinite(v)]
-        if len(peers) < 2:
-            return False
-        median = float(np.median(peers))
-        if reported >= median - self._fallback_tolerance:
-            return False
-        name = "baseline" if family else "SAM-family"
-        return self._pruned(
-            trial,
-            f"val_acc {reported:.3f} < {name} median {median:.3f} - {self._fallback_tolerance}"
-            f" at epoch {step} ({len(peers)} completed; no predictor fitted)",
-        )
+        loo = (y - z @ coef) / np.clip(1.0 - leverage, 1e-9, None)  # leave-one-out residuals
+        seen = x[:, keep]
+        x_clipped = np.clip(x_now[keep], seen.min(axis=0), seen.max(axis=0))
+        predicted = float(np.concatenate([[1.0], (x_clipped - mean) / std[keep]]) @ coef)
+        median = float(np.median(y))
+        hits = int(np.sum(predicted + loo >= median))
+        return Prediction(predicted, median, (hits + 1) / (len(y) + 1), len(y))
 
     def _pruned(self, trial: FrozenTrial, reason: str) -> bool:
         self.last_reason = reason

@@ -13,9 +13,10 @@ PRUNERS = ("forgetting", "median", "hyperband", "none")
 def make_pruner(name: str, *, epochs: int, seed: int | None = None) -> optuna.pruners.BasePruner:
     """Build the pruner called ``name`` for trials of ``epochs`` epochs (reported as steps 1..epochs).
 
-    - ``forgetting``: :class:`ForgettingPruner` (the default), predicting the final accuracy
-      from early forgetting signals; its predictor starts at epoch ``max(1, epochs // 5)``
-      after 5 completed trials.
+    - ``forgetting``: :class:`ForgettingPruner` (the default), the median rule applied to the
+      final accuracy predicted from early forgetting signals, plus collapsed and inert
+      perturbations; it starts after 5 completed trials at epoch ``max(2, epochs // 5)``:
+      never during the first epoch, which is the learning-rate warm-up (``TrainConfig``).
     - ``median``: Optuna's ``MedianPruner`` on validation accuracy, from epoch
       ``max(1, epochs // 4)`` after 5 completed trials.
     - ``hyperband``: Optuna's ``HyperbandPruner`` with epochs as the resource.
@@ -27,7 +28,7 @@ def make_pruner(name: str, *, epochs: int, seed: int | None = None) -> optuna.pr
     if epochs < 1:
         raise ConfigError(f"epochs must be at least 1 to build a pruner, got {epochs}.")
     if name == "forgetting":
-        return ForgettingPruner(n_startup_trials=5, n_warmup_steps=max(1, epochs // 5))
+        return ForgettingPruner(n_startup_trials=5, n_warmup_steps=max(2, epochs // 5))
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=max(1, epochs // 4))
     if name == "hyperband":

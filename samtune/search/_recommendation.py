@@ -12,14 +12,18 @@ n_complete, n_pruned}, compute {search_epochs, confirmation_epochs, epochs}, sam
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import optuna
 import yaml
+from optuna.trial import TrialState
 
+import samtune
 from samtune.errors import SamtuneError
 from samtune.optim import SAMConfig
 
@@ -111,3 +115,60 @@ class Recommendation:
                    {"config": SAMConfig(variant="sgd").to_dict(),
                     "test_accuracy": {"mean": 0.94, "std": 0.003, "per_seed": [0.94, 0.937, 0.943]}},
                    gain=0.01, cost_multiplier=2.0)
+
+
+def build_recommendation(
+    study: optuna.Study, confirmed: list[dict[str, Any]], dataset: Any, train_config: Any,
+    model_name: str, storage_url: str, data: str,
+) -> Recommendation:
+    """Pick the winner by mean test accuracy and state the verdict."""
+    baseline = next(c for c in confirmed if c["config"]["variant"] == "sgd")
+    ranked = sorted(confirmed, key=lambda c: -_mean(c))
+    winner = ranked[0]
+    gain = _mean(winner) - _mean(baseline)
+    spread = max(winner["test_accuracy"]["std"], baseline["test_accuracy"]["std"])
+    best_sam = next((c for c in ranked if c["config"]["variant"] != "sgd"), None)
+    if winner["config"]["variant"] != "sgd" and gain > spread:
+        verdict, chosen = "use", winner
+        summary = (f"use {winner['description']}: test accuracy {_mean(winner):.4f} vs "
+                   f"baseline {_mean(baseline):.4f} (+{100 * gain:.2f} pp, seed spread "
+                   f"{100 * spread:.2f} pp)")
+    else:
+        verdict, chosen = "keep-baseline", baseline
+        if best_sam is None:
+            why = "no SAM-family configuration was confirmed"
+        else:
+            g = _mean(best_sam) - _mean(baseline)
+            why = (f"the best SAM-family configuration ({best_sam['description']}) scored "
+                   f"{_mean(best_sam):.4f}, {100 * g:+.2f} pp, within or below the seed spread "
+                   f"of {100 * spread:.2f} pp")
+        summary = f"SAM does not help here: keep the tuned baseline ({baseline['description']}); {why}"
+    trials = study.get_trials(deepcopy=False)
+    search_epochs = sum(len(t.user_attrs.get("history", [])) for t in trials)
+    confirm_epochs = sum(c["epochs"] for c in confirmed)
+    cost = chosen["step_time"] / baseline["step_time"] if baseline["step_time"] > 0 else float("nan")
+    return Recommendation(
+        verdict=verdict,
+        config=SAMConfig.from_dict(chosen["config"]),
+        test_accuracy=chosen["test_accuracy"],
+        baseline={"config": baseline["config"], "test_accuracy": baseline["test_accuracy"]},
+        gain=gain if verdict == "use" else 0.0,
+        cost_multiplier=round(cost, 3) if math.isfinite(cost) else float("nan"),
+        summary=summary,
+        candidates=[{k: c[k] for k in ("description", "config", "trial", "val_accuracy", "test_accuracy")}
+                    | {"cost_multiplier": round(c["step_time"] / baseline["step_time"], 3)}
+                    for c in ranked],
+        train={"epochs": train_config.epochs, "batch_size": train_config.batch_size, "model": model_name},
+        dataset={**dataset.describe(), "path": data},
+        study={"name": study.study_name, "storage": storage_url, "n_trials": len(trials),
+               "n_complete": sum(t.state == TrialState.COMPLETE for t in trials),
+               "n_pruned": sum(t.state == TrialState.PRUNED for t in trials)},
+        compute={"search_epochs": search_epochs, "confirmation_epochs": confirm_epochs,
+                 "epochs": search_epochs + confirm_epochs},
+        samtune_version=samtune.__version__,
+    )
+
+
+def _mean(c: dict[str, Any]) -> float:
+    m = c["test_accuracy"]["mean"]
+    return m if m == m else -1.0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 import warnings
 from dataclasses import dataclass
@@ -17,12 +16,11 @@ from torch import nn
 import samtune
 from samtune.data import Dataset, load_data
 from samtune.errors import ConfigError, SamtuneError
-from samtune.optim import SAMConfig
 from samtune.search._confirm import confirm, pick_candidates
 from samtune.search._objective import Objective, model_factory_from, named_model_factory
 from samtune.search._progress import Progress, fmt_time
 from samtune.search._pruners import make_pruner
-from samtune.search._recommendation import Recommendation
+from samtune.search._recommendation import Recommendation, build_recommendation
 from samtune.search._space import SearchSpace
 from samtune.search._storage import (
     HEARTBEAT_S,
@@ -253,63 +251,6 @@ def default_out_dir(storage_url: str, study: str) -> Path:
     if path is not None and str(path) != ":memory:":
         return path.parent / study
     return Path("samtune-out") / study
-
-
-def build_recommendation(
-    study: optuna.Study, confirmed: list[dict[str, Any]], dataset: Any, train_config: TrainConfig,
-    model_name: str, storage_url: str, data: str,
-) -> Recommendation:
-    """Pick the winner by mean test accuracy and state the verdict."""
-    baseline = next(c for c in confirmed if c["config"]["variant"] == "sgd")
-    ranked = sorted(confirmed, key=lambda c: -_mean(c))
-    winner = ranked[0]
-    gain = _mean(winner) - _mean(baseline)
-    spread = max(winner["test_accuracy"]["std"], baseline["test_accuracy"]["std"])
-    best_sam = next((c for c in ranked if c["config"]["variant"] != "sgd"), None)
-    if winner["config"]["variant"] != "sgd" and gain > spread:
-        verdict, chosen = "use", winner
-        summary = (f"use {winner['description']}: test accuracy {_mean(winner):.4f} vs "
-                   f"baseline {_mean(baseline):.4f} (+{100 * gain:.2f} pp, seed spread "
-                   f"{100 * spread:.2f} pp)")
-    else:
-        verdict, chosen = "keep-baseline", baseline
-        if best_sam is None:
-            why = "no SAM-family configuration was confirmed"
-        else:
-            g = _mean(best_sam) - _mean(baseline)
-            why = (f"the best SAM-family configuration ({best_sam['description']}) scored "
-                   f"{_mean(best_sam):.4f}, {100 * g:+.2f} pp, within or below the seed spread "
-                   f"of {100 * spread:.2f} pp")
-        summary = f"SAM does not help here: keep the tuned baseline ({baseline['description']}); {why}"
-    trials = study.get_trials(deepcopy=False)
-    search_epochs = sum(len(t.user_attrs.get("history", [])) for t in trials)
-    confirm_epochs = sum(c["epochs"] for c in confirmed)
-    cost = chosen["step_time"] / baseline["step_time"] if baseline["step_time"] > 0 else float("nan")
-    return Recommendation(
-        verdict=verdict,
-        config=SAMConfig.from_dict(chosen["config"]),
-        test_accuracy=chosen["test_accuracy"],
-        baseline={"config": baseline["config"], "test_accuracy": baseline["test_accuracy"]},
-        gain=gain if verdict == "use" else 0.0,
-        cost_multiplier=round(cost, 3) if math.isfinite(cost) else float("nan"),
-        summary=summary,
-        candidates=[{k: c[k] for k in ("description", "config", "trial", "val_accuracy", "test_accuracy")}
-                    | {"cost_multiplier": round(c["step_time"] / baseline["step_time"], 3)}
-                    for c in ranked],
-        train={"epochs": train_config.epochs, "batch_size": train_config.batch_size, "model": model_name},
-        dataset={**dataset.describe(), "path": data},
-        study={"name": study.study_name, "storage": storage_url, "n_trials": len(trials),
-               "n_complete": sum(t.state == TrialState.COMPLETE for t in trials),
-               "n_pruned": sum(t.state == TrialState.PRUNED for t in trials)},
-        compute={"search_epochs": search_epochs, "confirmation_epochs": confirm_epochs,
-                 "epochs": search_epochs + confirm_epochs},
-        samtune_version=samtune.__version__,
-    )
-
-
-def _mean(c: dict[str, Any]) -> float:
-    m = c["test_accuracy"]["mean"]
-    return m if m == m else -1.0
 
 
 def stored_recommendation(study: str, storage: str | None = None) -> Recommendation:

@@ -141,7 +141,7 @@ def test_auto_mode_times_both_paths_then_keeps_the_faster(batch):
         if step < 7:
             assert opt.msharp_choice == {}
     assert opt.msharp_choice[4] in ("vmap", "loop")
-    assert all(len(v) == 4 for v in opt._auto_times[4].values())
+    assert all(len(v) == 4 for v in opt._chooser.times[4].values())
     for a, b in zip(model.parameters(), ref.parameters()):  # same updates whichever ran
         assert torch.allclose(a, b, atol=1e-5)
 

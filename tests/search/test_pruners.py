@@ -32,7 +32,7 @@ def _history(early: float, *, sam: bool, flip: float = 0.05, epochs: int = 3) ->
         if sam:
             record |= {
                 "flip_rate": flip,
-                "loss_gap": 0.5 * flip,
+                "loss_gap": 0.05 + 0.5 * flip,  # a few % of the training loss: not inert
                 "p_drop": 0.02,
                 "bias_perturbed": 0.02,
             }
@@ -112,15 +112,39 @@ def test_nothing_pruned_before_startup_trials_complete() -> None:
     assert _prunes(study, "sgd", _history(0.05, sam=False))
 
 
-def test_fallback_compares_within_the_family() -> None:
-    pruner = ForgettingPruner(n_startup_trials=3)
+def test_inert_perturbation_pruned_once_past_warmup_even_during_startup() -> None:
+    pruner = ForgettingPruner()
     study = optuna.create_study(direction="maximize", pruner=pruner)
-    for variant, early in (("sgd", 0.7), ("sgd", 0.75), ("sgd", 0.8), ("sam", 0.4), ("sam", 0.45)):
-        sam = variant != "sgd"
-        _complete(study, variant, _history(early, sam=sam), _truth(early, sam=sam))
-    assert not _prunes(study, "sam", _history(0.42, sam=True))
-    assert _prunes(study, "sgd", _history(0.42, sam=False))
-    assert pruner.last_reason is not None and "baseline median 0.800" in pruner.last_reason
+    history = _history(0.5, sam=True, flip=0.0, epochs=2)
+    for record in history:
+        record["loss_gap"] = 0.001 * record["train_loss"]  # 0.1% of the loss: changes nothing
+    trial = _run(study, "randsam", history[:1])
+    assert not trial.should_prune()  # epoch 1 is the learning-rate warm-up
+    trial.set_user_attr("history", history)
+    trial.report(history[1]["val_acc"], step=2)
+    assert trial.should_prune()
+    assert pruner.last_reason is not None
+    assert pruner.last_reason.startswith("inert perturbation: loss gap 0.0013 is 0.10% of")
+
+
+def test_inert_rule_spares_real_perturbations_and_the_baseline() -> None:
+    study = optuna.create_study(direction="maximize", pruner=ForgettingPruner())
+    assert not _prunes(study, "sam", _history(0.5, sam=True, flip=0.02, epochs=2))
+    assert not _prunes(study, "sgd", _history(0.5, sam=False, epochs=2))
+    off = optuna.create_study(direction="maximize", pruner=ForgettingPruner(inert_loss_gap=0.0))
+    history = _history(0.5, sam=True, flip=0.0, epochs=2)
+    history[1]["loss_gap"] = 0.0
+    assert not _prunes(off, "randsam", history)
+
+
+def test_no_prediction_without_enough_completed_records() -> None:
+    pruner = ForgettingPruner(n_startup_trials=0)
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    for early in (0.7, 0.8):
+        _complete(study, "sgd", _history(early, sam=False), _truth(early, sam=False))
+    assert not _prunes(study, "sgd", _history(0.05, sam=False, epochs=2))  # 2 < 3 to fit
+    _complete(study, "sgd", _history(0.75, sam=False), _truth(0.75, sam=False))
+    assert _prunes(study, "sgd", _history(0.05, sam=False, epochs=2))
 
 
 def test_low_prediction_pruned_high_prediction_kept() -> None:
@@ -128,10 +152,11 @@ def test_low_prediction_pruned_high_prediction_kept() -> None:
     study = _fitted_study(pruner)
     assert _prunes(study, "sgd", _history(0.50, sam=False, epochs=2))
     assert pruner.last_reason is not None and pruner.last_reason.startswith(
-        "predicted final val_acc"
+        "P(final val_acc >= median "
     )
     assert _prunes(study, "sam", _history(0.45, sam=True, flip=0.35, epochs=2))
-    assert not _prunes(study, "sgd", _history(0.78, sam=False, epochs=2))
+    assert not _prunes(study, "sgd", _history(0.80, sam=False, epochs=2))
+    assert not _prunes(study, "sam", _history(0.50, sam=True, flip=0.02, epochs=2))
 
 
 def test_slow_starting_sam_kept_where_median_pruner_kills_it() -> None:
@@ -156,11 +181,46 @@ def test_predict_follows_the_crafted_relation(variant: str, early: float, flip: 
     trial = _run(study, variant, _history(early, sam=sam, flip=flip, epochs=2))
     result = pruner.predict(study, study._storage.get_trial(trial._trial_id))
     assert result is not None
-    predicted, threshold, sigma = result
     finals = [t.value for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))]
-    assert predicted == pytest.approx(_truth(early, sam=sam, flip=flip), abs=0.03)
-    assert threshold == pytest.approx(float(np.median(finals)) - sigma)
-    assert 0.0 <= sigma < 0.03
+    assert result.predicted == pytest.approx(_truth(early, sam=sam, flip=flip), abs=0.03)
+    assert result.median == pytest.approx(float(np.median(finals)))
+    assert result.n_completed == len(finals) == 10
+    assert 1 / 11 <= result.probability <= 1.0
+
+
+def test_probability_is_the_share_of_jackknife_values_reaching_the_median() -> None:
+    """(hits + 1) / (n + 1): 1 far above the median, 1 / (n + 1) far below it."""
+    pruner = ForgettingPruner(n_startup_trials=5, n_warmup_steps=1)
+    study = _fitted_study(pruner)
+    for variant, early, expected in (("sam", 0.60, 1.0), ("sgd", 0.50, 1 / 11)):
+        sam = variant != "sgd"
+        trial = _run(study, variant, _history(early, sam=sam, flip=0.02, epochs=2))
+        result = pruner.predict(study, study._storage.get_trial(trial._trial_id))
+        assert result is not None and result.probability == pytest.approx(expected)
+
+
+def test_features_beyond_the_fitted_range_are_clipped() -> None:
+    """A linear model is not trusted past what it has seen: 0.05 predicts like the edge."""
+    pruner = ForgettingPruner(n_startup_trials=5, n_warmup_steps=1)
+    study = _fitted_study(pruner)
+    predictions = []
+    for early in (0.05, 0.30, 0.40):  # 0.40 is the lowest epoch-2 val_acc seen
+        trial = _run(study, "sgd", _history(early, sam=False, epochs=2))
+        result = pruner.predict(study, study._storage.get_trial(trial._trial_id))
+        assert result is not None
+        predictions.append(result.predicted)
+    assert predictions[0] == pytest.approx(predictions[1]) == pytest.approx(predictions[2])
+
+
+def test_make_pruner_forgetting_waits_past_the_learning_rate_warmup() -> None:
+    """Epoch 1 is the learning-rate warm-up; even a 3-epoch budget starts at epoch 2."""
+    study = _fitted_study(make_pruner("forgetting", epochs=3))
+    history = _history(0.05, sam=False, epochs=2)
+    trial = _run(study, "sgd", history[:1])
+    assert not trial.should_prune()
+    trial.set_user_attr("history", history)
+    trial.report(history[1]["val_acc"], step=2)
+    assert trial.should_prune()
 
 
 def test_predict_needs_enough_completed_trials() -> None:
@@ -200,10 +260,12 @@ def test_make_pruner_rejects_unknown_name_in_one_line() -> None:
         {"n_warmup_steps": -1},
         {"collapse_flip_rate": 0.0},
         {"collapse_flip_rate": 1.5},
-        {"margin_sigmas": -0.1},
-        {"margin_sigmas": math.nan},
+        {"inert_loss_gap": -0.01},
+        {"inert_loss_gap": 1.0},
+        {"min_probability": 0.0},
+        {"min_probability": 1.5},
+        {"min_probability": math.nan},
         {"ridge_alpha": 0.0},
-        {"fallback_tolerance": -0.01},
     ],
 )
 def test_bad_constructor_args_raise(kwargs: dict) -> None:
