@@ -15,6 +15,11 @@ from optuna.trial import FrozenTrial, TrialState
 # are 0 for the baseline, which has no perturbed pass. is_baseline is appended last.
 _RECORD_FEATURES = ("val_acc", "train_acc", "val_loss", "forgetting_rate")
 _PERTURBED_FEATURES = ("flip_rate", "loss_gap")
+# Losses are unbounded (a high learning rate can send val_loss to 5 at epoch 2 and still end
+# well); they are clipped to the fitted range. Accuracies and rates live in [0, 1] and are not.
+_UNBOUNDED = np.array(
+    [k in ("val_loss", "loss_gap") for k in (*_RECORD_FEATURES, *_PERTURBED_FEATURES, "is_baseline")]
+)
 _MIN_FIT_ROWS = 3  # completed trials needed to fit the predictor and leave one out
 
 
@@ -23,19 +28,21 @@ class Prediction:
     """What the predictor says about a running trial at its current epoch."""
 
     predicted: float  # predicted final validation accuracy
-    median: float  # median final value of the completed trials (the bar)
-    probability: float  # estimated chance of finishing at or above the median
+    bar: float  # final value the trial must reach to matter (see ForgettingPruner, rule 5)
+    probability: float  # estimated chance of finishing at or above the bar
     n_completed: int  # completed trials the predictor was fitted on
 
 
 class ForgettingPruner(optuna.pruners.BasePruner):
-    """Prune a SAM-tuning trial when its early signals say it will likely finish below par.
+    """Prune a SAM-tuning trial when its early signals say it will not change the recommendation.
 
-    Validation accuracy at an early epoch ranks final results only loosely, and SAM learns
-    more slowly early on: ranking on early accuracy alone (what ``MedianPruner`` does) kills
-    SAM trials that would have won. This pruner applies the median rule to the *predicted
-    final* accuracy instead, and adds rules that only SAM's two passes make possible. It
-    decides, in this order:
+    The search ends by confirming its ``top_k`` best completed configurations and its best
+    baseline; a trial matters only if it can join them. Validation accuracy at an early epoch
+    ranks final results only loosely, and SAM learns more slowly early on: ranking on early
+    accuracy alone (what ``MedianPruner`` does) kills SAM trials that would have won. This
+    pruner predicts the *final* accuracy instead, prunes the trials that will more likely
+    than not stay out of the confirmed set, and adds rules that only SAM's two passes make
+    possible. It decides, in this order:
 
     1. Divergence: a non-finite ``val_loss`` or ``train_loss`` in the latest history record,
        or a NaN reported value, prunes at once, even during start-up.
@@ -49,22 +56,31 @@ class ForgettingPruner(optuna.pruners.BasePruner):
        the baseline at twice the cost per step, and the baseline family already covers it.
     4. Nothing else prunes before ``n_startup_trials`` trials have completed or before epoch
        ``n_warmup_steps`` (keep it past the learning-rate warm-up: during warm-up the
-       curves say more about the warm-up than about the configuration).
-    5. Predicted final below the median: a ridge regression (standardized features, penalty
+       curves say more about the warm-up than about the configuration), nor after half of
+       ``n_steps`` epochs: a later stop saves less than half a trial, while the trial's
+       result is nearly known and worth more as a completed trial (for the predictor, for
+       the sampler and as a candidate) than the epochs it would save.
+    5. Unlikely to be confirmed: a ridge regression (standardized features, penalty
        ``ridge_alpha``) maps the completed trials' history record at the current epoch --
        ``val_acc``, ``train_acc``, ``val_loss``, ``forgetting_rate``, ``flip_rate`` and
        ``loss_gap`` (0 for the baseline; centred within the SAM family, so they model the
        differences among SAM trials) and an is-baseline indicator (the family's shift) --
-       to their final value. The running trial's features are clipped to the range the fit
-       has seen (a linear model is not trusted beyond it). Its prediction plus each
+       to their final value. The running trial's losses are clipped to the range the fit
+       has seen (a linear model is not trusted beyond it, and losses are unbounded: a high
+       learning rate can blow up an early validation loss and still end well); accuracies
+       and rates are bounded and used as they are. Its prediction plus each
        completed trial's leave-one-out residual gives an empirical predictive distribution
-       (the jackknife); the chance of finishing at or above the median completed final is
-       the share of those values that reach it, counting the prediction itself as one more
-       that does not: ``(hits + 1) / (n + 1)`` for ``n`` completed trials. The trial is
-       pruned when that chance is below ``min_probability``: with 0.5, when it is more
-       likely than not to finish in the worse half. With few completed trials the
-       estimate cannot fall below ``1 / (n + 1)``, so young studies prune only clear cases;
-       where the signals predict poorly, the residuals are wide and little is pruned.
+       (the jackknife). The bar is the ``top_k``-th best completed final value; for a
+       baseline trial, no higher than the best completed baseline's (the best baseline is
+       confirmed too: it is the reference of the verdict, so it must stay well tuned). The
+       chance of finishing at or above the bar is the share of those values that reach it,
+       counting the trial itself as one more that does: ``(hits + 1) / (n + 1)`` for ``n``
+       completed trials, so it never reaches 0. The trial is pruned when that chance is
+       below ``min_probability``: with 0.5, when it will more likely than not stay out of
+       the confirmed set. Where the signals predict poorly, the residuals are wide and a
+       trial is kept on the strength of its family's spread; a trial that looks like the
+       completed ones is pruned once ``top_k`` of them finish above it more often than not,
+       which is what a search whose warm starts are already the best should do.
 
     The predictor needs at least 3 completed trials with a finite record at the epoch;
     with fewer, rules 1-3 alone apply. After each call, ``last_reason`` holds the one-line
@@ -75,12 +91,15 @@ class ForgettingPruner(optuna.pruners.BasePruner):
     Args:
         n_startup_trials: Completed trials needed before rule 5 applies.
         n_warmup_steps: First epoch (1-based step) at which rules 3 and 5 apply.
+        n_steps: The trials' epoch budget; rule 5 applies up to epoch ``n_steps // 2``.
+            ``None``: no such limit.
         collapse_flip_rate: Flip rate, in (0, 1], at or above which the perturbation counts
             as collapsed.
         inert_loss_gap: Relative loss gap, in [0, 1), below which a SAM-family perturbation
             counts as inert; 0 disables rule 3.
-        min_probability: Estimated chance, in (0, 1], of finishing at or above the median
-            completed final below which a trial is pruned.
+        top_k: How many of the best completed configurations the search confirms.
+        min_probability: Estimated chance, in (0, 1], of finishing at or above the bar
+            below which a trial is pruned.
         ridge_alpha: Ridge penalty on the standardized features; must be positive.
     """
 
@@ -88,8 +107,10 @@ class ForgettingPruner(optuna.pruners.BasePruner):
         self,
         n_startup_trials: int = 5,
         n_warmup_steps: int = 2,
+        n_steps: int | None = None,
         collapse_flip_rate: float = 0.5,
         inert_loss_gap: float = 0.01,
+        top_k: int = 2,
         min_probability: float = 0.5,
         ridge_alpha: float = 1.0,
     ) -> None:
@@ -97,18 +118,24 @@ class ForgettingPruner(optuna.pruners.BasePruner):
             raise ValueError(f"n_startup_trials cannot be negative but got {n_startup_trials=}.")
         if n_warmup_steps < 0:
             raise ValueError(f"n_warmup_steps cannot be negative but got {n_warmup_steps=}.")
+        if n_steps is not None and n_steps < 1:
+            raise ValueError(f"n_steps must be at least 1 but got {n_steps=}.")
         if not 0.0 < collapse_flip_rate <= 1.0:
             raise ValueError(f"collapse_flip_rate must be in (0, 1] but got {collapse_flip_rate=}.")
         if not 0.0 <= inert_loss_gap < 1.0:
             raise ValueError(f"inert_loss_gap must be in [0, 1) but got {inert_loss_gap=}.")
+        if top_k < 1:
+            raise ValueError(f"top_k must be at least 1 but got {top_k=}.")
         if not 0.0 < min_probability <= 1.0:
             raise ValueError(f"min_probability must be in (0, 1] but got {min_probability=}.")
         if not ridge_alpha > 0.0:
             raise ValueError(f"ridge_alpha must be positive but got {ridge_alpha=}.")
         self._n_startup_trials = n_startup_trials
         self._n_warmup_steps = n_warmup_steps
+        self._n_steps = n_steps
         self._collapse_flip_rate = collapse_flip_rate
         self._inert_loss_gap = inert_loss_gap
+        self._top_k = top_k
         self._min_probability = min_probability
         self._ridge_alpha = ridge_alpha
         self.last_reason: str | None = None
@@ -147,13 +174,15 @@ class ForgettingPruner(optuna.pruners.BasePruner):
         completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if step < self._n_warmup_steps or len(completed) < self._n_startup_trials:
             return False
+        if self._n_steps is not None and step > self._n_steps // 2:
+            return False
         prediction = self._predict(completed, trial, step)
         if prediction is None or prediction.probability >= self._min_probability:
             return False
         p = prediction
         return self._pruned(
             trial,
-            f"P(final val_acc >= median {p.median:.3f}) = {p.probability:.2f} < "
+            f"P(final val_acc >= {p.bar:.3f}, the bar to be confirmed) = {p.probability:.2f} < "
             f"{self._min_probability} (predicted {p.predicted:.3f}; {p.n_completed} completed) "
             f"at epoch {step}",
         )
@@ -196,16 +225,32 @@ class ForgettingPruner(optuna.pruners.BasePruner):
         leverage = np.einsum("ij,jk,ik->i", z, inverse, z)
         loo = (y - z @ coef) / np.clip(1.0 - leverage, 1e-9, None)  # leave-one-out residuals
         seen = x[:, keep]
-        x_clipped = np.clip(x_now[keep], seen.min(axis=0), seen.max(axis=0))
+        clipped = np.clip(x_now[keep], seen.min(axis=0), seen.max(axis=0))
+        x_clipped = np.where(_UNBOUNDED[keep], clipped, x_now[keep])
         predicted = float(np.concatenate([[1.0], (x_clipped - mean) / std[keep]]) @ coef)
-        median = float(np.median(y))
-        hits = int(np.sum(predicted + loo >= median))
-        return Prediction(predicted, median, (hits + 1) / (len(y) + 1), len(y))
+        bar = self._bar(completed, baseline=x_now[-1] == 1.0)
+        hits = int(np.sum(predicted + loo >= bar))
+        return Prediction(predicted, bar, (hits + 1) / (len(y) + 1), len(y))
+
+    def _bar(self, completed: Sequence[FrozenTrial], *, baseline: bool) -> float:
+        """The top_k-th best completed final value; for a baseline trial, no higher than the
+        best completed baseline's."""
+        finals = sorted((float(t.value) for t in completed if _finite(t.value)), reverse=True)
+        bar = finals[min(self._top_k, len(finals)) - 1]
+        if baseline:
+            best = max((float(t.value) for t in completed if _finite(t.value) and _is_baseline(t)),
+                       default=bar)
+            bar = min(bar, best)
+        return bar
 
     def _pruned(self, trial: FrozenTrial, reason: str) -> bool:
         self.last_reason = reason
         self._reasons[trial.number] = reason
         return True
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
 
 
 def _history(trial: FrozenTrial) -> list[Mapping[str, Any]]:

@@ -10,13 +10,17 @@ from samtune.search._forgetting_pruner import ForgettingPruner
 PRUNERS = ("forgetting", "median", "hyperband", "none")
 
 
-def make_pruner(name: str, *, epochs: int, seed: int | None = None) -> optuna.pruners.BasePruner:
+def make_pruner(
+    name: str, *, epochs: int, seed: int | None = None, top_k: int = 2
+) -> optuna.pruners.BasePruner:
     """Build the pruner called ``name`` for trials of ``epochs`` epochs (reported as steps 1..epochs).
 
-    - ``forgetting``: :class:`ForgettingPruner` (the default), the median rule applied to the
-      final accuracy predicted from early forgetting signals, plus collapsed and inert
-      perturbations; it starts after 5 completed trials at epoch ``max(2, epochs // 5)``:
-      never during the first epoch, which is the learning-rate warm-up (``TrainConfig``).
+    - ``forgetting``: :class:`ForgettingPruner` (the default): stops the trials whose final
+      accuracy, predicted from early forgetting signals, will more likely than not keep them
+      out of the ``top_k`` confirmed configurations (the search's ``top_k``), plus collapsed
+      and inert perturbations; its prediction rule runs after 5 completed trials from epoch
+      ``max(2, epochs // 5)`` (never during the first epoch, the learning-rate warm-up of
+      ``TrainConfig``) to epoch ``epochs // 2``.
     - ``median``: Optuna's ``MedianPruner`` on validation accuracy, from epoch
       ``max(1, epochs // 4)`` after 5 completed trials.
     - ``hyperband``: Optuna's ``HyperbandPruner`` with epochs as the resource.
@@ -28,7 +32,9 @@ def make_pruner(name: str, *, epochs: int, seed: int | None = None) -> optuna.pr
     if epochs < 1:
         raise ConfigError(f"epochs must be at least 1 to build a pruner, got {epochs}.")
     if name == "forgetting":
-        return ForgettingPruner(n_startup_trials=5, n_warmup_steps=max(2, epochs // 5))
+        return ForgettingPruner(
+            n_startup_trials=5, n_warmup_steps=max(2, epochs // 5), n_steps=epochs, top_k=top_k
+        )
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=max(1, epochs // 4))
     if name == "hyperband":

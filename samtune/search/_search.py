@@ -184,14 +184,14 @@ def _search(data: str | Dataset, model: nn.Module | None, opts: SearchOptions) -
     name = opts.study or default_study_name(data)
     storage_url = opts.storage or default_storage_url(name)
     settings = _settings(dataset, space, train_config, model_name)
-    pruner = make_pruner(opts.pruner, epochs=opts.epochs, seed=opts.seed)
+    pruner = make_pruner(opts.pruner, epochs=opts.epochs, seed=opts.seed, top_k=opts.top_k)
     study = open_search_study(name, storage_url, settings, space, pruner, opts.seed, opts.heartbeat)
     loadable = isinstance(data, str) and model is None and not data == "arrays"
     study.set_user_attr(RUN_ATTR, {
         "data": data if loadable else None, "target": opts.target, "seed": opts.seed,
         "space": space.to_dict(), "epochs": opts.epochs, "batch_size": batch,
         "model": model_name if loadable else None, "pruner": opts.pruner, "device": opts.device,
-        "threads": opts.threads, "trials": opts.trials, "timeout": opts.timeout,
+        "threads": opts.threads, "trials": opts.trials, "timeout": opts.timeout, "top_k": opts.top_k,
         "fingerprint": dataset.fingerprint,
     })
 

@@ -69,7 +69,7 @@ def worker_study(name: str, url: str, *, seed: int | None, heartbeat: int = HEAR
     run = load_study(name, storage).user_attrs.get(RUN_ATTR)
     if run is None:
         raise SamtuneError(f"study {name!r} was not made by 'samtune search'; start it with samtune search first.")
-    pruner = make_pruner(run["pruner"], epochs=run["epochs"])
+    pruner = make_pruner(run["pruner"], epochs=run["epochs"], top_k=run.get("top_k", 2))
     study = optuna.load_study(study_name=name, storage=storage, sampler=make_sampler(seed), pruner=pruner)
     return study, run
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import optuna
 import pytest
 
@@ -152,17 +151,34 @@ def test_low_prediction_pruned_high_prediction_kept() -> None:
     study = _fitted_study(pruner)
     assert _prunes(study, "sgd", _history(0.50, sam=False, epochs=2))
     assert pruner.last_reason is not None and pruner.last_reason.startswith(
-        "P(final val_acc >= median "
+        "P(final val_acc >= 0.880, the bar to be confirmed) = 0.09 < 0.5"
     )
     assert _prunes(study, "sam", _history(0.45, sam=True, flip=0.35, epochs=2))
-    assert not _prunes(study, "sgd", _history(0.80, sam=False, epochs=2))
-    assert not _prunes(study, "sam", _history(0.50, sam=True, flip=0.02, epochs=2))
+    assert not _prunes(study, "sgd", _history(0.90, sam=False, epochs=2))
+    assert not _prunes(study, "sam", _history(0.60, sam=True, flip=0.02, epochs=2))
+
+
+def test_the_bar_is_the_top_k_th_final_or_for_a_baseline_the_best_baseline() -> None:
+    """Finals: SAM 0.97, 0.92, ...; best baseline 0.88. The same predicted ~0.89 keeps a
+    baseline (it would become the confirmed baseline) and prunes a SAM trial (not top 2)."""
+    pruner = ForgettingPruner(n_startup_trials=5, n_warmup_steps=1)
+    study = _fitted_study(pruner)
+    for variant, early, flip, bar, pruned in (("sgd", 0.90, 0.0, 0.88, False),
+                                              ("sam", 0.55, 0.08, 0.92, True)):
+        trial = _run(study, variant, _history(early, sam=variant != "sgd", flip=flip, epochs=2))
+        result = pruner.predict(study, study._storage.get_trial(trial._trial_id))
+        assert result is not None
+        assert result.bar == pytest.approx(bar)
+        assert result.predicted == pytest.approx(0.89, abs=0.005)
+        assert trial.should_prune() is pruned
+    loose = _fitted_study(ForgettingPruner(n_startup_trials=5, n_warmup_steps=1, top_k=4))
+    assert not _prunes(loose, "sam", _history(0.55, sam=True, flip=0.08, epochs=2))  # 4th: 0.88
 
 
 def test_slow_starting_sam_kept_where_median_pruner_kills_it() -> None:
     """The product's claim in miniature: early accuracy alone kills a SAM trial that wins."""
-    history = _history(0.50, sam=True, flip=0.02, epochs=2)
-    assert _truth(0.50, sam=True, flip=0.02) > max(
+    history = _history(0.55, sam=True, flip=0.02, epochs=2)
+    assert _truth(0.55, sam=True, flip=0.02) > max(
         _truth(e, sam=False) for e, _ in SGD_RUNS
     )  # it would have beaten every baseline
     median_study = _fitted_study(optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1))
@@ -183,52 +199,56 @@ def test_predict_follows_the_crafted_relation(variant: str, early: float, flip: 
     assert result is not None
     finals = [t.value for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))]
     assert result.predicted == pytest.approx(_truth(early, sam=sam, flip=flip), abs=0.03)
-    assert result.median == pytest.approx(float(np.median(finals)))
+    best_baseline = max(_truth(e, sam=False) for e, _ in SGD_RUNS)
+    top2 = sorted(finals)[-2]
+    assert result.bar == pytest.approx(min(top2, best_baseline) if variant == "sgd" else top2)
     assert result.n_completed == len(finals) == 10
     assert 1 / 11 <= result.probability <= 1.0
 
 
-def test_probability_is_the_share_of_jackknife_values_reaching_the_median() -> None:
-    """(hits + 1) / (n + 1): 1 far above the median, 1 / (n + 1) far below it."""
+def test_probability_is_the_share_of_jackknife_values_reaching_the_bar() -> None:
+    """(hits + 1) / (n + 1): 1 far above the bar, 1 / (n + 1) far below it."""
     pruner = ForgettingPruner(n_startup_trials=5, n_warmup_steps=1)
     study = _fitted_study(pruner)
-    for variant, early, expected in (("sam", 0.60, 1.0), ("sgd", 0.50, 1 / 11)):
+    for variant, early, expected in (("sam", 0.62, 1.0), ("sgd", 0.50, 1 / 11)):
         sam = variant != "sgd"
         trial = _run(study, variant, _history(early, sam=sam, flip=0.02, epochs=2))
         result = pruner.predict(study, study._storage.get_trial(trial._trial_id))
         assert result is not None and result.probability == pytest.approx(expected)
 
 
-def test_features_beyond_the_fitted_range_are_clipped() -> None:
-    """A linear model is not trusted past what it has seen: 0.05 predicts like the edge."""
+def test_losses_beyond_the_fitted_range_are_clipped_accuracies_are_not() -> None:
+    """A linear model is not trusted past the losses it has seen (an early val_loss of 5 can
+    come from a high learning rate that ends well); accuracies are bounded and kept."""
     pruner = ForgettingPruner(n_startup_trials=5, n_warmup_steps=1)
     study = _fitted_study(pruner)
-    predictions = []
-    for early in (0.05, 0.30, 0.40):  # 0.40 is the lowest epoch-2 val_acc seen
-        trial = _run(study, "sgd", _history(early, sam=False, epochs=2))
+
+    def predicted(early: float, val_loss: float | None = None) -> float:
+        history = _history(early, sam=False, epochs=2)
+        if val_loss is not None:
+            history[1]["val_loss"] = val_loss
+        trial = _run(study, "sgd", history)
         result = pruner.predict(study, study._storage.get_trial(trial._trial_id))
         assert result is not None
-        predictions.append(result.predicted)
-    assert predictions[0] == pytest.approx(predictions[1]) == pytest.approx(predictions[2])
+        return result.predicted
+
+    edge = predicted(0.7, val_loss=1.6)  # 1.6 is the highest epoch-2 val_loss seen
+    assert predicted(0.7, val_loss=5.0) == pytest.approx(edge)
+    assert predicted(0.7, val_loss=50.0) == pytest.approx(edge)
+    assert predicted(0.05) < predicted(0.40) - 0.05  # 0.40: the lowest val_acc seen
 
 
-def test_make_pruner_forgetting_waits_past_the_learning_rate_warmup() -> None:
-    """Epoch 1 is the learning-rate warm-up; even a 3-epoch budget starts at epoch 2."""
-    study = _fitted_study(make_pruner("forgetting", epochs=3))
-    history = _history(0.05, sam=False, epochs=2)
+def test_make_pruner_forgetting_predicts_from_warmup_to_half_the_budget() -> None:
+    """Epoch 1 is the learning-rate warm-up; after half the budget a stop saves too little."""
+    study = _fitted_study(make_pruner("forgetting", epochs=4))
+    history = _history(0.05, sam=False, epochs=3)
     trial = _run(study, "sgd", history[:1])
     assert not trial.should_prune()
-    trial.set_user_attr("history", history)
+    trial.set_user_attr("history", history[:2])
     trial.report(history[1]["val_acc"], step=2)
     assert trial.should_prune()
-
-
-def test_predict_needs_enough_completed_trials() -> None:
-    pruner = ForgettingPruner()
-    study = optuna.create_study(direction="maximize", pruner=pruner)
-    _complete(study, "sgd", _history(0.7, sam=False), 0.8)
-    trial = _run(study, "sgd", _history(0.6, sam=False, epochs=2))
-    assert pruner.predict(study, study._storage.get_trial(trial._trial_id)) is None
+    late = _run(study, "sgd", history)  # first checked at epoch 3 > 4 // 2
+    assert not late.should_prune()
 
 
 @pytest.mark.parametrize(
@@ -245,6 +265,13 @@ def test_make_pruner_by_name(name: str, kind: type) -> None:
     assert isinstance(make_pruner(name, epochs=20, seed=0), kind)
 
 
+def test_make_pruner_passes_the_searchs_top_k() -> None:
+    study = _fitted_study(make_pruner("forgetting", epochs=4, top_k=4))
+    assert not _prunes(study, "sam", _history(0.55, sam=True, flip=0.08, epochs=2))
+    study = _fitted_study(make_pruner("forgetting", epochs=4))
+    assert _prunes(study, "sam", _history(0.55, sam=True, flip=0.08, epochs=2))
+
+
 def test_make_pruner_rejects_unknown_name_in_one_line() -> None:
     with pytest.raises(ConfigError) as info:
         make_pruner("asha", epochs=10)
@@ -258,10 +285,12 @@ def test_make_pruner_rejects_unknown_name_in_one_line() -> None:
     [
         {"n_startup_trials": -1},
         {"n_warmup_steps": -1},
+        {"n_steps": 0},
         {"collapse_flip_rate": 0.0},
         {"collapse_flip_rate": 1.5},
         {"inert_loss_gap": -0.01},
         {"inert_loss_gap": 1.0},
+        {"top_k": 0},
         {"min_probability": 0.0},
         {"min_probability": 1.5},
         {"min_probability": math.nan},
