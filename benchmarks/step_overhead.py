@@ -15,15 +15,24 @@ warm-up, the run goes ``--rounds`` times over every (model, configuration) pair 
 order and times a block of ``--steps`` steps of each; a configuration's step time is the median
 of its blocks' per-step times, and every ratio is taken between medians of the same run, so slow
 phases of a shared machine hit all configurations alike. The torch thread count is left as the
-machine sets it. Peak memory: the process's peak RSS (``resource.getrusage``), plus, per
-configuration, the peak of torch's CPU allocator during one step measured with
-``torch.profiler(profile_memory=True)`` (the vmap path's stacked micro-batch tensors show up
-there), next to the engine's own estimate of the stacked tensors.
+machine sets it.
+
+A shared 2-core machine needs more than interleaving: while another process runs, a 2-thread
+torch step gets several times slower. Each block therefore records the CPU pressure stall
+(/proc/pressure/cpu) during it; the medians use only quiet blocks, a noisy block is retried once
+the machine is quiet again, and a model whose configurations lack quiet blocks is flagged (its
+verdicts print with a "?"). ``--max-seconds`` bounds the timing phase.
+
+Peak memory: the process's peak RSS (``resource.getrusage``), plus, per configuration, the peak
+of torch's CPU allocator during one step measured with ``torch.profiler(profile_memory=True)``
+(the vmap path's stacked micro-batch tensors show up there), next to the engine's own estimate
+of the stacked tensors.
 
     python benchmarks/step_overhead.py              # table; JSON to benchmarks/results/
     python benchmarks/step_overhead.py --json       # one JSON object on stdout
     python benchmarks/step_overhead.py --quick --json   # seconds; for smoke tests
-    python benchmarks/step_overhead.py --profile cnn:vmap/8   # where one configuration's time goes
+    python benchmarks/step_overhead.py --breakdown  # the pieces of a SAM and a B/m=8 step
+    python benchmarks/step_overhead.py --profile cnn:vmap/8   # torch.profiler of one config
 """
 
 from __future__ import annotations
@@ -59,7 +68,7 @@ LR, MOMENTUM, WEIGHT_DECAY, RHO = 0.05, 0.9, 5e-4, 0.05  # same base settings fo
 MIN_ROUNDS = 3  # a time budget never cuts a run below this many rounds
 BLOCK_RETRIES = 2  # a block timed while other processes were busy is retried up to this often
 QUIET_STALL = 0.1  # a block is quiet when tasks waited for a CPU less than this share of it
-QUIET_CORES = 0.25  # before a round, wait until other processes use less CPU than this
+QUIET_CORES = 0.25  # before a round or a retry, wait until other processes use less CPU than this
 MIN_QUIET_BLOCKS = 3  # per config; with fewer, a model's medians fall back to all blocks
 N_BATCHES = 4  # synthetic batches cycled through, so no config reuses one tensor forever
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "step_overhead.json"
@@ -650,10 +659,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=None, help="timed rounds (default 21; quick 2)")
     p.add_argument("--steps", type=int, default=None,
                    help="steps per timed block for every model (default: mlp 24, cnn 3; quick 1)")
-    p.add_argument("--warmup", type=int, default=None, help="untimed steps per config (default 3)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed steps per config (default 3; quick 0)")
     p.add_argument("--max-wait", type=float, default=20.0,
-                   help="seconds to wait, before each round, for other processes to go quiet "
-                        "(default 20; 0: never wait)")
+                   help="seconds to wait, before each round and before retrying a noisy block, "
+                        "for other processes to go quiet (default 20; 0: never wait)")
     p.add_argument("--max-seconds", type=float, default=240.0,
                    help="stop timing after the round that passes this many seconds (default 240; "
                         f"never fewer than {MIN_ROUNDS} rounds)")
