@@ -20,9 +20,9 @@ def fmt_time(seconds: float) -> str:
 class Progress:
     """An Optuna callback printing trial n/N, best so far, pruned so far, elapsed and left."""
 
-    def __init__(self, target: int, already: int, enabled: bool = True,
-                 stream: TextIO | None = None, prefix: str = "") -> None:
-        self.target, self.already, self.enabled, self.prefix = target, already, enabled, prefix
+    def __init__(self, target: int, enabled: bool = True, stream: TextIO | None = None,
+                 prefix: str = "") -> None:
+        self.target, self.enabled, self.prefix = target, enabled, prefix
         self.stream = stream or sys.stderr
         self.start = time.monotonic()
         self.ran = 0

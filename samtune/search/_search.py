@@ -162,7 +162,8 @@ def cpu_threads(model: nn.Module, requested: int | None) -> int:
 
 def _search(data: str | Dataset, model: nn.Module | None, opts: SearchOptions) -> Recommendation:
     t_start = time.monotonic()
-    if isinstance(data, Dataset):
+    from_spec = not isinstance(data, Dataset)  # workers can reload only a --data spec
+    if not from_spec:
         dataset, data = data, data.source
     else:
         dataset = load_data(data, target=opts.target, seed=opts.seed)
@@ -186,7 +187,7 @@ def _search(data: str | Dataset, model: nn.Module | None, opts: SearchOptions) -
     settings = _settings(dataset, space, train_config, model_name)
     pruner = make_pruner(opts.pruner, epochs=opts.epochs, seed=opts.seed, top_k=opts.top_k)
     study = open_search_study(name, storage_url, settings, space, pruner, opts.seed, opts.heartbeat)
-    loadable = isinstance(data, str) and model is None and not data == "arrays"
+    loadable = from_spec and model is None
     study.set_user_attr(RUN_ATTR, {
         "data": data if loadable else None, "target": opts.target, "seed": opts.seed,
         "space": space.to_dict(), "epochs": opts.epochs, "batch_size": batch,
@@ -197,7 +198,7 @@ def _search(data: str | Dataset, model: nn.Module | None, opts: SearchOptions) -
 
     already = len(_finished(study))
     remaining = opts.trials - already
-    progress = Progress(opts.trials, already, enabled=opts.progress)
+    progress = Progress(opts.trials, enabled=opts.progress)
     progress.say(f"samtune: study {name!r} in {storage_url} | data {data} "
                  f"({dataset.split_sizes()}) | model {model_name} | batch {batch} | "
                  f"{opts.epochs} epochs/trial | pruner {opts.pruner}")

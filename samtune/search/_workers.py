@@ -107,7 +107,7 @@ def join(name: str, url: str, *, quota: int | None = None, seed: int | None = No
     study, run = worker_study(name, url, seed=seed, heartbeat=heartbeat)
     objective = worker_objective(study, run)
     torch.set_num_threads(cpu_threads(objective.model_factory(), threads or run.get("threads")))
-    report = Progress(run["trials"], finished(study), enabled=progress, prefix=f"worker {os.getpid()} ")
+    report = Progress(run["trials"], enabled=progress, prefix=f"worker {os.getpid()} ")
     run_trials(study, objective, quota=quota, target=run["trials"], timeout=run.get("timeout"),
                callbacks=[report])
     return report.ran
