@@ -1,7 +1,7 @@
 """BatchNorm policy for SAM's two passes.
 
-- The perturbed pass (at w + e) never changes running statistics: they are saved before it and
-  restored after it, bit for bit (``num_batches_tracked`` included).
+- The perturbed pass (at w + e) never changes running statistics, ``num_batches_tracked``
+  included: it runs with tracking switched off (batch statistics, buffers untouched).
 - The clean pass (at w) updates them as ordinary training would. With m-sharpness the clean pass
   runs per micro-batch, so BN normalizes with m-example statistics ("ghost BN") and the running
   statistics receive one momentum update per micro-batch, in micro-batch order. The vectorized
@@ -33,19 +33,20 @@ def bn_modules(model: nn.Module | None) -> list[tuple[str, _BatchNorm]]:
 
 @contextmanager
 def frozen_bn_stats(modules: list[tuple[str, _BatchNorm]]) -> Iterator[None]:
-    """Run the body (the perturbed pass) and put every running statistic back as it was."""
-    saved = [
-        [getattr(mod, s).clone() for s in STAT_NAMES if getattr(mod, s) is not None]
-        for _, mod in modules
-    ]
+    """Run the body (the perturbed pass) without touching any running statistic.
+
+    With ``track_running_stats`` off, a BatchNorm in training mode normalizes with the batch's
+    statistics exactly as before and neither reads nor writes its running buffers (nor
+    ``num_batches_tracked``), so nothing needs copying back; in eval mode it still uses them.
+    """
+    tracking = [mod.track_running_stats for _, mod in modules]
+    for _, mod in modules:
+        mod.track_running_stats = False
     try:
         yield
     finally:
-        with torch.no_grad():
-            for (_, mod), tensors in zip(modules, saved):
-                present = [s for s in STAT_NAMES if getattr(mod, s) is not None]
-                for s, t in zip(present, tensors):
-                    getattr(mod, s).copy_(t)
+        for (_, mod), was in zip(modules, tracking):
+            mod.track_running_stats = was
 
 
 def compose_running_stats(

@@ -14,13 +14,25 @@ import torch
 EPS = 1e-12  # added to every norm (domain brief §2)
 
 
-def _global_sq_norm(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Per-micro-batch squared global L2 norm, shape (k,)."""
-    return torch.stack([t.pow(2).flatten(1).sum(1) for t in tensors]).sum(0)
+def _global_norm(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Per-micro-batch global L2 norm, shape (k,): one norm over all the tensors' entries."""
+    if tensors[0].shape[0] == 1:  # k = 1: one fused kernel over the whole list
+        return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(tensors))).reshape(1)
+    per_tensor = [torch.linalg.vector_norm(t.flatten(1), dim=1) for t in tensors]
+    return torch.linalg.vector_norm(torch.stack(per_tensor), dim=0)
 
 
 def _per_k(scalars: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return scalars.view(-1, *([1] * (like.dim() - 1)))
+
+
+def _scale_by(tensors: Sequence[torch.Tensor], norm: torch.Tensor, rhos: Sequence[float]):
+    """Each tensor times rho / norm (per micro-batch), in one foreach call."""
+    coef: dict[float, torch.Tensor] = {}
+    for rho in rhos:
+        if rho not in coef:
+            coef[rho] = rho / norm
+    return torch._foreach_mul(list(tensors), [_per_k(coef[r], t) for t, r in zip(tensors, rhos)])
 
 
 def perturbation(
@@ -37,13 +49,10 @@ def perturbation(
     """
     if adaptive:
         scales = [p.detach().abs().add(eta) for p in params]
-        scaled = [s * d for s, d in zip(scales, direction)]  # T d
-        norm = _global_sq_norm(scaled).sqrt().add(EPS)
-        return [
-            (s * td) * (rho / _per_k(norm, td)) for s, td, rho in zip(scales, scaled, rhos)
-        ]  # climb by rho * T^2 d / ||T d||
-    norm = _global_sq_norm(direction).sqrt().add(EPS)
-    return [d * (rho / _per_k(norm, d)) for d, rho in zip(direction, rhos)]
+        scaled = torch._foreach_mul(list(direction), scales)  # T d
+        norm = _global_norm(scaled).add(EPS)
+        return _scale_by(torch._foreach_mul(scaled, scales), norm, rhos)  # rho T^2 d / ||T d||
+    return _scale_by(direction, _global_norm(direction).add(EPS), rhos)
 
 
 def gsam_gradient(
@@ -51,7 +60,7 @@ def gsam_gradient(
 ) -> list[torch.Tensor]:
     """GSAM: g_p - alpha * g_perp, with g_perp = g - (<g, g_p> / ||g_p||^2) g_p."""
     dot = torch.stack([(a * b).flatten(1).sum(1) for a, b in zip(g, g_p)]).sum(0)
-    coef = dot / (_global_sq_norm(g_p) + EPS)
+    coef = dot / (_global_norm(g_p).square() + EPS)
     return [gp - alpha * (gi - _per_k(coef, gp) * gp) for gi, gp in zip(g, g_p)]
 
 

@@ -91,6 +91,8 @@ class SAMOptimizer(torch.optim.Optimizer):
         self._final_ready = False
         self._scaler: torch.amp.GradScaler | None = None
         self._vmap_failed = False
+        self._backup: list[torch.Tensor] = []
+        self._backup_ids: list[int] | None = None
         self._chooser = MsharpChooser()  # msharp="auto": times both paths, keeps the faster
 
     # -- bookkeeping ---------------------------------------------------------------------------
@@ -113,17 +115,33 @@ class SAMOptimizer(torch.optim.Optimizer):
             group["rho"] = self.rho_schedule(self.sam_step, lr=group["lr"], lr_max=group["lr_max"])
 
     def _grads(self, params: list[torch.nn.Parameter], scale: float = 1.0) -> list[torch.Tensor]:
-        """Current gradients, unscaled, with a leading micro-batch axis of 1."""
-        out = []
-        for p in params:
-            g = torch.zeros_like(p) if p.grad is None else p.grad.detach().clone()
-            out.append((g / scale if scale != 1.0 else g).unsqueeze(0))
-        return out
+        """The gradients in ``p.grad``, unscaled; not copied when ``scale`` is 1.
 
-    def _direction(self, grads: list[torch.Tensor], params, k: int) -> list[torch.Tensor]:
+        The caller must not let a later backward accumulate into them: the passes zero the
+        gradients with ``set_to_none=True``, so autograd allocates fresh ones.
+        """
+        grads = [torch.zeros_like(p) if p.grad is None else p.grad.detach() for p in params]
+        return torch._foreach_div(grads, scale) if scale != 1.0 else grads
+
+    def _climb(self, params: list[torch.nn.Parameter], e: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Move to w + e; returns a bit-exact copy of w for :meth:`_restore`."""
+        ids = [id(p) for p in params]
+        if self._backup_ids != ids:  # buffers reused from step to step
+            self._backup = [torch.empty_like(p) for p in params]
+            self._backup_ids = ids
+        torch._foreach_copy_(self._backup, params)
+        torch._foreach_add_(params, [e_p[0] for e_p in e])
+        return self._backup
+
+    @staticmethod
+    def _restore(params: list[torch.nn.Parameter], backup: list[torch.Tensor]) -> None:
+        torch._foreach_copy_(params, backup)  # back to w, bit for bit
+
+    def _direction(self, params, scale: float = 1.0) -> list[torch.Tensor]:
+        """The ascent direction (k = 1, leading micro-batch axis): p.grad, or noise for randsam."""
         if self.spec.direction == "random":
-            return random_direction(params, k, self.generator)
-        return grads
+            return random_direction(params, 1, self.generator)
+        return [g.unsqueeze(0) for g in self._grads(params, scale)]
 
     def _perturbation(self, direction, params) -> list[torch.Tensor]:
         return perturbation(
@@ -174,19 +192,17 @@ class SAMOptimizer(torch.optim.Optimizer):
             self._update()
             return loss
         params = self._params()
-        g = self._grads(params)
-        direction = self._direction(g, params, 1)
+        direction = self._direction(params)
         e = self._perturbation(direction, params)
-        backup = [p.detach().clone() for p in params]
-        for p, e_p in zip(params, e):
-            p.add_(e_p[0])  # climb to w + e(w)
+        backup = self._climb(params, e)
+        self.zero_grad(set_to_none=True)  # fresh tensors: direction keeps the ascent gradient
         with frozen_bn_stats(bn_modules(self.model)), torch.enable_grad():
             closure()
-        g_p = self._grads(params)
-        for p, w in zip(params, backup):
-            p.copy_(w)  # back to w, bit for bit
-        for p, f in zip(params, self._final(direction, g_p)):
-            p.grad = f[0]
+        self._restore(params, backup)
+        if self.spec.gsam:
+            g_p = [g.unsqueeze(0) for g in self._grads(params)]
+            for p, f in zip(params, self._final(direction, g_p)):
+                p.grad = f[0]
         self._update()
         return loss
 
@@ -254,7 +270,7 @@ class SAMOptimizer(torch.optim.Optimizer):
                 self._scaler, self._final_ready = scaler, True
                 self.step()
                 return out
-            final = [g[0] for g in self._grads(params, scale)]
+            final = self._grads(params, scale)
         else:
             impl = self._msharp_impl(model, k)
             t0 = self._chooser.clock(inputs, k) if self.msharp == "auto" else None
@@ -283,6 +299,7 @@ class SAMOptimizer(torch.optim.Optimizer):
             self.step()  # the instance's step, so lr schedulers see it
             return out
         self._accumulate(final, batch)
+        self.zero_grad(set_to_none=True)
         if update:
             self._finish(params, scaler, scale)
         return out
@@ -329,48 +346,57 @@ class SAMOptimizer(torch.optim.Optimizer):
 
     def _loop_pass(self, model, inputs, targets, loss_fn, k, autocast, scale):
         """The reference: a Python loop over the k micro-batches, each with its own e_j."""
-        params = self._params()
+        if k == 1:
+            return self._sam_pass(model, bn_modules(model), inputs, targets, loss_fn, autocast, scale)
         bns = bn_modules(model)
-        final = [torch.zeros_like(p) for p in params]
-        outs, pouts, losses, plosses = [], [], [], []
+        final: list[torch.Tensor] | None = None
+        parts = []
         for x_j, y_j in zip(inputs.chunk(k), targets.chunk(k)):
-            self.zero_grad(set_to_none=True)
-            with torch.enable_grad(), autocast:
-                if self.spec.direction == "random":
-                    with torch.no_grad():
-                        out = model(x_j)
-                        loss = loss_fn(out, y_j)
-                else:
-                    out = model(x_j)
-                    loss = loss_fn(out, y_j)
-                    obj = obf_surrogate(out, y_j, **self._obf_kwargs()) \
-                        if self.spec.direction == "obf" else loss
-            if self.spec.direction != "random":
-                (obj * scale if scale != 1.0 else obj).backward()
-            direction = self._direction(self._grads(params, scale), params, 1)
-            with torch.no_grad():
-                e = self._perturbation(direction, params)
-                backup = [p.detach().clone() for p in params]
-                for p, e_p in zip(params, e):
-                    p.add_(e_p[0])  # climb to w + e_j
-            self.zero_grad(set_to_none=True)
-            with frozen_bn_stats(bns), torch.enable_grad(), autocast:
-                p_out = model(x_j)
-                p_loss = loss_fn(p_out, y_j)
-                (p_loss * scale if scale != 1.0 else p_loss).backward()
-            g_p = self._grads(params, scale)
-            with torch.no_grad():
-                for p, w in zip(params, backup):
-                    p.copy_(w)  # back to w, bit for bit
-                for acc, f in zip(final, self._final(direction, g_p)):
-                    acc.add_(f[0], alpha=1.0 / k)
-            outs.append(out.detach())
-            pouts.append(p_out.detach())
-            losses.append(loss.detach())
-            plosses.append(p_loss.detach())
-        self.zero_grad(set_to_none=True)
+            part, final_j = self._sam_pass(model, bns, x_j, y_j, loss_fn, autocast, scale)
+            if final is None:
+                final = torch._foreach_div(final_j, k)
+            else:
+                torch._foreach_add_(final, final_j, alpha=1.0 / k)
+            parts.append(part)
         output = StepOutput(
-            torch.stack(losses).mean(), torch.cat(outs),
-            torch.stack(plosses).mean(), torch.cat(pouts),
+            torch.stack([o.loss for o in parts]).mean(), torch.cat([o.outputs for o in parts]),
+            torch.stack([o.perturbed_loss for o in parts]).mean(),
+            torch.cat([o.perturbed_outputs for o in parts]),
         )
+        return output, final
+
+    def _sam_pass(self, model, bns, inputs, targets, loss_fn, autocast, scale):
+        """Both passes on one (micro-)batch: the clean pass at w, the perturbed one at w + e.
+
+        Returns the outputs and the final gradient (unscaled). The gradients are taken from
+        ``p.grad`` without copies; ``p.grad`` is left to the caller.
+        """
+        params = self._params()
+        self.zero_grad(set_to_none=True)
+        with torch.enable_grad(), autocast:
+            if self.spec.direction == "random":
+                with torch.no_grad():
+                    out = model(inputs)
+                    loss = loss_fn(out, targets)
+            else:
+                out = model(inputs)
+                loss = loss_fn(out, targets)
+                obj = obf_surrogate(out, targets, **self._obf_kwargs()) \
+                    if self.spec.direction == "obf" else loss
+        if self.spec.direction != "random":
+            (obj * scale if scale != 1.0 else obj).backward()
+        with torch.no_grad():
+            direction = self._direction(params, scale)
+            backup = self._climb(params, self._perturbation(direction, params))
+        self.zero_grad(set_to_none=True)  # fresh tensors: direction keeps the ascent gradient
+        with frozen_bn_stats(bns), torch.enable_grad(), autocast:
+            p_out = model(inputs)
+            p_loss = loss_fn(p_out, targets)
+        (p_loss * scale if scale != 1.0 else p_loss).backward()
+        with torch.no_grad():
+            self._restore(params, backup)
+            final = self._grads(params, scale)
+            if self.spec.gsam:
+                final = [f[0] for f in self._final(direction, [g.unsqueeze(0) for g in final])]
+        output = StepOutput(loss.detach(), out.detach(), p_loss.detach(), p_out.detach())
         return output, final
