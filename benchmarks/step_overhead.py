@@ -7,15 +7,17 @@ BatchNorm on 1x8x8 images), the median time of one training step of:
   ``torch.optim.SGD(momentum=0.9).step()``);
 - ``sgd``: samtune's ``sgd`` baseline variant through ``optimizer.train_step``;
 - ``sam``: SAM with ``m=None`` (the whole batch) through ``train_step``;
-- ``vmap/k`` and ``loop/k``: m-sharpness with k = B/m in 2, 4, 8, 16 micro-batches
-  (m = 128 // k), with ``msharp="vmap"`` (torch.func) and ``msharp="loop"`` (the reference).
+- ``fused/k``, ``vmap/k`` and ``loop/k``: m-sharpness with k = B/m in 2, 4, 8, 16 micro-batches
+  (m = 128 // k), with ``msharp="fused"`` (low-rank, Linear-only models: the MLP),
+  ``msharp="vmap"`` (torch.func) and ``msharp="loop"`` (the reference). The "vectorized"
+  ratios take, per model and k, the faster of fused and vmap: the one ``msharp="auto"`` keeps.
 
 Every configuration has its own model (same seeded initial weights) and optimizer. After a
 warm-up, the run goes ``--rounds`` times over every (model, configuration) pair in a shuffled
 order and times a block of ``--steps`` steps of each; a configuration's step time is the median
 of its blocks' per-step times, and every ratio is taken between medians of the same run, so slow
 phases of a shared machine hit all configurations alike. The torch thread count is left as the
-machine sets it.
+machine sets it unless ``--threads`` says otherwise.
 
 A shared 2-core machine needs more than interleaving: while another process runs, a 2-thread
 torch step gets several times slower. Each block therefore records the CPU pressure stall
@@ -125,8 +127,24 @@ def synthetic_batches(shape: tuple[int, ...], seed: int) -> list[tuple[torch.Ten
 # -- configurations ----------------------------------------------------------------------------
 
 
-def config_names() -> list[str]:
-    return ["base", "sgd", "sam"] + [f"{mode}/{k}" for k in SPLITS for mode in ("vmap", "loop")]
+def config_names(fused: bool = False) -> list[str]:
+    modes = ("fused", "vmap", "loop") if fused else ("vmap", "loop")
+    return ["base", "sgd", "sam"] + [f"{mode}/{k}" for k in SPLITS for mode in modes]
+
+
+def fused_supported(spec: ModelSpec) -> bool:
+    """Whether the engine's fused low-rank m-sharpness path applies to this model."""
+    from samtune.optim import _msharp_linear
+
+    model = spec.build()
+    opt = build_optimizer(model, SAMConfig(variant="sam", rho=RHO, m=BATCH // 2))
+    return _msharp_linear.supported(opt, model)
+
+
+def vectorized(med: dict[str, float], k: int) -> tuple[str, float]:
+    """The faster vectorized implementation at k micro-batches and its time."""
+    return min(((c, med[f"{c}/{k}"]) for c in ("fused", "vmap") if f"{c}/{k}" in med),
+               key=lambda item: item[1])
 
 
 @dataclass
@@ -184,7 +202,7 @@ def make_runners(specs, seed: int) -> list[Runner]:
         torch.manual_seed(seed + i)
         init = spec.build()
         data = synthetic_batches(spec.input_shape, seed + 100 + i)
-        runners += [make_runner(spec, c, init, data) for c in config_names()]
+        runners += [make_runner(spec, c, init, data) for c in config_names(fused_supported(spec))]
     return runners
 
 
@@ -401,10 +419,17 @@ def summarize(runners: list[Runner], specs, memory: dict[str, Any], meta: dict[s
             "min_ms": {c: min(r.times) * 1e3 for c, r in mine.items()},
             "sam_over_base": _ratio(med["sam"], base),
             "sgd_variant_over_base": _ratio(med["sgd"], base),
+            "msharp_vectorized_impl": {str(k): vectorized(med, k)[0] for k in SPLITS},
             "msharp_vectorized_over_loop": {
-                str(k): _ratio(med[f"vmap/{k}"], med[f"loop/{k}"]) for k in SPLITS
+                str(k): _ratio(vectorized(med, k)[1], med[f"loop/{k}"]) for k in SPLITS
             },
-            "msharp_vectorized_over_base": {str(k): _ratio(med[f"vmap/{k}"], base) for k in SPLITS},
+            "msharp_vectorized_over_base": {
+                str(k): _ratio(vectorized(med, k)[1], base) for k in SPLITS
+            },
+            "msharp_vmap_over_base": {str(k): _ratio(med[f"vmap/{k}"], base) for k in SPLITS},
+            "msharp_fused_over_base": {
+                str(k): _ratio(med[f"fused/{k}"], base) for k in SPLITS if f"fused/{k}" in med
+            },
             "msharp_loop_over_base": {str(k): _ratio(med[f"loop/{k}"], base) for k in SPLITS},
         }
 
@@ -438,9 +463,11 @@ def cross_check(models: dict[str, Any]) -> dict[str, Any]:
         mine = {
             "sam_over_base": mn["sam"] / mn["base"],
             "sgd_variant_over_base": mn["sgd"] / mn["base"],
-            "msharp_vectorized_over_base": {str(k): mn[f"vmap/{k}"] / mn["base"] for k in SPLITS},
+            "msharp_vectorized_over_base": {
+                str(k): vectorized(mn, k)[1] / mn["base"] for k in SPLITS
+            },
             "msharp_vectorized_over_loop": {
-                str(k): mn[f"vmap/{k}"] / mn[f"loop/{k}"] for k in SPLITS
+                str(k): vectorized(mn, k)[1] / mn[f"loop/{k}"] for k in SPLITS
             },
         }
         for key, value in mine.items():
@@ -479,12 +506,12 @@ def format_table(result: dict[str, Any]) -> str:
                      f"{min(d['blocks_used'].values())}-{max(d['blocks_used'].values())} of "
                      f"{max(d['blocks_timed'].values())} per config)")
         lines.append(f"  {'config':<9} {'median ms':>10} {'p25-p75 ms':>17} {'min ms':>8} "
-                     f"{'x base':>7} {'vmap/loop':>10} {'peak alloc MB':>14}")
+                     f"{'x base':>7} {'x loop':>10} {'peak alloc MB':>14}")
         mem = result["peak_memory_mb"]["step_peak_alloc"].get(name, {})
         for c, v in d["median_ms"].items():
             vl = ""
-            if c.startswith("vmap/"):
-                vl = f"{d['msharp_vectorized_over_loop'][c.split('/')[1]]:.2f}"
+            if c.startswith(("vmap/", "fused/")):
+                vl = f"{v / d['median_ms']['loop/' + c.split('/')[1]]:.2f}"
             spread = f"{d['p25_ms'][c]:.2f}-{d['p75_ms'][c]:.2f}"
             alloc = f"{mem[c]:.1f}" if c in mem else ""
             lines.append(f"  {c:<9} {v:>10.2f} {spread:>17} {d['min_ms'][c]:>8.2f} "
@@ -495,8 +522,8 @@ def format_table(result: dict[str, Any]) -> str:
     lines.append(
         "cross-check from minima (worst over models): "
         f"sam/base {cc['sam_over_base']:.2f}, sgd/base {cc['sgd_variant_over_base']:.2f}, "
-        f"vmap/base[8] {cc['msharp_vectorized_over_base']['8']:.2f}, "
-        f"vmap/loop[8] {cc['msharp_vectorized_over_loop']['8']:.2f}"
+        f"vectorized/base[8] {cc['msharp_vectorized_over_base']['8']:.2f}, "
+        f"vectorized/loop[8] {cc['msharp_vectorized_over_loop']['8']:.2f}"
     )
     lines.append(f"load average at start / end: {result['loadavg_start'][0]:.2f} / "
                  f"{result['loadavg_end'][0]:.2f}; waited {result['quiet_filter']['seconds_waited_for_quiet']:.0f} s "
@@ -671,6 +698,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=None,
                    help=f"also write the JSON here (default when not --quick: {DEFAULT_OUT})")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch intra-op threads (default: torch's, 2 on this machine)")
     p.add_argument("--check", action="store_true", help="exit with status 1 if a target fails")
     p.add_argument("--profile", metavar="MODEL:CONFIG", default=None,
                    help="instead of the benchmark, profile one configuration (e.g. cnn:vmap/8)")
@@ -697,6 +726,8 @@ def main(argv: list[str] | None = None) -> int:
         print(breakdown(args.seed, args.rounds or 11, args.max_seconds, args.max_wait,
                         lambda msg: print(msg, file=sys.stderr, flush=True)))
         return 0
+    if args.threads:
+        torch.set_num_threads(args.threads)
     rounds = args.rounds or (2 if args.quick else 21)
     warmup = args.warmup if args.warmup is not None else (0 if args.quick else 3)
     steps = {s.name: args.steps or (1 if args.quick else s.steps) for s in MODELS}

@@ -30,12 +30,15 @@ def _names(opt: SAMOptimizer, model: nn.Module) -> list[str] | None:
     return None if any(n is None for n in names) else names  # type: ignore[return-value]
 
 
-def supported(opt: SAMOptimizer, model: nn.Module) -> bool:
+def supported(opt: SAMOptimizer, model: nn.Module, *, autocast: bool = False) -> bool:
     """Whether the vectorized path can reproduce the loop for this model."""
     if _names(opt, model) is None:
         return False
+    bns = bn_modules(model)
+    if autocast and bns:  # torch's batching rule for batch_norm rejects low-precision inputs
+        return False
     # BN with momentum=None (cumulative average) has no per-update composition rule.
-    return all(mod.momentum is not None for _, mod in bn_modules(model))
+    return all(mod.momentum is not None for _, mod in bns)
 
 
 def chunk_size(opt: SAMOptimizer, model: nn.Module, k: int) -> int:

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from samtune.errors import ConfigError
-from samtune.optim import _msharp
+from samtune.optim import _msharp, _msharp_linear
 from samtune.optim._autotune import MsharpChooser
 from samtune.optim._bn import bn_modules, frozen_bn_stats
 from samtune.optim._config import BASE_OPTIMIZERS, SAMConfig
@@ -37,6 +37,8 @@ from samtune.optim._perturb import gsam_gradient, obf_surrogate, perturbation, r
 from samtune.optim._variants import get_variant
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+MSHARP_MODES = ("auto", "fused", "vmap", "loop")
+_MSHARP_PATHS = {"vmap": _msharp.vectorized_pass, "fused": _msharp_linear.fused_pass}
 
 
 @dataclass
@@ -53,9 +55,11 @@ class SAMOptimizer(torch.optim.Optimizer):
     """SAM-family optimizer built from a :class:`SAMConfig`; see :func:`build_optimizer`.
 
     Engine options (they change speed, never results):
-    ``msharp``: "auto" (times the torch.func vectorized path, chunked to ``msharp_memory_mb``,
-    against the micro-batch loop on the first steps and keeps the faster), "vmap" or "loop";
-    ``generator`` seeds randsam's noise.
+    ``msharp``: how m-sharpness runs. "auto" times, on the first steps, every implementation
+    that can reproduce the loop for this model and keeps the fastest per number of micro-batches:
+    "fused" (low-rank, for models made of Linear layers; ``_msharp_linear.py``), "vmap"
+    (torch.func, chunked to ``msharp_memory_mb``; ``_msharp.py``) and "loop" (the reference).
+    Naming one forces it. ``generator`` seeds randsam's noise.
     """
 
     def __init__(
@@ -69,8 +73,10 @@ class SAMOptimizer(torch.optim.Optimizer):
         msharp_memory_mb: float = 256.0,
         generator: torch.Generator | None = None,
     ) -> None:
-        if msharp not in ("auto", "vmap", "loop"):
-            raise ConfigError(f"msharp must be auto, vmap or loop, but got msharp={msharp!r}.")
+        if msharp not in MSHARP_MODES:
+            raise ConfigError(
+                f"msharp must be one of {', '.join(MSHARP_MODES)}, but got msharp={msharp!r}."
+            )
         self.config = config
         self.spec = get_variant(config.variant)
         self.variant_kwargs = dict(config.variant_kwargs)
@@ -90,7 +96,7 @@ class SAMOptimizer(torch.optim.Optimizer):
         self._acc_n = 0
         self._final_ready = False
         self._scaler: torch.amp.GradScaler | None = None
-        self._vmap_failed = False
+        self._failed: set[str] = set()  # implementations that raised on this model ("auto")
         self._backup: list[torch.Tensor] = []
         self._backup_ids: list[int] | None = None
         self._chooser = MsharpChooser()  # msharp="auto": times both paths, keeps the faster
@@ -272,24 +278,25 @@ class SAMOptimizer(torch.optim.Optimizer):
                 return out
             final = self._grads(params, scale)
         else:
-            impl = self._msharp_impl(model, k)
+            impl = self._msharp_impl(model, k, autocast_dtype is not None)
             t0 = self._chooser.clock(inputs, k) if self.msharp == "auto" else None
-            if impl == "vmap":
-                try:
-                    out, final = _msharp.vectorized_pass(
-                        self, model, inputs, targets, loss_fn, k, autocast, scale
-                    )
-                except (RuntimeError, NotImplementedError) as exc:
-                    if self.msharp == "vmap":
-                        raise
-                    warnings.warn(
-                        f"vectorized m-sharpness failed for this model ({exc!s:.120}); "
-                        "using the micro-batch loop from now on.", RuntimeWarning, stacklevel=2,
-                    )
-                    self._vmap_failed, t0 = True, None
-                    out, final = self._loop_pass(model, inputs, targets, loss_fn, k, autocast, scale)
-            else:
-                out, final = self._loop_pass(model, inputs, targets, loss_fn, k, autocast, scale)
+            args = (model, inputs, targets, loss_fn, k, autocast, scale)
+            try:
+                if impl == "loop":
+                    out, final = self._loop_pass(*args)
+                else:
+                    out, final = _MSHARP_PATHS[impl](self, *args)
+            except (RuntimeError, NotImplementedError) as exc:
+                if impl == "loop" or self.msharp == impl:
+                    raise
+                warnings.warn(
+                    f"{impl} m-sharpness failed for this model ({exc!s:.120}); "
+                    "not using it from now on.", RuntimeWarning, stacklevel=2,
+                )
+                self._chooser.drop(impl)
+                self._failed.add(impl)
+                t0 = None
+                out, final = self._loop_pass(*args)
             if t0 is not None:
                 self._chooser.record(inputs, k, impl, t0)
         if self._acc is None and update:  # no accumulation: hand the final gradient over as is
@@ -304,14 +311,23 @@ class SAMOptimizer(torch.optim.Optimizer):
             self._finish(params, scaler, scale)
         return out
 
-    def _msharp_impl(self, model: nn.Module, k: int) -> str:
-        """"loop" or "vmap" for k micro-batches (see ``_autotune.MsharpChooser``)."""
-        if k == 1 or self.msharp == "loop" or self._vmap_failed:
+    def _msharp_impl(self, model: nn.Module, k: int, autocast: bool = False) -> str:
+        """The m-sharpness implementation for k micro-batches (see ``_autotune.MsharpChooser``)."""
+        if k == 1 or self.msharp == "loop":
             return "loop"
-        if self.msharp == "vmap":
-            return "vmap"
-        return self._chooser.choose(k, lambda: _msharp.chunk_size(self, model, k) >= 2
-                                    and _msharp.supported(self, model))
+        if self.msharp != "auto":
+            return self.msharp
+        return self._chooser.choose(k, lambda: self._msharp_candidates(model, k, autocast))
+
+    def _msharp_candidates(self, model: nn.Module, k: int, autocast: bool) -> list[str]:
+        """The implementations that reproduce the loop for this model, the loop last."""
+        names = []
+        if "fused" not in self._failed and _msharp_linear.supported(self, model):
+            names.append("fused")
+        if "vmap" not in self._failed and _msharp.chunk_size(self, model, k) >= 2 \
+                and _msharp.supported(self, model, autocast=autocast):
+            names.append("vmap")
+        return names + ["loop"]
 
     @property
     def msharp_choice(self) -> dict[int, str]:
