@@ -3,8 +3,9 @@
 The batch of B examples is viewed as k = B/m micro-batches; ``vmap(grad(...))`` gives every
 micro-batch's gradient at once, each micro-batch gets its own e_j, and a second batched call gives
 the gradients at w + e_j. The model itself is never modified (``functional_call``), so the
-weights need no restoring. Stacked micro-batch tensors cost about 4 x (micro-batches per chunk)
-x (parameter count) floats; chunks are sized to fit ``msharp_memory_mb``. Results equal the loop
+weights need no restoring. A batched call holds, per micro-batch, 4 parameter-sized tensors and
+that micro-batch's saved activations (measured once per shape); chunks are sized to fit
+``msharp_memory_mb``. Results equal the loop
 in ``_sam.py`` (up to float rounding), BatchNorm running statistics included (``_bn.py``).
 """
 
@@ -16,7 +17,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from samtune.optim._bn import bn_modules, compose_running_stats
+from samtune.optim._bn import bn_modules, compose_running_stats, frozen_bn_stats
 from samtune.optim._perturb import obf_surrogate, random_direction
 
 if TYPE_CHECKING:
@@ -41,11 +42,46 @@ def supported(opt: SAMOptimizer, model: nn.Module, *, autocast: bool = False) ->
     return all(mod.momentum is not None for _, mod in bns)
 
 
-def chunk_size(opt: SAMOptimizer, model: nn.Module, k: int) -> int:
-    """Micro-batches per batched call so that stacked tensors fit ``msharp_memory_mb``."""
+def chunk_size(opt: SAMOptimizer, model: nn.Module, k: int, inputs: torch.Tensor | None = None) -> int:
+    """Micro-batches per batched call so that one call's tensors fit ``msharp_memory_mb``.
+
+    Per micro-batch: 4 parameter-sized stacked tensors (gradient, e, w + e, perturbed gradient)
+    plus the activations a micro-batch's forward saves for its backward, measured once per
+    micro-batch shape when ``inputs`` (the batch) is given.
+    """
     per_micro = 4 * sum(p.numel() * p.element_size() for p in opt._params())
+    if inputs is not None:
+        per_micro += saved_activation_bytes(opt, model, inputs[: inputs.shape[0] // k])
     fit = int(opt.msharp_memory_mb * 2**20 // max(1, per_micro))
     return max(1, min(k, fit))
+
+
+def saved_activation_bytes(opt: SAMOptimizer, model: nn.Module, x: torch.Tensor) -> int:
+    """Bytes the forward of ``x`` keeps for backward (cached per shape; weights excluded).
+
+    One forward with ``saved_tensors_hooks`` counting what autograd would keep, with BatchNorm
+    statistics frozen and the random state restored, so training is not changed by it.
+    """
+    cache = opt.__dict__.setdefault("_saved_bytes", {})
+    key = (tuple(x.shape), x.dtype, x.device)
+    if key not in cache:
+        weights = {p.data_ptr() for p in model.parameters()}
+        total = 0
+
+        def pack(t: torch.Tensor) -> None:
+            nonlocal total
+            if t.data_ptr() not in weights:
+                total += t.numel() * t.element_size()
+
+        def unpack(_: None) -> torch.Tensor:
+            raise RuntimeError("the activation probe's graph is never differentiated")
+
+        devices = [x.device] if x.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), frozen_bn_stats(bn_modules(model)), \
+                torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, unpack):
+            model(x)
+        cache[key] = total
+    return cache[key]
 
 
 def vectorized_pass(
@@ -90,7 +126,7 @@ def vectorized_pass(
     m = inputs.shape[0] // k
     xs = inputs.reshape(k, m, *inputs.shape[1:])
     ys = targets.reshape(k, m, *targets.shape[1:])
-    c = chunk_size(opt, model, k)
+    c = chunk_size(opt, model, k, inputs)
     final = [torch.zeros_like(p) for p in params]
     outs, pouts, losses, plosses, stats_after = [], [], [], [], []
     for lo in range(0, k, c):

@@ -278,7 +278,7 @@ class SAMOptimizer(torch.optim.Optimizer):
                 return out
             final = self._grads(params, scale)
         else:
-            impl = self._msharp_impl(model, k, autocast_dtype is not None)
+            impl = self._msharp_impl(model, inputs, k, autocast_dtype is not None)
             t0 = self._chooser.clock(inputs, k) if self.msharp == "auto" else None
             args = (model, inputs, targets, loss_fn, k, autocast, scale)
             try:
@@ -311,21 +311,21 @@ class SAMOptimizer(torch.optim.Optimizer):
             self._finish(params, scaler, scale)
         return out
 
-    def _msharp_impl(self, model: nn.Module, k: int, autocast: bool = False) -> str:
+    def _msharp_impl(self, model: nn.Module, inputs: torch.Tensor, k: int, autocast: bool) -> str:
         """The m-sharpness implementation for k micro-batches (see ``_autotune.MsharpChooser``)."""
         if k == 1 or self.msharp == "loop":
             return "loop"
         if self.msharp != "auto":
             return self.msharp
-        return self._chooser.choose(k, lambda: self._msharp_candidates(model, k, autocast))
+        return self._chooser.choose(k, lambda: self._msharp_candidates(model, inputs, k, autocast))
 
-    def _msharp_candidates(self, model: nn.Module, k: int, autocast: bool) -> list[str]:
+    def _msharp_candidates(self, model, inputs, k: int, autocast: bool) -> list[str]:
         """The implementations that reproduce the loop for this model, the loop last."""
         names = []
         if "fused" not in self._failed and _msharp_linear.supported(self, model):
             names.append("fused")
-        if "vmap" not in self._failed and _msharp.chunk_size(self, model, k) >= 2 \
-                and _msharp.supported(self, model, autocast=autocast):
+        if "vmap" not in self._failed and _msharp.supported(self, model, autocast=autocast) \
+                and _msharp.chunk_size(self, model, k, inputs) >= 2:
             names.append("vmap")
         return names + ["loop"]
 

@@ -357,3 +357,23 @@ def test_fused_m_sharpness_through_train_step_equals_the_loop(variant, batch):
     for a, b in zip(loop_model.parameters(), fused_model.parameters()):
         assert torch.allclose(a, b, atol=1e-5)
     assert torch.allclose(loop_out.perturbed_outputs, fused_out.perturbed_outputs, atol=1e-5)
+
+
+def test_chunk_size_counts_saved_activations_without_side_effects(batch):
+    x, _ = batch
+    model = mlp(bn=True)
+    opt = build_optimizer(model, SAMConfig(variant="sam", m=8))
+    from samtune.optim._msharp import chunk_size, saved_activation_bytes
+
+    before = _state(model)
+    rng = torch.get_rng_state()
+    # Linear(6,16) saves its input (8x6), BN saves its input (8x16) and statistics, ReLU its
+    # output (8x16), Linear(16,3) its input (8x16): at least 8 x (6 + 16 + 16 + 16) floats
+    saved = saved_activation_bytes(opt, model, x[:8])
+    assert saved >= 4 * 8 * (6 + 16 + 16 + 16)
+    assert all(torch.equal(a, b) for a, b in zip(_state(model).values(), before.values()))
+    assert torch.equal(torch.get_rng_state(), rng)
+    params = 4 * sum(p.numel() * 4 for p in model.parameters())
+    opt.msharp_memory_mb = 2 * (params + saved) / 2**20
+    assert chunk_size(opt, model, 4, x) == 2
+    assert chunk_size(opt, model, 4) >= 3  # parameters alone would fit more
