@@ -365,13 +365,17 @@ def step_peak_alloc_mb(runner: Runner) -> float:
 
 
 def stacked_estimate_mb(runner: Runner) -> float:
-    """The engine's own bound on stacked micro-batch tensors: 4 x micro-batches per chunk x params."""
+    """The engine's bound for one batched call: micro-batches per chunk x (4 x parameters +
+    one micro-batch's saved activations), as ``samtune.optim._msharp.chunk_size`` sizes it."""
     from samtune.optim import _msharp  # private: read only for its chunk sizing
 
     k = int(runner.config.split("/")[1])
-    chunk = _msharp.chunk_size(runner.optimizer, runner.model, k)
+    spec = next(s for s in MODELS if s.name == runner.model_name)
+    x = torch.zeros(BATCH, *spec.input_shape)
+    chunk = _msharp.chunk_size(runner.optimizer, runner.model, k, x)
     param_bytes = sum(p.numel() * p.element_size() for p in runner.optimizer._params())
-    return 4 * chunk * param_bytes / 2**20
+    saved = _msharp.saved_activation_bytes(runner.optimizer, runner.model, x[: BATCH // k])
+    return chunk * (4 * param_bytes + saved) / 2**20
 
 
 def rss_mb() -> float:
@@ -768,8 +772,9 @@ def main(argv: list[str] | None = None) -> int:
             "above its level at the step's start (torch.profiler profile_memory=True; "
             "allocations made outside torch's allocator are not seen). vmap_extra_over_loop: "
             "measured vmap peak minus loop peak at the same B/m, worst over models. "
-            "vmap_stacked_estimate: not measured, the engine's bound 4 x micro-batches per "
-            "chunk x parameter bytes (samtune.optim._msharp.chunk_size)."
+            "vmap_stacked_estimate: not measured, the engine's bound: micro-batches per "
+            "chunk x (4 x parameter bytes + one micro-batch's saved activations) "
+            "(samtune.optim._msharp.chunk_size)."
         ),
     }
     meta = {
