@@ -11,15 +11,16 @@ class ForgettingTracker:
     """Counts forgetting events: an example correct at one presentation and wrong at its next.
 
     Feed it, every training step, the dataset indices of the batch's examples and whether
-    the clean forward pass (at the weights before the update) classified each correctly.
-    The first presentation of an example never counts as an event, and wrong -> correct
-    ("learning") is not an event.
+    the clean forward pass (at the weights before the update) classified each correctly
+    (:meth:`update`), or several consecutive steps at once (:meth:`update_steps`, which
+    counts exactly what the same steps given one by one would). The first presentation of
+    an example never counts as an event, and wrong -> correct ("learning") is not an event.
 
-    State lives on the device of the first :meth:`update` (no host sync per step); reading
+    State lives on the device of the first update (no host sync per step); reading
     :meth:`epoch_rate` or :attr:`total_events` syncs once. An index repeated inside one
-    batch is compared with its previous batch only, and which of its values is kept is
-    unspecified. Indices out of ``[0, n_examples)`` raise ``IndexError`` on CPU; on a GPU
-    they trip a device-side assertion.
+    batch is compared with its previous batch only, and its last value in the batch is kept.
+    Indices out of ``[0, n_examples)`` raise ``IndexError`` on CPU; on a GPU they trip a
+    device-side assertion.
     """
 
     def __init__(self, n_examples: int) -> None:
@@ -53,24 +54,58 @@ class ForgettingTracker:
                 "indices and correct must be 1-D tensors of the same length, got shapes "
                 f"{tuple(indices.shape)} and {tuple(correct.shape)}"
             )
+        self.update_steps(indices.unsqueeze(0), correct.unsqueeze(0))
+
+    def update_steps(self, indices: torch.Tensor, correct: torch.Tensor) -> None:
+        """Record ``S`` consecutive steps at once: row ``s`` of the ``(S, N)`` ``indices`` and
+        ``correct`` is step ``s``. Counts exactly what ``S`` calls of :meth:`update` would,
+        also when an example comes back within the ``S`` steps, in a fixed number of tensor
+        operations whatever ``S`` is.
+        """
+        if indices.ndim != 2 or correct.shape != indices.shape:
+            raise ValueError(
+                "indices and correct must be (steps, batch) tensors of the same shape, got "
+                f"shapes {tuple(indices.shape)} and {tuple(correct.shape)}"
+            )
         if indices.dtype.is_floating_point or indices.dtype == torch.bool:
             raise TypeError(f"indices must be an integer tensor, got {indices.dtype}")
         device = correct.device
         self._to(device)
-        idx = indices.detach().to(device=device, dtype=torch.int64, non_blocking=True)
-        if device.type == "cpu" and idx.numel():
-            lo, hi = int(idx.min()), int(idx.max())
+        if indices.numel() == 0:
+            return
+        batch = indices.shape[1]
+        idx = indices.detach().to(device=device, dtype=torch.int64, non_blocking=True).reshape(-1)
+        if device.type == "cpu":
+            lo, hi = torch.aminmax(idx)
+            lo, hi = int(lo), int(hi)
             if lo < 0 or hi >= self.n_examples:
                 raise IndexError(
                     f"example index out of range [0, {self.n_examples}): min {lo}, max {hi}"
                 )
-        cur = correct.detach().bool()
-        prev = self._last[idx]
+        # Group the presentations by example; the stable sort keeps each example's in step
+        # order (the flattened tensor is step-major), so within a group they are in time order.
+        key, order = torch.sort(idx, stable=True)
+        step = torch.div(order, batch, rounding_mode="floor")
+        cur = correct.detach().reshape(-1).bool()[order]
+        pos = torch.arange(key.numel(), device=device)
+        # A run: one example's presentations within one step (longer than one only for an
+        # index repeated inside a batch, which compares with its previous batch).
+        new_run = torch.ones_like(cur)
+        new_run[1:] = (key[1:] != key[:-1]) | (step[1:] != step[:-1])
+        run_start = torch.where(new_run, pos, 0).cummax(0).values
+        before = (run_start - 1).clamp_min(0)
+        # The previous presentation: the last one of the example's previous run in these
+        # steps when there is one, else the state left by earlier updates.
+        in_steps = (run_start > 0) & (key[before] == key)
+        prev = torch.where(in_steps, cur[before].to(torch.int8), self._last[key])
         events = (prev == 1) & ~cur
         n_events = events.sum()
         self._counts += torch.stack([n_events, (prev >= 0).sum(), n_events])
-        self._per_example.index_add_(0, idx, events.to(torch.int32))
-        self._last[idx] = cur.to(torch.int8)
+        self._per_example.index_add_(0, key, events.to(torch.int32))
+        # Keep each example's last presentation: the last of its group.
+        last = torch.ones_like(cur)
+        last[:-1] = key[1:] != key[:-1]
+        self._last[key[last]] = cur[last].to(torch.int8)
 
     def epoch_rate(self) -> float:
         """Forgetting events this epoch / presentations this epoch that had a previous one.

@@ -20,7 +20,7 @@ from samtune.optim import SAMConfig, build_optimizer
 from samtune.schedules import lr_factor
 from samtune.train._callbacks import Callback
 from samtune.train._config import TrainConfig
-from samtune.train.metrics import EpochAggregator, ForgettingTracker, step_metrics
+from samtune.train.metrics import EpochAggregator, ForgettingTracker
 
 
 @dataclass
@@ -118,13 +118,16 @@ def train(
             "batch_size": batch, "device": str(device)}
     for cb in callbacks:
         cb.on_train_begin(info)
+    # Per-step metrics are computed only for callbacks that read them; otherwise the
+    # aggregator computes them in batches of steps (see EpochAggregator.add_step).
+    step_hooks = [cb for cb in callbacks if type(cb).on_step_end is not Callback.on_step_end]
 
     result = TrainResult(history=[], model=model)
     step_times: list[float] = []
     model.train()
     for epoch in range(1, config.epochs + 1):
         t_epoch = time.perf_counter()
-        agg = EpochAggregator()
+        agg = EpochAggregator(tracker)
         order = torch.randperm(n_train, generator=gen).to(device)
         lr, rho = optimizer.param_groups[0]["lr"], optimizer.param_groups[0]["rho"]
         for s in range(steps_per_epoch):
@@ -135,27 +138,28 @@ def train(
             t0 = time.perf_counter()
             out = optimizer.train_step(model, xb, yb, autocast_dtype=autocast_dtype)
             scheduler.step()
-            metrics = step_metrics(
-                out.outputs, yb, out.perturbed_outputs,
-                clean_loss=out.loss, perturbed_loss=out.perturbed_loss,
-            )
+            loss = out.loss.item()  # the step's one host sync: divergence check, honest timing
             step_times.append(time.perf_counter() - t0)
             result.steps += 1
-            if not math.isfinite(metrics.loss):
+            if not math.isfinite(loss):
                 result.diverged = True
-                result.reason = f"training loss became {metrics.loss} at epoch {epoch}, step {s + 1}"
+                result.reason = f"training loss became {loss} at epoch {epoch}, step {s + 1}"
                 break
-            agg.add(metrics)
-            tracker.update(idx, out.outputs.argmax(-1) == yb)
-            for cb in callbacks:
-                cb.on_step_end(result.steps, metrics)
+            agg.add_step(
+                out.outputs, yb, out.perturbed_outputs,
+                clean_loss=out.loss, perturbed_loss=out.perturbed_loss, indices=idx,
+            )
+            if step_hooks:
+                metrics = agg.flush()[-1]
+                for cb in step_hooks:
+                    cb.on_step_end(result.steps, metrics)
         if result.diverged:
             break
         val_acc, val_loss = evaluate(
             model, data.x_val, data.y_val, batch_size=config.eval_batch_size, bf16=config.bf16
         )
         record = {"epoch": epoch, "lr": float(lr), "rho": float(rho) if sam_config.perturbs else 0.0}
-        record.update(agg.result())
+        record.update(agg.result())  # flushes the last steps into the tracker too
         record["forgetting_rate"] = tracker.epoch_rate()
         tracker.end_epoch()
         record.update(val_acc=val_acc, val_loss=val_loss,

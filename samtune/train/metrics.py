@@ -11,13 +11,17 @@ perturbed pass at ``w + e`` (logits ``z_p``). :func:`step_metrics` compares the 
   batch-mean predicted distribution from the label prior, at ``w`` and at ``w + e``.
 
 :class:`EpochAggregator` averages these over an epoch; :class:`ForgettingTracker` counts
-example forgetting between presentations (Toneva et al., 2019).
+example forgetting between presentations (Toneva et al., 2019). The training loop hands each
+step's tensors to :meth:`EpochAggregator.add_step`, which only keeps them: on a small model
+the ~30 tensor operations of one step's metrics cost more in dispatch than in arithmetic, so
+the buffered steps are computed together, the same operations on a ``(steps, ...)`` batch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +33,9 @@ __all__ = ["EpochAggregator", "ForgettingTracker", "StepMetrics", "step_metrics"
 
 EPS = 1e-8
 """Probabilities are clipped to at least this inside logarithms of the output-bias KL."""
+
+Loss = torch.Tensor | float | None
+"""A loss the training step computed already: a scalar or per-example tensor, or a float."""
 
 
 @dataclass(frozen=True)
@@ -59,15 +66,24 @@ def _mean_loss(loss: torch.Tensor) -> torch.Tensor:
     return loss.mean() if loss.numel() != 1 else loss.reshape(())
 
 
+def _stack_losses(losses: list[torch.Tensor], device: torch.device) -> torch.Tensor:
+    """Given loss tensors as one float32 vector on ``device`` (one op for scalar losses)."""
+    if all(t.ndim == 0 and t.dtype == torch.float32 and t.device == device for t in losses):
+        return torch.stack(losses)
+    return torch.stack([_mean_loss(t).to(device) for t in losses])
+
+
 def _label_prior(
     prior: torch.Tensor | Sequence[float] | None, targets: torch.Tensor, k: int
 ) -> torch.Tensor:
-    """The label prior on the targets' device: given (normalised) or the batch frequencies."""
+    """The label prior for ``(S, N)`` targets, ``(S, 1, K)`` on their device: given
+    (normalised, shared by all steps) or each step's batch frequencies."""
     device = targets.device
     if prior is None:
-        counts = torch.zeros(k, dtype=torch.float32, device=device)
-        counts.scatter_add_(0, targets, torch.ones_like(targets, dtype=torch.float32))
-        return counts / targets.numel()
+        steps, n = targets.shape
+        counts = torch.zeros(steps, k, dtype=torch.float32, device=device)
+        counts.scatter_add_(1, targets, torch.ones_like(targets, dtype=torch.float32))
+        return (counts / n).unsqueeze(1)
     p = torch.as_tensor(prior, dtype=torch.float32).detach()
     if p.shape != (k,):
         raise ConfigError(
@@ -82,7 +98,117 @@ def _label_prior(
             "give one frequency per class"
         )
     p = p.to(device, non_blocking=True)
-    return p / p.sum()
+    return (p / p.sum()).view(1, 1, k)
+
+
+class _Step(NamedTuple):
+    """One step's inputs, checked: detached, targets int64 and everything on one device."""
+
+    clean: torch.Tensor  # (N, K) logits at w
+    targets: torch.Tensor  # (N,) int64
+    perturbed: torch.Tensor | None  # (N, K) logits at w+e in the clean logits' dtype
+    losses: tuple[Loss, Loss]  # given (clean, perturbed) losses; perturbed None without a pass
+
+
+def _detached(t: Loss) -> Loss:
+    """``t`` without its graph (a no-op, and no tensor op, unless it requires grad)."""
+    return t.detach() if isinstance(t, torch.Tensor) and t.requires_grad else t
+
+
+def _check_step(
+    clean_logits: torch.Tensor,
+    targets: torch.Tensor,
+    perturbed_logits: torch.Tensor | None,
+    clean_loss: Loss,
+    perturbed_loss: Loss,
+) -> _Step:
+    """Check one step's inputs; converts (a tensor op) only what needs converting."""
+    z_c = _detached(clean_logits)
+    if z_c.ndim != 2:
+        raise ValueError(f"clean_logits must have shape (N, K), got {tuple(z_c.shape)}")
+    n, k = z_c.shape
+    if n == 0:
+        raise ValueError("step_metrics needs a non-empty batch")
+    if targets.shape != (n,):
+        raise ValueError(f"targets must have shape ({n},), got {tuple(targets.shape)}")
+    y = targets
+    if y.device != z_c.device or y.dtype != torch.int64:
+        y = y.to(device=z_c.device, dtype=torch.int64)
+    z_p = _detached(perturbed_logits)
+    if z_p is not None:
+        if z_p.shape != (n, k):
+            raise ValueError(
+                f"perturbed_logits must have the clean logits' shape {(n, k)}, "
+                f"got {tuple(z_p.shape)}"
+            )
+        if z_p.device != z_c.device or z_p.dtype != z_c.dtype:
+            z_p = z_p.to(device=z_c.device, dtype=z_c.dtype)
+    losses = (_detached(clean_loss), _detached(perturbed_loss) if z_p is not None else None)
+    return _Step(z_c, y, z_p, losses)
+
+
+def _batch_metrics(
+    steps: Sequence[_Step], prior: torch.Tensor | Sequence[float] | None = None
+) -> tuple[list[StepMetrics], torch.Tensor]:
+    """The :class:`StepMetrics` of ``steps`` (same shapes, one device), computed together,
+    and the ``(S, N)`` mask of their examples correct at ``w``.
+
+    Every operation runs once on ``(S, P, N, K)`` logits (``P`` passes: clean, perturbed),
+    and the results come back to the host with one transfer.
+    """
+    s = len(steps)
+    n, k = steps[0].clean.shape
+    perturbed = steps[0].perturbed is not None
+    passes = 2 if perturbed else 1
+    logits = [t for st in steps for t in ((st.clean, st.perturbed) if perturbed else (st.clean,))]
+    z = torch.stack(logits).view(s, passes, n, k).float()
+    y = torch.stack([st.targets for st in steps])  # (S, N)
+    label_prior = _label_prior(prior, y, k)  # (S or 1, 1, K)
+
+    logp = F.log_softmax(z, dim=3)
+    logp_y = logp.gather(3, y.view(s, 1, n, 1).expand(s, passes, n, 1)).squeeze(3)  # (S, P, N)
+    correct = z.argmax(dim=3) == y.unsqueeze(1)  # (S, P, N)
+    mean_pred = logp.exp().mean(dim=2)  # (S, P, K)
+    kl = torch.xlogy(label_prior, label_prior) - torch.xlogy(
+        label_prior, mean_pred.clamp_min(EPS)
+    )
+    # Per step one row: [loss per pass, acc per pass, bias per pass, (flip, p_drop)].
+    cols = [-logp_y.mean(dim=2), correct.float().mean(dim=2), kl.sum(dim=2)]
+    if perturbed:
+        p_y = logp_y.exp()
+        cols.append((correct[:, 0] & ~correct[:, 1]).float().mean(dim=1, keepdim=True))
+        cols.append((p_y[:, 0] - p_y[:, 1]).mean(dim=1, keepdim=True))
+    # Given losses: the tensor ones are read back with the rest, the float ones used as is.
+    given = [t for st in steps for t in st.losses if isinstance(t, torch.Tensor)]
+    flat = [torch.cat(cols, dim=1).flatten()]
+    if given:
+        flat.append(_stack_losses(given, z.device))
+    vals = torch.cat(flat).tolist()
+
+    width = 3 * passes + 2 * perturbed
+    given_vals = iter(vals[s * width :])
+    out = []
+    for i, st in enumerate(steps):
+        row = vals[i * width : (i + 1) * width]
+        loss, acc, bias = row[:passes], row[passes : 2 * passes], row[2 * passes : 3 * passes]
+        for j, value in enumerate(st.losses):
+            if isinstance(value, torch.Tensor):
+                loss[j] = next(given_vals)
+            elif value is not None:
+                loss[j] = float(value)
+        out.append(
+            StepMetrics(
+                loss=loss[0],
+                acc=acc[0],
+                n=n,
+                flip_rate=row[3 * passes] if perturbed else None,
+                loss_gap=loss[1] - loss[0] if perturbed else None,
+                p_drop=row[3 * passes + 1] if perturbed else None,
+                bias_clean=bias[0],
+                bias_perturbed=bias[1] if perturbed else None,
+            )
+        )
+    return out, correct[:, 0]
 
 
 def step_metrics(
@@ -104,74 +230,12 @@ def step_metrics(
     per class (normalised here); by default the class frequencies of ``targets``.
 
     Runs under ``torch.no_grad`` on detached tensors on their own device and reads the
-    results back with a single device-to-host transfer.
+    results back with a single device-to-host transfer. In a training loop, prefer
+    :meth:`EpochAggregator.add_step`, which computes many steps in the same operations.
     """
     with torch.no_grad():
-        z_c = clean_logits.detach()
-        if z_c.ndim != 2:
-            raise ValueError(f"clean_logits must have shape (N, K), got {tuple(z_c.shape)}")
-        n, k = z_c.shape
-        if n == 0:
-            raise ValueError("step_metrics needs a non-empty batch")
-        device = z_c.device
-        y = targets.detach().to(device=device, dtype=torch.int64)
-        if y.shape != (n,):
-            raise ValueError(f"targets must have shape ({n},), got {tuple(targets.shape)}")
-        perturbed = perturbed_logits is not None
-        if perturbed:
-            z_p = perturbed_logits.detach()
-            if z_p.shape != (n, k):
-                raise ValueError(
-                    f"perturbed_logits must have the clean logits' shape {(n, k)}, "
-                    f"got {tuple(z_p.shape)}"
-                )
-            # Both passes go through each kernel together: (P, N, K) with P = 2.
-            z = torch.stack([z_c, z_p.to(device=device, dtype=z_c.dtype)]).float()
-        else:
-            z = z_c.float().unsqueeze(0)
-        passes = z.shape[0]
-        label_prior = _label_prior(prior, y, k)
-
-        logp = F.log_softmax(z, dim=2)
-        logp_y = logp.gather(2, y.view(1, n, 1).expand(passes, n, 1)).squeeze(2)  # (P, N)
-        correct = z.argmax(dim=2) == y  # (P, N)
-        mean_pred = logp.exp().mean(dim=1)  # (P, K)
-        kl = torch.xlogy(label_prior, label_prior) - torch.xlogy(
-            label_prior, mean_pred.clamp_min(EPS)
-        )
-        # One flat vector of device scalars, read back with one transfer:
-        # [loss per pass, acc per pass, bias per pass, (flip, p_drop), (given losses)].
-        parts = [-logp_y.mean(dim=1), correct.float().mean(dim=1), kl.sum(dim=1)]
-        if perturbed:
-            p_y = logp_y.exp()
-            parts.append((correct[0] & ~correct[1]).float().mean().view(1))
-            parts.append((p_y[0] - p_y[1]).mean().view(1))
-        # Given losses: a tensor one is read back with the rest, a float one used as is.
-        losses = [clean_loss, perturbed_loss if perturbed else None]
-        parts += [_mean_loss(t).to(device).view(1) for t in losses if isinstance(t, torch.Tensor)]
-        vals = torch.cat(parts).tolist()
-
-        loss, acc, bias = vals[:passes], vals[passes : 2 * passes], vals[2 * passes : 3 * passes]
-        rest = iter(vals[3 * passes :])
-        flip, p_drop = (next(rest), next(rest)) if perturbed else (None, None)
-        for i, given in enumerate(losses):
-            if isinstance(given, torch.Tensor):
-                value = next(rest)
-            elif given is not None:
-                value = float(given)
-            else:
-                continue
-            loss[i] = value
-        return StepMetrics(
-            loss=loss[0],
-            acc=acc[0],
-            n=n,
-            flip_rate=flip,
-            loss_gap=loss[1] - loss[0] if perturbed else None,
-            p_drop=p_drop,
-            bias_clean=bias[0],
-            bias_perturbed=bias[1] if perturbed else None,
-        )
+        step = _check_step(clean_logits, targets, perturbed_logits, clean_loss, perturbed_loss)
+        return _batch_metrics([step], prior)[0][0]
 
 
 _KEYS = (
@@ -187,24 +251,117 @@ _KEYS = (
 
 
 class EpochAggregator:
-    """Accumulates StepMetrics over an epoch into example-weighted means.
+    """Accumulates step metrics over an epoch into example-weighted means.
 
     Each key is averaged over the steps that have a value for it, weighted by ``n``: the
     perturbed-pass keys (``flip_rate``, ``loss_gap``, ``p_drop``, ``bias_perturbed``) over
     the steps that had a perturbed pass, and omitted from :meth:`result` when none had one.
+
+    Steps come in as :class:`StepMetrics` (:meth:`add`) or as the step's tensors
+    (:meth:`add_step`), which are only kept (no tensor operation) until :meth:`flush`
+    computes the buffered steps together and adds them in order; the sums come out exactly
+    as from :func:`step_metrics` and :meth:`add` step by step. The buffer flushes by itself
+    when it holds ``max_steps`` steps or ``max_logits`` logit values (bounding its memory),
+    when a step of another shape comes, and before :meth:`add`, :meth:`result`, :attr:`n`
+    and :meth:`reset`. Buffered tensors must not be modified in place before then.
+
+    With a ``tracker``, :meth:`add_step` takes each step's dataset ``indices`` and the flush
+    feeds the tracker, in step order, whether the clean pass classified each example
+    correctly: read the tracker after :meth:`result` (or :meth:`flush`).
     """
 
-    def __init__(self) -> None:
-        """Start empty."""
-        self.reset()
-
-    def reset(self) -> None:
-        """Forget everything added so far."""
+    def __init__(
+        self,
+        tracker: ForgettingTracker | None = None,
+        *,
+        max_steps: int = 32,  # steps buffered before a flush (~100 ops): ~3 ops per step
+        max_logits: int = 2**21,  # logit values buffered (both passes): 8 MB in float32
+    ) -> None:
+        """Start empty; feed ``tracker`` (when given) from the buffered steps."""
+        if max_steps < 1:
+            raise ValueError(f"max_steps must be at least 1, but got {max_steps=}.")
+        if max_logits < 1:
+            raise ValueError(f"max_logits must be at least 1, but got {max_logits=}.")
+        self._tracker = tracker
+        self._max_steps = max_steps
+        self._max_logits = max_logits
+        self._buffer: list[_Step] = []
+        self._indices: list[torch.Tensor] = []
+        self._buffered_logits = 0
         self._sums: dict[str, float] = {}
         self._weights: dict[str, int] = {}
 
+    def reset(self) -> None:
+        """Forget the metrics added so far (buffered steps still reach the tracker)."""
+        self.flush()
+        self._sums = {}
+        self._weights = {}
+
+    def add_step(
+        self,
+        clean_logits: torch.Tensor,
+        targets: torch.Tensor,
+        perturbed_logits: torch.Tensor | None = None,
+        *,
+        clean_loss: torch.Tensor | float | None = None,
+        perturbed_loss: torch.Tensor | float | None = None,
+        indices: torch.Tensor | None = None,
+    ) -> None:
+        """Add one step from its tensors, as :func:`step_metrics` takes them (the label
+        prior is each batch's class frequencies), plus the batch's dataset ``indices`` when
+        the aggregator feeds a tracker. Checks shapes now; computes at the next flush.
+        """
+        step = _check_step(clean_logits, targets, perturbed_logits, clean_loss, perturbed_loss)
+        if indices is None and self._tracker is not None:
+            raise ValueError(
+                "this aggregator feeds a ForgettingTracker: give the batch's dataset indices "
+                "(indices=...)"
+            )
+        if indices is not None and self._tracker is None:
+            raise ValueError(
+                "indices were given but no ForgettingTracker to feed them to: create the "
+                "aggregator as EpochAggregator(tracker), or leave indices out"
+            )
+        if indices is not None:
+            if indices.shape != step.targets.shape:
+                raise ValueError(
+                    f"indices must have the targets' shape {tuple(step.targets.shape)}, "
+                    f"got {tuple(indices.shape)}"
+                )
+            if indices.dtype.is_floating_point or indices.dtype == torch.bool:
+                raise TypeError(f"indices must be an integer tensor, got {indices.dtype}")
+            if indices.dtype != torch.int64 or indices.device != step.clean.device:
+                indices = indices.to(device=step.clean.device, dtype=torch.int64)
+        if self._buffer and not _same_shape(self._buffer[0], step):
+            self.flush()
+        self._buffer.append(step)
+        if indices is not None:
+            self._indices.append(indices)
+        self._buffered_logits += step.clean.numel() * (1 if step.perturbed is None else 2)
+        if len(self._buffer) >= self._max_steps or self._buffered_logits >= self._max_logits:
+            self.flush()
+
+    def flush(self) -> list[StepMetrics]:
+        """Compute the buffered steps, add them, feed the tracker; return their metrics
+        (those of the steps since the buffer last flushed, by itself or by a call)."""
+        if not self._buffer:
+            return []
+        steps, indices = self._buffer, self._indices
+        self._buffer, self._indices, self._buffered_logits = [], [], 0
+        with torch.no_grad():
+            metrics, correct = _batch_metrics(steps)
+            if self._tracker is not None:
+                self._tracker.update_steps(torch.stack(indices), correct)
+        for m in metrics:
+            self._accumulate(m)
+        return metrics
+
     def add(self, m: StepMetrics) -> None:
         """Add one step's metrics, weighted by its number of examples ``m.n``."""
+        self.flush()
+        self._accumulate(m)
+
+    def _accumulate(self, m: StepMetrics) -> None:
         for key, field in _KEYS:
             value = getattr(m, field)
             if value is not None:
@@ -214,6 +371,7 @@ class EpochAggregator:
     @property
     def n(self) -> int:
         """Number of examples added (summed over steps)."""
+        self.flush()
         return self._weights.get("train_loss", 0)
 
     def result(self) -> dict[str, float]:
@@ -223,8 +381,19 @@ class EpochAggregator:
         ``p_drop``, ``bias_perturbed`` only when some step had a perturbed pass. Empty when
         nothing was added.
         """
+        self.flush()
         return {
             key: self._sums[key] / self._weights[key]
             for key, _ in _KEYS
             if self._weights.get(key, 0) > 0
         }
+
+
+def _same_shape(a: _Step, b: _Step) -> bool:
+    """Whether two steps can be computed in one batch."""
+    return (
+        a.clean.shape == b.clean.shape
+        and a.clean.dtype == b.clean.dtype
+        and a.clean.device == b.clean.device
+        and (a.perturbed is None) == (b.perturbed is None)
+    )

@@ -99,3 +99,21 @@ def test_bf16_training_runs_on_cpu(wine):
     result = train(model, wine, SAMConfig(variant="sam"), TrainConfig(epochs=2, bf16=True))
     assert not result.diverged and result.val_acc > 0.5
     assert isinstance(next(model.parameters()).dtype, torch.dtype)
+
+
+def test_a_step_callback_sees_each_step_and_leaves_the_history_unchanged(wine):
+    seen = []
+
+    class Steps(Callback):
+        def on_step_end(self, step, metrics):
+            seen.append((step, metrics.flip_rate))
+
+    plain = _run(wine, "sam", epochs=2, rho=0.05)
+    seed_everything(0)
+    model = build_model(None, wine.input_shape, wine.num_classes)
+    hooked = train(model, wine, SAMConfig(variant="sam", rho=0.05), TrainConfig(epochs=2, seed=0),
+                   [Steps()])
+    strip = lambda h: [{k: v for k, v in r.items() if not k.endswith("_time")} for r in h]  # noqa: E731
+    assert strip(hooked.history) == strip(plain.history)
+    assert [s for s, _ in seen] == list(range(1, hooked.steps + 1))
+    assert all(0.0 <= f <= 1.0 for _, f in seen)

@@ -227,3 +227,178 @@ def test_metrics_and_tracker_on_cuda_match_cpu() -> None:
     t.update(torch.tensor([0, 1]), torch.tensor([True, True], device=dev))
     t.update(torch.tensor([0, 1], device=dev), torch.tensor([False, True], device=dev))
     assert t.total_events == 1 and t.epoch_rate() == 0.5
+
+
+def _random_steps(seed: int, n_examples: int = 40) -> list[dict]:
+    """Steps of mixed kinds: SAM and clean-only, two batch sizes, bf16, every loss form."""
+    gen = torch.Generator().manual_seed(seed)
+    steps = []
+    for i in range(23):
+        n, k = (8, 5) if i % 7 else (5, 5)  # a smaller batch now and then: a shape change
+        clean = torch.randn(n, k, generator=gen) * 3
+        perturbed = clean + torch.randn(n, k, generator=gen) if i % 5 else None
+        if i in (10, 11):
+            clean = clean.bfloat16()
+            perturbed = perturbed.bfloat16() if perturbed is not None else None
+        losses = (None, torch.rand((), generator=gen), torch.rand(n, generator=gen), 0.5)
+        steps.append({
+            "clean_logits": clean,
+            "targets": torch.randint(0, k, (n,), generator=gen),
+            "perturbed_logits": perturbed,
+            "clean_loss": losses[i % 4],
+            "perturbed_loss": losses[(i + 1) % 4],
+            "indices": torch.randperm(n_examples, generator=gen)[:n],  # repeats across steps
+        })
+    return steps
+
+
+@pytest.mark.parametrize("max_steps", [1, 3, 32])
+def test_buffered_steps_give_exactly_the_step_by_step_results(max_steps: int) -> None:
+    steps = _random_steps(0)
+    by_step, tracker_by_step = EpochAggregator(), ForgettingTracker(40)
+    tracker = ForgettingTracker(40)
+    buffered = EpochAggregator(tracker, max_steps=max_steps)
+    for st in steps:
+        args = {k: v for k, v in st.items() if k != "indices"}
+        m = step_metrics(args.pop("clean_logits"), args.pop("targets"), **args)
+        by_step.add(m)
+        tracker_by_step.update(st["indices"], st["clean_logits"].float().argmax(1) == st["targets"])
+        buffered.add_step(**st)
+    assert buffered.result() == by_step.result()  # identical floats, not just close
+    assert buffered.n == by_step.n == sum(len(st["targets"]) for st in steps)
+    assert tracker.total_events == tracker_by_step.total_events > 0
+    assert tracker.epoch_rate() == tracker_by_step.epoch_rate()
+    assert torch.equal(tracker.forgetting_counts(), tracker_by_step.forgetting_counts())
+    assert torch.equal(tracker.presented(), tracker_by_step.presented())
+
+
+def test_flush_returns_each_steps_metrics() -> None:
+    agg = EpochAggregator()
+    agg.add_step(CLEAN, TARGETS, PERTURBED, clean_loss=torch.tensor(1.0))
+    agg.add_step(PERTURBED, TARGETS, CLEAN)
+    assert agg.flush() == [
+        step_metrics(CLEAN, TARGETS, PERTURBED, clean_loss=torch.tensor(1.0)),
+        step_metrics(PERTURBED, TARGETS, CLEAN),
+    ]
+    assert agg.flush() == []
+    # A clean-only step cannot join the buffer's SAM steps: they are computed when it comes.
+    agg.add_step(CLEAN, TARGETS, PERTURBED)
+    agg.add_step(CLEAN, TARGETS)
+    assert agg.flush() == [step_metrics(CLEAN, TARGETS)]
+    assert agg.n == 16
+
+
+def test_buffer_flushes_by_itself_when_full() -> None:
+    idx = torch.arange(4)
+    tracker = ForgettingTracker(4)
+    agg = EpochAggregator(tracker, max_steps=3)
+    for _ in range(2):
+        agg.add_step(CLEAN, TARGETS, PERTURBED, indices=idx)
+    assert not tracker.presented().any()  # buffered: nothing computed yet
+    agg.add_step(CLEAN, TARGETS, PERTURBED, indices=idx)
+    assert tracker.presented().all()
+    # 2 examples x 2 classes x 2 passes = 8 logits per step: full after two steps.
+    tracker = ForgettingTracker(4)
+    agg = EpochAggregator(tracker, max_logits=16)
+    agg.add_step(CLEAN[:2, :2], TARGETS[:2] % 2, PERTURBED[:2, :2], indices=idx[:2])
+    assert not tracker.presented().any()
+    agg.add_step(CLEAN[:2, :2], TARGETS[:2] % 2, PERTURBED[:2, :2], indices=idx[2:])
+    assert tracker.presented().all()
+
+
+def test_reset_forgets_metrics_but_feeds_the_tracker() -> None:
+    tracker = ForgettingTracker(4)
+    agg = EpochAggregator(tracker)
+    agg.add_step(CLEAN, TARGETS, indices=torch.arange(4))
+    agg.reset()
+    assert agg.result() == {} and agg.n == 0
+    assert tracker.presented().all()
+
+
+def test_add_step_checks_its_input_at_once() -> None:
+    with pytest.raises(ValueError, match="perturbed_logits"):
+        EpochAggregator().add_step(CLEAN, TARGETS, PERTURBED[:2])
+    with pytest.raises(ValueError, match="targets"):
+        EpochAggregator().add_step(CLEAN, TARGETS[:3])
+    with pytest.raises(ValueError, match="indices"):
+        EpochAggregator().add_step(CLEAN, TARGETS, indices=torch.arange(4))
+    with pytest.raises(ValueError, match="indices"):
+        EpochAggregator(ForgettingTracker(4)).add_step(CLEAN, TARGETS)
+    with pytest.raises(ValueError, match="indices"):
+        EpochAggregator(ForgettingTracker(4)).add_step(CLEAN, TARGETS, indices=torch.arange(3))
+    with pytest.raises(TypeError):
+        EpochAggregator(ForgettingTracker(4)).add_step(CLEAN, TARGETS, indices=torch.zeros(4))
+    with pytest.raises(ValueError, match="max_steps"):
+        EpochAggregator(max_steps=0)
+
+
+def test_add_step_keeps_no_graph() -> None:
+    logits = CLEAN.clone().requires_grad_(True)
+    loss = F.cross_entropy(logits, TARGETS)
+    agg = EpochAggregator()
+    agg.add_step(logits, TARGETS, logits * 2, clean_loss=loss)
+    assert not any(t.requires_grad for t in agg._buffer[0][:3])
+    assert not agg._buffer[0].losses[0].requires_grad
+    assert agg.result()["train_loss"] == pytest.approx(loss.item())
+    assert logits.grad is None
+
+
+def _sequential_reference(steps: list[tuple[list[int], list[bool]]], n: int) -> tuple:
+    """Example forgetting by hand, one presentation at a time."""
+    last: list[bool | None] = [None] * n
+    per_example, comparable = [0] * n, 0
+    for idx, correct in steps:
+        for i, c in zip(idx, correct):
+            comparable += last[i] is not None
+            per_example[i] += last[i] is True and not c
+            last[i] = c
+    return per_example, comparable
+
+
+def test_update_steps_counts_what_the_steps_one_by_one_count() -> None:
+    gen = torch.Generator().manual_seed(1)
+    n, batch = 12, 5
+    steps = [
+        (torch.randperm(n, generator=gen)[:batch], torch.rand(batch, generator=gen) < 0.6)
+        for _ in range(20)
+    ]
+    one_by_one, together = ForgettingTracker(n), ForgettingTracker(n)
+    for idx, correct in steps:
+        one_by_one.update(idx, correct)
+    for chunk in (steps[:7], steps[7:]):
+        together.update_steps(torch.stack([i for i, _ in chunk]), torch.stack([c for _, c in chunk]))
+    per_example, comparable = _sequential_reference(
+        [(i.tolist(), c.tolist()) for i, c in steps], n
+    )
+    for t in (one_by_one, together):
+        assert t.forgetting_counts().tolist() == per_example
+        assert t.total_events == sum(per_example) > 0
+        assert t.epoch_rate() == sum(per_example) / comparable
+
+
+def test_index_repeated_in_a_batch_compares_with_the_previous_batch() -> None:
+    t = ForgettingTracker(2)
+    t.update_steps(
+        torch.tensor([[0, 1], [0, 0], [0, 1]]),
+        torch.tensor([[True, True], [False, False], [True, False]]),
+    )
+    # Step 2: both presentations of 0 compare with step 1 (correct): two events.
+    # Step 3: 0 compares with step 2 (wrong): none; 1 compares with step 1 (correct): one.
+    assert t.forgetting_counts().tolist() == [2, 1]
+    assert t.epoch_rate() == 3 / 4
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_buffered_steps_on_cuda_match_cpu() -> None:
+    steps = _random_steps(2)
+    results, trackers = [], []
+    for dev in ("cpu", "cuda"):
+        tracker = ForgettingTracker(40)
+        agg = EpochAggregator(tracker, max_steps=8)
+        for st in steps:
+            agg.add_step(**{k: v.to(dev) if isinstance(v, torch.Tensor) else v for k, v in st.items()})
+        results.append(agg.result())
+        trackers.append(tracker)
+    assert results[1] == pytest.approx(results[0], rel=1e-5)
+    assert torch.equal(trackers[1].forgetting_counts(), trackers[0].forgetting_counts())
+    assert trackers[1].epoch_rate() == trackers[0].epoch_rate()
