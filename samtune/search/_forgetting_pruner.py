@@ -32,6 +32,12 @@ class Prediction:
     probability: float  # estimated chance of finishing at or above the bar
     n_completed: int  # completed trials the predictor was fitted on
 
+    @property
+    def floor(self) -> float:
+        """The lowest chance the jackknife can give, ``1 / (n_completed + 1)``: no completed
+        trial's leave-one-out error carries the prediction to the bar."""
+        return 1.0 / (self.n_completed + 1)
+
 
 class ForgettingPruner(optuna.pruners.BasePruner):
     """Prune a SAM-tuning trial when its early signals say it will not change the recommendation.
@@ -50,16 +56,16 @@ class ForgettingPruner(optuna.pruners.BasePruner):
        examples correct at w and wrong at w + e) is at least ``collapse_flip_rate``, from
        epoch 2 on, prunes: the ascent step undoes most of what the model gets right.
     3. Inert perturbation: a SAM-family trial whose perturbation raises the training loss by
-       less than ``inert_loss_gap`` of its value (``loss_gap / train_loss``, read once, at the
-       first epoch where rule 4 may apply and at least epoch 2) prunes: its perturbation
+       less than ``inert_loss_gap`` of its value (``loss_gap / train_loss``, read once, at
+       epoch ``max(2, n_warmup_steps)``) prunes: its perturbation
        changes nothing to first order (random directions, a vanishing rho), so the trial is
        the baseline at twice the cost per step, and the baseline family already covers it.
-    4. Nothing else prunes before ``n_startup_trials`` trials have completed or before epoch
-       ``n_warmup_steps`` (keep it past the learning-rate warm-up: during warm-up the
-       curves say more about the warm-up than about the configuration), nor after half of
-       ``n_steps`` epochs: a later stop saves less than half a trial, while the trial's
+    4. Nothing else prunes before ``n_startup_trials`` trials have completed, nor after half
+       of ``n_steps`` epochs: a later stop saves less than half a trial, while the trial's
        result is nearly known and worth more as a completed trial (for the predictor, for
-       the sampler and as a candidate) than the epochs it would save.
+       the sampler and as a candidate) than the epochs it would save. The default start-up
+       is 3, the fewest completed trials the predictor can fit and leave one out of; rule 5
+       needs no more, because its chance already says how little 3 trials show (see there).
     5. Unlikely to be confirmed: a ridge regression (standardized features, penalty
        ``ridge_alpha``) maps the completed trials' history record at the current epoch --
        ``val_acc``, ``train_acc``, ``val_loss``, ``forgetting_rate``, ``flip_rate`` and
@@ -75,12 +81,23 @@ class ForgettingPruner(optuna.pruners.BasePruner):
        confirmed too: it is the reference of the verdict, so it must stay well tuned). The
        chance of finishing at or above the bar is the share of those values that reach it,
        counting the trial itself as one more that does: ``(hits + 1) / (n + 1)`` for ``n``
-       completed trials, so it never reaches 0. The trial is pruned when that chance is
-       below ``min_probability``: with 0.5, when it will more likely than not stay out of
-       the confirmed set. Where the signals predict poorly, the residuals are wide and a
-       trial is kept on the strength of its family's spread; a trial that looks like the
+       completed trials, so it never falls below its floor ``1 / (n + 1)``. From epoch
+       ``n_warmup_steps`` on, the trial is pruned when that chance is below
+       ``min_probability``: with 0.5, when it will more likely than not stay out of the
+       confirmed set. Where the signals predict poorly, the residuals are wide and a trial
+       is kept on the strength of its family's spread; a trial that looks like the
        completed ones is pruned once ``top_k`` of them finish above it more often than not,
        which is what a search whose warm starts are already the best should do.
+       With few completed trials the floor is high and the rule is strict by itself: with
+       3, a chance below 0.5 means that none of the 3 jackknife values reaches the bar.
+    6. Hopeless during the warm-up: before epoch ``n_warmup_steps`` (keep it past the
+       learning-rate warm-up: during warm-up the curves say more about the warm-up than
+       about the configuration), rule 5 prunes only at its floor, when not one completed
+       trial's leave-one-out error would carry the prediction to the bar
+       (``hopeless_in_warmup``). The residuals are those of the same epoch, so they already
+       measure how much the warm-up blurs the prediction; a trial that misses the bar even
+       with the most favourable error the predictor has made is hopeless by every measure
+       it has, and waiting out the warm-up would only spend epochs on it.
 
     The predictor needs at least 3 completed trials with a finite record at the epoch;
     with fewer, rules 1-3 alone apply. After each call, ``last_reason`` holds the one-line
@@ -89,9 +106,10 @@ class ForgettingPruner(optuna.pruners.BasePruner):
     the pruner: read ``reason_for(trial.number)`` instead.
 
     Args:
-        n_startup_trials: Completed trials needed before rule 5 applies.
-        n_warmup_steps: First epoch (1-based step) at which rules 3 and 5 apply.
-        n_steps: The trials' epoch budget; rule 5 applies up to epoch ``n_steps // 2``.
+        n_startup_trials: Completed trials needed before rules 5 and 6 apply.
+        n_warmup_steps: First epoch (1-based step) at which rules 3 and 5 apply; rule 6
+            applies before it.
+        n_steps: The trials' epoch budget; rules 5 and 6 apply up to epoch ``n_steps // 2``.
             ``None``: no such limit.
         collapse_flip_rate: Flip rate, in (0, 1], at or above which the perturbation counts
             as collapsed.
@@ -101,11 +119,13 @@ class ForgettingPruner(optuna.pruners.BasePruner):
         min_probability: Estimated chance, in (0, 1], of finishing at or above the bar
             below which a trial is pruned.
         ridge_alpha: Ridge penalty on the standardized features; must be positive.
+        hopeless_in_warmup: Whether rule 6 prunes hopeless trials before ``n_warmup_steps``;
+            ``False`` keeps every trial through the warm-up, as Optuna's pruners do.
     """
 
     def __init__(
         self,
-        n_startup_trials: int = 5,
+        n_startup_trials: int = 3,
         n_warmup_steps: int = 2,
         n_steps: int | None = None,
         collapse_flip_rate: float = 0.5,
@@ -113,6 +133,7 @@ class ForgettingPruner(optuna.pruners.BasePruner):
         top_k: int = 2,
         min_probability: float = 0.5,
         ridge_alpha: float = 1.0,
+        hopeless_in_warmup: bool = True,
     ) -> None:
         if n_startup_trials < 0:
             raise ValueError(f"n_startup_trials cannot be negative but got {n_startup_trials=}.")
@@ -138,6 +159,7 @@ class ForgettingPruner(optuna.pruners.BasePruner):
         self._top_k = top_k
         self._min_probability = min_probability
         self._ridge_alpha = ridge_alpha
+        self._hopeless_in_warmup = hopeless_in_warmup
         self.last_reason: str | None = None
         self._reasons: dict[int, str] = {}
 
@@ -172,20 +194,24 @@ class ForgettingPruner(optuna.pruners.BasePruner):
                     f"loss {loss:.3g} (< {self._inert_loss_gap:.0%}) at epoch {step}",
                 )
         completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if step < self._n_warmup_steps or len(completed) < self._n_startup_trials:
+        warmup = step < self._n_warmup_steps
+        if len(completed) < self._n_startup_trials or (warmup and not self._hopeless_in_warmup):
             return False
         if self._n_steps is not None and step > self._n_steps // 2:
             return False
-        prediction = self._predict(completed, trial, step)
-        if prediction is None or prediction.probability >= self._min_probability:
+        p = self._predict(completed, trial, step)
+        if p is None or p.probability >= self._min_probability:
             return False
-        p = prediction
-        return self._pruned(
-            trial,
+        if warmup and p.probability > p.floor:
+            return False
+        what = (
             f"P(final val_acc >= {p.bar:.3f}, the bar to be confirmed) = {p.probability:.2f} < "
             f"{self._min_probability} (predicted {p.predicted:.3f}; {p.n_completed} completed) "
-            f"at epoch {step}",
+            f"at epoch {step}"
         )
+        if warmup:
+            return self._pruned(trial, f"hopeless during the warm-up: {what}, its floor")
+        return self._pruned(trial, what)
 
     def predict(self, study: optuna.study.Study, trial: FrozenTrial) -> Prediction | None:
         """The predictor's view of ``trial`` at its last step, or ``None`` when too few

@@ -18,9 +18,10 @@ def make_pruner(
     - ``forgetting``: :class:`ForgettingPruner` (the default): stops the trials whose final
       accuracy, predicted from early forgetting signals, will more likely than not keep them
       out of the ``top_k`` confirmed configurations (the search's ``top_k``), plus collapsed
-      and inert perturbations; its prediction rule runs after 5 completed trials from epoch
-      ``max(2, epochs // 5)`` (never during the first epoch, the learning-rate warm-up of
-      ``TrainConfig``) to epoch ``epochs // 2``.
+      and inert perturbations; its prediction rule runs after 3 completed trials, up to
+      epoch ``epochs // 2``: from epoch ``max(2, epochs // 5)`` (past the first epoch, the
+      learning-rate warm-up of ``TrainConfig``) on the chance of being confirmed, before it
+      only on a hopeless prediction (the chance at its floor).
     - ``median``: Optuna's ``MedianPruner`` on validation accuracy, from epoch
       ``max(1, epochs // 4)`` after 5 completed trials.
     - ``hyperband``: Optuna's ``HyperbandPruner`` with epochs as the resource.
@@ -33,7 +34,7 @@ def make_pruner(
         raise ConfigError(f"epochs must be at least 1 to build a pruner, got {epochs}.")
     if name == "forgetting":
         return ForgettingPruner(
-            n_startup_trials=5, n_warmup_steps=max(2, epochs // 5), n_steps=epochs, top_k=top_k
+            n_startup_trials=3, n_warmup_steps=max(2, epochs // 5), n_steps=epochs, top_k=top_k
         )
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=max(1, epochs // 4))

@@ -8,7 +8,7 @@ import optuna
 import pytest
 
 from samtune.errors import ConfigError
-from samtune.search._forgetting_pruner import ForgettingPruner
+from samtune.search._forgetting_pruner import ForgettingPruner, Prediction
 from samtune.search._pruners import PRUNERS, make_pruner
 
 VARIANTS = ("sgd", "sam", "asam", "gsam", "obf", "randsam", "gsam-obf", "asam-obf")
@@ -239,9 +239,11 @@ def test_losses_beyond_the_fitted_range_are_clipped_accuracies_are_not() -> None
 
 
 def test_make_pruner_forgetting_predicts_from_warmup_to_half_the_budget() -> None:
-    """Epoch 1 is the learning-rate warm-up; after half the budget a stop saves too little."""
+    """Epoch 1 is the learning-rate warm-up: only a hopeless trial is pruned there; after half
+    the budget a stop saves too little."""
     study = _fitted_study(make_pruner("forgetting", epochs=4))
-    history = _history(0.05, sam=False, epochs=3)
+    assert _prunes(study, "sgd", _history(0.05, sam=False, epochs=1))  # chance 1/11: its floor
+    history = _history(0.75, sam=False, epochs=3)  # chance 2/11: unlikely, not hopeless
     trial = _run(study, "sgd", history[:1])
     assert not trial.should_prune()
     trial.set_user_attr("history", history[:2])
@@ -249,6 +251,63 @@ def test_make_pruner_forgetting_predicts_from_warmup_to_half_the_budget() -> Non
     assert trial.should_prune()
     late = _run(study, "sgd", history)  # first checked at epoch 3 > 4 // 2
     assert not late.should_prune()
+
+
+def test_floor_is_one_over_completed_plus_one() -> None:
+    assert Prediction(0.8, 0.9, 0.25, n_completed=3).floor == 0.25
+    assert Prediction(0.8, 0.9, 0.5, n_completed=10).floor == pytest.approx(1 / 11)
+
+
+def test_hopeless_pruned_during_warmup_merely_unlikely_waits_for_it() -> None:
+    """Fitted on 10 trials: early 0.50 gives the floor 1/11 (no completed trial's error
+    reaches the bar 0.88), early 0.75 gives 2/11 (one does): pruned at epoch 1 vs epoch 3."""
+    pruner = ForgettingPruner(n_startup_trials=5, n_warmup_steps=3)
+    study = _fitted_study(pruner)
+    assert _prunes(study, "sgd", _history(0.50, sam=False, epochs=1))
+    assert pruner.last_reason is not None and pruner.last_reason.startswith(
+        "hopeless during the warm-up: P(final val_acc >= 0.880, the bar to be confirmed) = "
+        "0.09 < 0.5 (predicted 0.749; 10 completed) at epoch 1, its floor"
+    )
+    history = _history(0.75, sam=False, epochs=3)
+    for epoch in (1, 2):
+        assert not _prunes(study, "sgd", history[:epoch])
+        assert pruner.last_reason is None
+    assert _prunes(study, "sgd", history)
+    assert pruner.last_reason is not None and pruner.last_reason.startswith(
+        "P(final val_acc >= 0.880, the bar to be confirmed) = 0.18 < 0.5"
+    )
+
+
+def test_hopeless_in_warmup_off_keeps_every_trial_through_the_warmup() -> None:
+    study = _fitted_study(ForgettingPruner(n_startup_trials=5, n_warmup_steps=3,
+                                           hopeless_in_warmup=False))
+    history = _history(0.50, sam=False, epochs=3)
+    assert not _prunes(study, "sgd", history[:1])
+    assert not _prunes(study, "sgd", history[:2])
+    assert _prunes(study, "sgd", history)
+
+
+def test_warmup_rule_is_never_looser_than_min_probability() -> None:
+    """With min_probability 0.05 < the floor 1/11, nothing is pruned, during warm-up or after."""
+    study = _fitted_study(ForgettingPruner(n_startup_trials=5, n_warmup_steps=3,
+                                           min_probability=0.05))
+    history = _history(0.05, sam=False, epochs=3)
+    assert not any(_prunes(study, "sgd", history[:epoch]) for epoch in (1, 2, 3))
+
+
+def test_default_startup_is_three_where_the_jackknife_needs_all_three_to_miss() -> None:
+    """Completed finals 0.76, 0.83 (+0.01 off the relation), 0.88: bar 0.83. With 3 completed
+    the chance is 0.25 (the floor: none of 3 reaches the bar) or at least 0.5: early 0.50 is
+    pruned (0.25), early 0.72 kept (0.75). With 2 completed nothing is predicted."""
+    pruner = ForgettingPruner(n_warmup_steps=1)
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    for early in (0.6, 0.8):
+        _complete(study, "sgd", _history(early, sam=False), _truth(early, sam=False))
+    assert not _prunes(study, "sgd", _history(0.50, sam=False, epochs=2))
+    _complete(study, "sgd", _history(0.7, sam=False), _truth(0.7, sam=False) + 0.01)
+    assert _prunes(study, "sgd", _history(0.50, sam=False, epochs=2))
+    assert pruner.last_reason is not None and " = 0.25 < 0.5 " in pruner.last_reason
+    assert not _prunes(study, "sgd", _history(0.72, sam=False, epochs=2))
 
 
 @pytest.mark.parametrize(
