@@ -1,8 +1,9 @@
 """The maths of one perturbation, on lists of tensors with a leading micro-batch axis.
 
 Every list holds one tensor per perturbed parameter, shaped ``(k, *param.shape)``: k
-micro-batches side by side (k = 1 for plain SAM). Norms are one global L2 norm over all
-parameters, per micro-batch.
+micro-batches side by side. Norms are one global L2 norm over all parameters, per micro-batch.
+``perturbation(..., batched=False)`` takes parameter-shaped tensors instead (one batch: plain
+SAM's hot path, with no per-tensor views).
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import torch
 EPS = 1e-12  # added to every norm (domain brief §2)
 
 
-def _global_norm(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Per-micro-batch global L2 norm, shape (k,): one norm over all the tensors' entries."""
+def _global_norm(tensors: Sequence[torch.Tensor], batched: bool = True) -> torch.Tensor:
+    """Per-micro-batch global L2 norm, shape (k,) (a scalar unbatched): over all entries."""
+    if not batched:
+        return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(tensors)))
     if tensors[0].shape[0] == 1:  # k = 1: one fused kernel over the whole list
         return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(tensors))).reshape(1)
     per_tensor = [torch.linalg.vector_norm(t.flatten(1), dim=1) for t in tensors]
@@ -26,12 +29,17 @@ def _per_k(scalars: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return scalars.view(-1, *([1] * (like.dim() - 1)))
 
 
-def _scale_by(tensors: Sequence[torch.Tensor], norm: torch.Tensor, rhos: Sequence[float]):
+def _scale_by(tensors: Sequence[torch.Tensor], norm: torch.Tensor, rhos: Sequence[float],
+              batched: bool = True) -> list[torch.Tensor]:
     """Each tensor times rho / norm (per micro-batch), in one foreach call."""
     coef: dict[float, torch.Tensor] = {}
     for rho in rhos:
         if rho not in coef:
             coef[rho] = rho / norm
+    if not batched:
+        if len(coef) == 1:
+            return torch._foreach_mul(list(tensors), coef[rhos[0]])
+        return torch._foreach_mul(list(tensors), [coef[r] for r in rhos])
     return torch._foreach_mul(list(tensors), [_per_k(coef[r], t) for t, r in zip(tensors, rhos)])
 
 
@@ -42,6 +50,7 @@ def perturbation(
     *,
     adaptive: bool = False,
     eta: float = 0.01,
+    batched: bool = True,
 ) -> list[torch.Tensor]:
     """e = rho * d / ||d|| (SAM), or rho * T^2 d / ||T d|| with T = |w| + eta (ASAM).
 
@@ -50,9 +59,9 @@ def perturbation(
     if adaptive:
         scales = [p.detach().abs().add(eta) for p in params]
         scaled = torch._foreach_mul(list(direction), scales)  # T d
-        norm = _global_norm(scaled).add(EPS)
-        return _scale_by(torch._foreach_mul(scaled, scales), norm, rhos)  # rho T^2 d / ||T d||
-    return _scale_by(direction, _global_norm(direction).add(EPS), rhos)
+        norm = _global_norm(scaled, batched).add(EPS)
+        return _scale_by(torch._foreach_mul(scaled, scales), norm, rhos, batched)  # rho T^2 d / ||T d||
+    return _scale_by(direction, _global_norm(direction, batched).add(EPS), rhos, batched)
 
 
 def gsam_gradient(

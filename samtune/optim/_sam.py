@@ -130,13 +130,13 @@ class SAMOptimizer(torch.optim.Optimizer):
         return torch._foreach_div(grads, scale) if scale != 1.0 else grads
 
     def _climb(self, params: list[torch.nn.Parameter], e: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Move to w + e; returns a bit-exact copy of w for :meth:`_restore`."""
+        """Move to w + e (parameter-shaped); returns a bit-exact copy of w for :meth:`_restore`."""
         ids = [id(p) for p in params]
         if self._backup_ids != ids:  # buffers reused from step to step
             self._backup = [torch.empty_like(p) for p in params]
             self._backup_ids = ids
         torch._foreach_copy_(self._backup, params)
-        torch._foreach_add_(params, [e_p[0] for e_p in e])
+        torch._foreach_add_(params, e)
         return self._backup
 
     @staticmethod
@@ -144,16 +144,29 @@ class SAMOptimizer(torch.optim.Optimizer):
         torch._foreach_copy_(params, backup)  # back to w, bit for bit
 
     def _direction(self, params, scale: float = 1.0) -> list[torch.Tensor]:
-        """The ascent direction (k = 1, leading micro-batch axis): p.grad, or noise for randsam."""
+        """The ascent direction of one batch (parameter-shaped): p.grad, or noise for randsam."""
         if self.spec.direction == "random":
-            return random_direction(params, 1, self.generator)
-        return [g.unsqueeze(0) for g in self._grads(params, scale)]
+            return [n[0] for n in random_direction(params, 1, self.generator)]
+        return self._grads(params, scale)
 
-    def _perturbation(self, direction, params) -> list[torch.Tensor]:
+    def _perturbation(self, direction, params, batched: bool = True) -> list[torch.Tensor]:
         return perturbation(
-            direction, params, self._rhos(),
+            direction, params, self._rhos(), batched=batched,
             adaptive=self.spec.adaptive, eta=self.variant_kwargs.get("eta", 0.01),
         )
+
+    def _final_one(self, direction, g_p) -> list[torch.Tensor]:
+        """:meth:`_final` for one batch (parameter-shaped tensors, no micro-batch axis)."""
+        if not self.spec.gsam:
+            return g_p
+        return [f[0] for f in self._final([d.unsqueeze(0) for d in direction],
+                                          [g.unsqueeze(0) for g in g_p])]
+
+    @staticmethod
+    def _clear_grads(params: list[torch.nn.Parameter]) -> None:
+        """``zero_grad(set_to_none=True)`` for the perturbed parameters, without its overhead."""
+        for p in params:
+            p.grad = None
 
     def _final(self, direction, g_p) -> list[torch.Tensor]:
         """The gradient handed to the base optimizer (GSAM's decomposition uses the direction)."""
@@ -199,16 +212,14 @@ class SAMOptimizer(torch.optim.Optimizer):
             return loss
         params = self._params()
         direction = self._direction(params)
-        e = self._perturbation(direction, params)
-        backup = self._climb(params, e)
-        self.zero_grad(set_to_none=True)  # fresh tensors: direction keeps the ascent gradient
+        backup = self._climb(params, self._perturbation(direction, params, batched=False))
+        self._clear_grads(params)  # fresh tensors: direction keeps the ascent gradient
         with frozen_bn_stats(bn_modules(self.model)), torch.enable_grad():
             closure()
         self._restore(params, backup)
         if self.spec.gsam:
-            g_p = [g.unsqueeze(0) for g in self._grads(params)]
-            for p, f in zip(params, self._final(direction, g_p)):
-                p.grad = f[0]
+            for p, f in zip(params, self._final_one(direction, self._grads(params))):
+                p.grad = f
         self._update()
         return loss
 
@@ -388,7 +399,7 @@ class SAMOptimizer(torch.optim.Optimizer):
         ``p.grad`` without copies; ``p.grad`` is left to the caller.
         """
         params = self._params()
-        self.zero_grad(set_to_none=True)
+        self._clear_grads(params)
         with torch.enable_grad(), autocast:
             if self.spec.direction == "random":
                 with torch.no_grad():
@@ -403,16 +414,14 @@ class SAMOptimizer(torch.optim.Optimizer):
             (obj * scale if scale != 1.0 else obj).backward()
         with torch.no_grad():
             direction = self._direction(params, scale)
-            backup = self._climb(params, self._perturbation(direction, params))
-        self.zero_grad(set_to_none=True)  # fresh tensors: direction keeps the ascent gradient
+            backup = self._climb(params, self._perturbation(direction, params, batched=False))
+        self._clear_grads(params)  # fresh tensors: direction keeps the ascent gradient
         with frozen_bn_stats(bns), torch.enable_grad(), autocast:
             p_out = model(inputs)
             p_loss = loss_fn(p_out, targets)
         (p_loss * scale if scale != 1.0 else p_loss).backward()
         with torch.no_grad():
             self._restore(params, backup)
-            final = self._grads(params, scale)
-            if self.spec.gsam:
-                final = [f[0] for f in self._final(direction, [g.unsqueeze(0) for g in final])]
+            final = self._final_one(direction, self._grads(params, scale))
         output = StepOutput(loss.detach(), out.detach(), p_loss.detach(), p_out.detach())
         return output, final
