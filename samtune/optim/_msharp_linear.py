@@ -148,7 +148,10 @@ def fused_pass(
     """
     from samtune.optim._sam import StepOutput
 
-    layers = _layers(opt, model)
+    cached = opt.__dict__.get("_fused_layers")
+    if cached is None or cached[0] is not model:  # the static check, once per model
+        cached = opt.__dict__["_fused_layers"] = (model, _layers(opt, model))
+    layers = cached[1]
     if layers is None or not _direction_ok(opt):
         raise RuntimeError(
             "fused m-sharpness needs a sam or obf variant (no asam, no gsam) and a model of "
