@@ -25,6 +25,11 @@ torch step gets several times slower. Each block therefore records the CPU press
 the machine is quiet again, and a model whose configurations lack quiet blocks is flagged (its
 verdicts print with a "?"). ``--max-seconds`` bounds the timing phase.
 
+Then the training loop's two ratios, from ``train_overhead.py`` (builtin:digits, the default
+CNN, one thread): the SAM step with samtune's per-step forgetting-metrics work over the SAM step
+alone, and one epoch of ``samtune.train.train`` over a hand-written PyTorch epoch
+(``--no-training`` skips them).
+
 Peak memory: the process's peak RSS (``resource.getrusage``), plus, per configuration, the peak
 of torch's CPU allocator during one step measured with ``torch.profiler(profile_memory=True)``
 (the vmap path's stacked micro-batch tensors show up there), next to the engine's own estimate
@@ -78,6 +83,10 @@ TARGETS = (  # (JSON key, B/m or None, limit): the issue's acceptance targets
     ("sam_over_base", None, 2.1),
     ("msharp_vectorized_over_base", "8", 2.6),
     ("msharp_vectorized_over_loop", "8", 0.5),
+)
+TRAINING_TARGETS = (  # measured by train_overhead.py on builtin:digits with the default CNN
+    ("metrics_over_step", 1.03),
+    ("loop_over_handwritten", 1.10),
 )
 
 
@@ -495,6 +504,10 @@ def check_targets(result: dict[str, Any]) -> list[dict[str, Any]]:
             out.append({"target": label, "model": model, "value": value, "limit": limit,
                         "pass": bool(value <= limit),
                         "reliable": not (noisy if model == "worst" else noisy & {model})})
+    for key, limit in TRAINING_TARGETS if "training" in result else ():
+        value = result["training"][key]
+        out.append({"target": key, "model": "digits", "value": value, "limit": limit,
+                    "pass": bool(value <= limit), "reliable": not result.get("quick", False)})
     return out
 
 
@@ -532,6 +545,14 @@ def format_table(result: dict[str, Any]) -> str:
     lines.append(f"load average at start / end: {result['loadavg_start'][0]:.2f} / "
                  f"{result['loadavg_end'][0]:.2f}; waited {result['quiet_filter']['seconds_waited_for_quiet']:.0f} s "
                  f"for a quiet machine; wall time {result['wall_s']:.0f} s")
+    if "training" in result:
+        tr = result["training"]
+        lines.append(
+            f"training loop (builtin:digits, default CNN, 1 thread): SAM step + forgetting metrics "
+            f"/ SAM step {tr['metrics_over_step']:.3f}; samtune epoch / hand-written epoch "
+            f"{tr['loop_over_handwritten']:.3f}; metrics {tr['ops']['metrics_per_step']:.1f} "
+            "tensor ops per step"
+        )
     lines.append("")
     lines.append("targets (median ratios; worst over models first; "
                  "'?': too few quiet blocks, the verdict is not reliable):")
@@ -702,6 +723,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=None,
                    help=f"also write the JSON here (default when not --quick: {DEFAULT_OUT})")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-training", action="store_true",
+                   help="skip the training-loop ratios (metrics overhead, loop vs hand-written)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch intra-op threads (default: torch's, 2 on this machine)")
     p.add_argument("--check", action="store_true", help="exit with status 1 if a target fails")
@@ -777,6 +800,15 @@ def main(argv: list[str] | None = None) -> int:
             "(samtune.optim._msharp.chunk_size)."
         ),
     }
+    training = None
+    if not args.no_training:  # the training loop's ratios (issue: data, models, training loop)
+        here = str(Path(__file__).resolve().parent)
+        if here not in sys.path:
+            sys.path.insert(0, here)
+        import train_overhead
+
+        log("training-loop ratios (train_overhead.py: metrics, samtune vs hand-written loop)")
+        training = train_overhead.measure(2 if args.quick else 15, 3 if args.quick else 30)
     meta = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": " ".join(["python", "benchmarks/step_overhead.py", *(argv or sys.argv[1:])]),
@@ -807,6 +839,8 @@ def main(argv: list[str] | None = None) -> int:
         "loadavg_start": list(load_start),
         "loadavg_end": list(load_end),
     }
+    if training is not None:
+        meta["training"] = training
     meta["wall_s"] = time.perf_counter() - started
     result = summarize(runners, MODELS, memory, meta)
 

@@ -81,13 +81,18 @@ def count_ops(fn) -> int:
     return sum(1 for e in aten if e.cpu_parent is None or not e.cpu_parent.name.startswith("aten::"))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--steps", type=int, default=20, help="steps per timing block (part 1)")
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
+def measure(rounds: int, block_steps: int) -> dict:
+    """Both ratios, side by side in one run, on one torch thread (restored afterwards)."""
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    try:
+        return _measure(rounds, block_steps)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _measure(rounds: int, block_steps: int) -> dict:
+    args = argparse.Namespace(rounds=rounds, steps=block_steps)
     data = load_data("builtin:digits")
     batch = 64
     torch.manual_seed(0)
@@ -195,6 +200,17 @@ def main() -> None:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
     }
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--steps", type=int, default=20, help="steps per timing block (part 1)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    result = measure(args.rounds, args.steps)
+    med, ops = result["median_seconds"], result["ops"]
     out = ROOT / "benchmarks" / "results" / "train_overhead.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

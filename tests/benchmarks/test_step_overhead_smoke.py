@@ -90,5 +90,16 @@ def test_targets_are_reported(quick_result):
         "sam_over_base",
         "msharp_vectorized_over_base[B/m=8]",
         "msharp_vectorized_over_loop[B/m=8]",
+        "metrics_over_step",
+        "loop_over_handwritten",
     }
     assert isinstance(result["all_targets_pass"], bool)
+    assert not any(t["reliable"] for t in result["targets"])  # a quick run decides nothing
+
+
+def test_training_loop_ratios_are_reported(quick_result):
+    result, _ = quick_result
+    training = result["training"]
+    assert _positive(training["metrics_over_step"]) and _positive(training["loop_over_handwritten"])
+    assert 0 < training["ops"]["metrics_per_step"] < 30  # batched: a few ops per step
+    assert training["threads"] == 1
