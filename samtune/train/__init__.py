@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from samtune.train._aggregator import EpochAggregator
 from samtune.train._callbacks import Callback
 from samtune.train._config import TrainConfig
 from samtune.train._loop import TrainResult, evaluate, resolve_device, seed_everything, train
-from samtune.train.metrics import EpochAggregator, ForgettingTracker, StepMetrics, step_metrics
+from samtune.train.metrics import ForgettingTracker, StepMetrics, step_metrics
 
 __all__ = [
     "Callback",

@@ -18,9 +18,10 @@ from torch import nn
 
 from samtune.optim import SAMConfig, build_optimizer
 from samtune.schedules import lr_factor
+from samtune.train._aggregator import EpochAggregator
 from samtune.train._callbacks import Callback
 from samtune.train._config import TrainConfig
-from samtune.train.metrics import EpochAggregator, ForgettingTracker
+from samtune.train.metrics import ForgettingTracker
 
 
 @dataclass

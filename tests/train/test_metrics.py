@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from samtune.errors import ConfigError
-from samtune.train.metrics import EpochAggregator, ForgettingTracker, StepMetrics, step_metrics
+from samtune.train._aggregator import EpochAggregator
+from samtune.train.metrics import ForgettingTracker, StepMetrics, step_metrics
 
 # 4 examples, 3 classes. At w: ex0, ex1 correct, ex2, ex3 wrong.
 # At w+e: ex0 still correct, ex1 now wrong, ex2 now correct, ex3 still wrong.
