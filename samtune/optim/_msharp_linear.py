@@ -22,7 +22,9 @@ output, for micro-batch j and this pass's input x (B, in):
     correction_j = c_w,j * (x_j a_j^T) delta_j + c_b,j * s_j  =  x_j E_j^T + e_b,j
 
 so the layer computes x_j (W + E_j)^T + b + e_b,j, the forward at w + e_j, for m x (in + out)
-per example instead of in x out (it pays while m < in*out / (in + out)). a, delta and c are
+per example instead of in x out (it pays while m < in*out / (in + out)). When weight and bias
+share a rho, the bias is the weight of a constant input 1: the Gram matrix becomes
+a_j a_j^T + 1 and the correction (x_j a_j^T + 1) c_j delta_j, with no separate bias terms. a, delta and c are
 constants; the gradient of (1/k) sum_j L_j through the module's own matmul is then
 (1/k) sum_j grad L_j(w + e_j), the m-sharpness gradient. Weights are never modified.
 
@@ -102,14 +104,23 @@ def _direction_ok(opt: SAMOptimizer) -> bool:
     return spec.direction in ("loss", "obf") and not spec.adaptive and not spec.gsam
 
 
-def _micro_losses(loss_fn, out: torch.Tensor, targets: torch.Tensor, k: int) -> torch.Tensor:
-    """The k micro-batch losses, (k,): one call for F.cross_entropy, else one per micro-batch."""
+def _micro_losses(loss_fn, out: torch.Tensor, targets: torch.Tensor, k: int,
+                  counted: torch.Tensor | None) -> torch.Tensor:
+    """The k micro-batch losses, (k,): one call for F.cross_entropy, else one per micro-batch.
+
+    ``counted``: each micro-batch's number of targets F.cross_entropy averages over (those not
+    equal to its ignore_index), from :func:`_counted`.
+    """
     if loss_fn is F.cross_entropy:  # its mean, micro-batch by micro-batch (ignore_index included)
         per = F.cross_entropy(out, targets, reduction="none").view(k, -1)
-        if targets.is_floating_point():
-            return per.mean(1)
-        return per.sum(1) / (targets != -100).view(k, -1).sum(1)
+        return per.mean(1) if counted is None else per.sum(1) / counted
     return torch.stack([loss_fn(o, t) for o, t in zip(out.chunk(k), targets.chunk(k))])
+
+
+def _counted(loss_fn, targets: torch.Tensor, k: int) -> torch.Tensor | None:
+    if loss_fn is not F.cross_entropy or targets.is_floating_point():
+        return None  # probability targets: a plain mean
+    return (targets != -100).view(k, -1).sum(1)
 
 
 @contextmanager
@@ -170,7 +181,8 @@ def fused_pass(
     with _hooked(layers, record), torch.enable_grad(), autocast:
         out = model(inputs)
         _check_output(out, batch)
-        losses = _micro_losses(loss_fn, out, targets, k)
+        counted = _counted(loss_fn, targets, k)
+        losses = _micro_losses(loss_fn, out, targets, k, counted)
         if opt.spec.direction == "obf":  # per-example, so k x the batch mean = sum_j obj_j
             obj = obf_surrogate(out, targets, **opt._obf_kwargs()) * k
         else:
@@ -183,25 +195,7 @@ def fused_pass(
 
     # micro-batch norms from Gram matrices, then each layer's low-rank perturbation
     with torch.no_grad():
-        sq = torch.zeros((), device=inputs.device)
-        parts = []
-        for (mod, w, b), z, d in zip(layers, zs, deltas):
-            dtype = torch.promote_types(mod.weight.dtype, torch.float32)
-            a = seen[mod][0].to(dtype).reshape(k, m, -1)
-            d = (torch.zeros_like(z) if d is None else d).to(dtype).reshape(k, m, -1)
-            d = d / scale if scale != 1.0 else d
-            s = d.sum(1)  # (k, out): the bias gradients s_j
-            if w is not None:  # ||G_j||^2 = sum((a_j a_j^T) * (delta_j delta_j^T))
-                sq = sq + (torch.bmm(a, a.mT) * torch.bmm(d, d.mT)).sum((1, 2))
-            if b is not None:
-                sq = sq + s.pow(2).sum(1)
-            parts.append((a.mT, d, s))
-        inv_norm = 1.0 / (sq.sqrt() + EPS)  # (k,)
-        shift = {}
-        for (mod, w, b), (a_t, d, s) in zip(layers, parts):
-            d_w = d * (rhos[w] * inv_norm).view(k, 1, 1) if w is not None else None
-            e_b = (s * (rhos[b] * inv_norm).view(k, 1)).unsqueeze(1) if b is not None else None
-            shift[mod] = (a_t, d_w, e_b)  # E_j = d_w,j^T a_j, e_b,j
+        shift = _low_rank_shifts(layers, seen, zs, deltas, rhos, k, m, scale)
 
     # pass 2: the forward at w + e_j, for every j at once, through output corrections
     called: set[nn.Module] = set()
@@ -209,21 +203,26 @@ def fused_pass(
     def perturb(mod, args, out):
         x = _layer_input(mod, args, called, batch)
         called.add(mod)
-        a_t, d_w, e_b = shift[mod]
+        a_t, d_w, e_b, fold = shift[mod]
         with torch.autocast(out.device.type, enabled=False):  # low-rank maths in float32 or up
-            x = x.to(a_t.dtype).reshape(k, m, -1)
+            x = x.reshape(k, m, -1)
+            if x.dtype != a_t.dtype:
+                x = x.to(a_t.dtype)
             if d_w is None:
                 corr = e_b.expand(k, m, -1)
+            elif fold:  # bias folded in: (x_j a_j^T + 1) c_j delta_j = x_j E_j^T + e_b,j
+                corr = torch.bmm(torch.bmm(x, a_t).add_(1.0), d_w)
             elif e_b is None:
                 corr = torch.bmm(torch.bmm(x, a_t), d_w)  # x_j E_j^T = (x_j a_j^T) c_j delta_j
             else:
                 corr = torch.baddbmm(e_b, torch.bmm(x, a_t), d_w)
-            return out + corr.reshape(out.shape).to(out.dtype)
+            corr = corr.reshape(out.shape)
+            return out + (corr if corr.dtype == out.dtype else corr.to(out.dtype))
 
     with _hooked(layers, perturb), torch.enable_grad(), autocast:
         p_out = model(inputs)
         _check_output(p_out, batch)
-        p_losses = _micro_losses(loss_fn, p_out, targets, k)
+        p_losses = _micro_losses(loss_fn, p_out, targets, k, counted)
         p_obj = p_losses.sum() / k
     if len(called) != len(layers):
         raise RuntimeError(
@@ -238,6 +237,46 @@ def fused_pass(
         losses.mean().detach(), out.detach(), p_losses.mean().detach(), p_out.detach()
     )
     return output, final
+
+
+def _low_rank_shifts(layers, seen, zs, deltas, rhos, k: int, m: int, scale: float) -> dict:
+    """Per layer: (a^T, c delta, e_b, fold), the factors of every micro-batch's perturbation.
+
+    ``fold``: weight and bias share a rho, so the bias is the weight of a constant input 1:
+    its gradient is delta_j^T 1 and the Gram matrix of the inputs becomes a_j a_j^T + 1.
+    """
+    grams, parts = [], []
+    for (mod, w, b), z, d in zip(layers, zs, deltas):
+        dtype = torch.promote_types(mod.weight.dtype, torch.float32)
+        a, d = seen[mod][0], torch.zeros_like(z) if d is None else d
+        a = (a if a.dtype == dtype else a.to(dtype)).reshape(k, m, -1)
+        d = (d if d.dtype == dtype else d.to(dtype)).reshape(k, m, -1)
+        if scale != 1.0:
+            d = d / scale
+        fold = w is not None and b is not None and rhos[w] == rhos[b]
+        s = None if fold or b is None else d.sum(1)  # (k, out): the bias gradients s_j
+        if w is not None:  # ||G_j||^2 = sum((a_j a_j^T) * (delta_j delta_j^T)), bias folded in
+            gram_a = torch.bmm(a, a.mT)
+            if fold:
+                gram_a.add_(1.0)
+            grams.append((gram_a * torch.bmm(d, d.mT)).sum((1, 2)))
+        if s is not None:
+            grams.append(s.pow(2).sum(1))
+        parts.append((a.mT, d, s, fold))
+    inv_norm = 1.0 / (torch.stack(grams).sum(0).sqrt() + EPS)  # (k,)
+    coef: dict[float, torch.Tensor] = {}
+
+    def c(rho: float) -> torch.Tensor:  # rho / norm_j, per micro-batch, one per distinct rho
+        if rho not in coef:
+            coef[rho] = (rho * inv_norm).view(k, 1, 1)
+        return coef[rho]
+
+    shift = {}
+    for (mod, w, b), (a_t, d, s, fold) in zip(layers, parts):
+        d_w = d * c(rhos[w]) if w is not None else None
+        e_b = None if s is None else s.unsqueeze(1) * c(rhos[b])
+        shift[mod] = (a_t, d_w, e_b, fold)  # E_j = d_w,j^T a_j (+ the folded bias), e_b,j
+    return shift
 
 
 def _check_output(out: torch.Tensor, batch: int) -> None:
