@@ -84,7 +84,10 @@ def runners(name: str, device: torch.device) -> dict:
     out["sam_bf16"] = sam(dtype=torch.bfloat16)
     out["base_fp16"] = base(torch.float16)
     out["sam_fp16"] = sam(dtype=torch.float16)
+    fused = name == "mlp"  # the fused low-rank path needs a model of Linear layers
     for k in SPLITS:
+        if fused:
+            out[f"fused/{k}"] = sam(BATCH // k, "fused")
         out[f"vmap/{k}"] = sam(BATCH // k, "vmap")
         out[f"loop/{k}"] = sam(BATCH // k, "loop")
     return out
@@ -137,6 +140,11 @@ def main(argv: list[str] | None = None) -> int:
             "msharp_loop_over_base": {str(k): r(f"loop/{k}", "base") for k in SPLITS},
             "msharp_vectorized_over_loop": {str(k): r(f"vmap/{k}", f"loop/{k}") for k in SPLITS},
         }
+        if "fused/2" in med:
+            result["models"][name]["msharp_fused_over_base"] = {
+                str(k): r(f"fused/{k}", "base") for k in SPLITS}
+            result["models"][name]["msharp_fused_over_loop"] = {
+                str(k): r(f"fused/{k}", f"loop/{k}") for k in SPLITS}
         print(f"{name}: {json.dumps(result['models'][name])}", file=sys.stderr, flush=True)
     if args.out:
         args.out.write_text(json.dumps(result, indent=1))

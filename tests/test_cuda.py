@@ -145,3 +145,22 @@ def test_training_loop_runs_on_cuda_with_metrics():
     assert next(result.model.parameters()).device.type == "cuda"
     assert result.val_acc > 0.8
     assert 0.0 <= result.final["flip_rate"] <= 1.0
+
+
+@pytest.mark.parametrize("variant", ["sam", "obf"])
+def test_cuda_fused_m_sharpness_equals_the_loop(variant):
+    def run(msharp):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(48, 64), nn.ReLU(), nn.Linear(64, 10)).to(CUDA)
+        cfg = SAMConfig(variant=variant, rho=0.1, m=8, base_kwargs={"lr": 0.05, "momentum": 0.9})
+        opt = build_optimizer(model, cfg, msharp=msharp)
+        x, y = _batch(CUDA)
+        for _ in range(3):
+            out = opt.train_step(model, x.flatten(1)[:, :48], y)
+        return model, out
+
+    loop, loop_out = run("loop")
+    fused, fused_out = run("fused")
+    for a, b in zip(loop.parameters(), fused.parameters()):
+        assert torch.allclose(a, b, atol=1e-5)
+    assert torch.allclose(loop_out.perturbed_outputs, fused_out.perturbed_outputs, atol=1e-5)
