@@ -56,11 +56,42 @@ class StopAtTarget:
 
 def run_trials(study: optuna.Study, objective: Objective, *, quota: int | None, target: int,
                timeout: float | None, callbacks: list[Callable[..., None]]) -> None:
-    """Run at most ``quota`` trials here, stopping at the study's ``target``."""
-    if finished(study) >= target:
-        return
-    study.optimize(objective, n_trials=quota, timeout=timeout, gc_after_trial=False,
-                   callbacks=[StopAtTarget(target), *callbacks], catch=(TrialSurplus,))
+    """Run at most ``quota`` trials here, stopping at the study's ``target``.
+
+    Two processes can pop the same enqueued trial (Optuna reads the waiting trial, then marks
+    it running, in separate SQLite transactions). Both then run it; the first to finish records
+    it, and Optuna refuses the other's result ("Cannot tell a COMPLETE trial", or
+    ``UpdateFinishedTrialError`` when both write at once). The first result stands, so the loser
+    says so and goes on with its quota (the duplicate does not count).
+    """
+    ran = 0
+
+    def count(study: optuna.Study, trial: FrozenTrial) -> None:
+        nonlocal ran
+        ran += 1
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while finished(study) < target and (quota is None or ran < quota):
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            return
+        try:
+            study.optimize(objective, n_trials=None if quota is None else quota - ran,
+                           timeout=left, gc_after_trial=False, catch=(TrialSurplus,),
+                           callbacks=[StopAtTarget(target), count, *callbacks])
+            return
+        except (ValueError, optuna.exceptions.UpdateFinishedTrialError) as exc:
+            if not _taken_by_another(exc):
+                raise
+            print(f"samtune: process {os.getpid()}: another worker finished the same trial first "
+                  f"({exc}); its result stands", file=sys.stderr)
+
+
+def _taken_by_another(exc: Exception) -> bool:
+    """Whether ``exc`` is Optuna refusing to record a trial that is already finished."""
+    if isinstance(exc, optuna.exceptions.UpdateFinishedTrialError):
+        return True
+    return any(str(exc) == f"Cannot tell a {state.name} trial." for state in FINISHED + (TrialState.FAIL,))
 
 
 def worker_study(name: str, url: str, *, seed: int | None, heartbeat: int = HEARTBEAT_S,

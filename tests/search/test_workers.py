@@ -126,3 +126,26 @@ def test_worker_refuses_what_it_cannot_join(tmp_path, bad, capsys):
     code = main(["worker", "--study", "nope", "--storage", storage])
     assert code == 2
     assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_a_trial_taken_twice_counts_once_and_the_loser_goes_on(tmp_path, capsys):
+    # Two processes can pop the same enqueued trial; the second to finish cannot record it.
+    from samtune.search._workers import run_trials
+
+    storage = f"sqlite:///{tmp_path / 'd.db'}"
+    study = optuna.create_study(study_name="d", storage=storage, direction="maximize")
+    other = optuna.load_study(study_name="d", storage=storage)  # the other worker's handle
+    calls = []
+
+    def objective(trial):
+        calls.append(trial.number)
+        if len(calls) == 1:  # meanwhile the other worker finished this very trial
+            other.tell(trial.number, 0.5)
+        return 0.9
+
+    run_trials(study, objective, quota=3, target=3, timeout=None, callbacks=[])
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+    assert trials[0].value == 0.5  # the first result stands
+    assert calls == [0, 1, 2]  # after the duplicate, this worker went on to the target
+    assert "another worker finished the same trial first" in capsys.readouterr().err
