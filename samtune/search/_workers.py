@@ -61,9 +61,8 @@ def run_trials(study: optuna.Study, objective: Objective, *, quota: int | None, 
     Two processes can pop the same enqueued trial (Optuna reads the waiting trial, then marks
     it running, in separate SQLite transactions; optuna/optuna#4621). Both then run it; the
     first to finish records it, and Optuna refuses the other's result ("Cannot tell a COMPLETE
-    trial", or
-    ``UpdateFinishedTrialError`` when both write at once). The first result stands, so the loser
-    says so and goes on with its quota (the duplicate does not count).
+    trial", or ``UpdateFinishedTrialError`` when both write at once). The first result stands,
+    so the loser says so and goes on with its quota (the duplicate does not count).
     """
     ran = 0
 
