@@ -6,8 +6,10 @@ import os
 import re
 import warnings
 from pathlib import Path
+from typing import Any
 
 import optuna
+from sqlalchemy import event
 from sqlalchemy.exc import SQLAlchemyError
 
 from samtune.errors import SamtuneError
@@ -67,10 +69,34 @@ def open_storage(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **beat)
+            storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **beat)
+        if path is not None:
+            _immediate_transactions(storage.engine)
+        return storage
     except (SQLAlchemyError, ImportError, ValueError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SamtuneError(f"cannot open storage {url!r}: {first[:200]}; check the URL and that the server is running.") from None
+
+
+def _immediate_transactions(engine: Any) -> None:
+    """Make every SQLite transaction take the write lock when it begins (``BEGIN IMMEDIATE``).
+
+    Optuna reads a waiting trial and then marks it running as two statements of one
+    transaction; with SQLite's default deferred transactions two processes can both read it
+    as waiting and both run it (optuna/optuna#4621). An immediate transaction serializes the
+    read with the write, so each enqueued trial is popped once. Transactions are short, and
+    the busy timeout makes the others wait instead of failing.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _driver_leaves_transactions_to_us(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # connections opened before the listeners existed are not reused
 
 
 def load_study(name: str, storage: optuna.storages.BaseStorage) -> optuna.Study:

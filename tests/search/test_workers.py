@@ -149,3 +149,36 @@ def test_a_trial_taken_twice_counts_once_and_the_loser_goes_on(tmp_path, capsys)
     assert trials[0].value == 0.5  # the first result stands
     assert calls == [0, 1, 2]  # after the duplicate, this worker went on to the target
     assert "another worker finished the same trial first" in capsys.readouterr().err
+
+
+def _pop_all(url, name, barrier, out):
+    from samtune.search._storage import open_storage
+
+    study = optuna.load_study(study_name=name, storage=open_storage(url, create=False))
+    barrier.wait()
+    popped = []
+    while (trial_id := study._pop_waiting_trial_id()) is not None:
+        popped.append(trial_id)
+    out.put(popped)
+
+
+def test_each_enqueued_trial_is_popped_by_one_process(tmp_path):
+    # SQLite's deferred transactions let two processes pop the same waiting trial
+    # (optuna/optuna#4621); samtune's storage begins them immediately.
+    import multiprocessing as mp
+
+    from samtune.search._storage import open_storage
+
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    study = optuna.create_study(study_name="q", storage=open_storage(url))
+    for i in range(120):
+        study.enqueue_trial({"x": i})
+    ctx = mp.get_context("fork")
+    barrier, out = ctx.Barrier(4), ctx.Queue()
+    procs = [ctx.Process(target=_pop_all, args=(url, "q", barrier, out)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    popped = [t for _ in procs for t in out.get(timeout=120)]
+    for p in procs:
+        p.join(timeout=60)
+    assert len(popped) == 120 and len(set(popped)) == 120
