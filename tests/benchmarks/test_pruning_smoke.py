@@ -5,37 +5,22 @@ No performance assertion here: the pruners' numbers belong to benchmarks/RESULTS
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import math
-import sys
-from contextlib import redirect_stdout
-from io import StringIO
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "pruning.py"
+from tests.benchmarks._quick import run_quick
+
 PRUNERS = ("none", "forgetting", "median", "hyperband")
 
 
-def _load():
-    spec = importlib.util.spec_from_file_location("pruning_bench", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
 def quick_result(tmp_path_factory) -> tuple[dict, dict, str]:
-    bench = _load()
     out = tmp_path_factory.mktemp("bench") / "pruning.json"
-    buf = StringIO()
-    with redirect_stdout(buf):
-        code = bench.main(["--quick", "--json", "--out", str(out)])
-    assert code == 0
-    return json.loads(buf.getvalue()), json.loads(out.read_text()), out.with_suffix(".md").read_text()
+    printed, written = run_quick("pruning", out)
+    return printed, written, out.with_suffix(".md").read_text()
 
 
 def test_prints_one_json_object_and_writes_the_same(quick_result):

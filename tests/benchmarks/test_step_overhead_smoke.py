@@ -5,26 +5,15 @@ No performance assertion here: timings belong to benchmarks/RESULTS.md, not to C
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import math
-import sys
-from contextlib import redirect_stdout
-from io import StringIO
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "step_overhead.py"
+from tests.benchmarks._quick import run_quick
+
 SPLITS = ("2", "4", "8", "16")
 
 
-def _load():
-    spec = importlib.util.spec_from_file_location("step_overhead_bench", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
 
 
 def _positive(value) -> bool:
@@ -34,13 +23,7 @@ def _positive(value) -> bool:
 
 @pytest.fixture(scope="module")
 def quick_result(tmp_path_factory) -> tuple[dict, dict]:
-    bench = _load()
-    out = tmp_path_factory.mktemp("bench") / "step_overhead.json"
-    buf = StringIO()
-    with redirect_stdout(buf):
-        code = bench.main(["--quick", "--json", "--out", str(out)])
-    assert code == 0
-    return json.loads(buf.getvalue()), json.loads(out.read_text())
+    return run_quick("step_overhead", tmp_path_factory.mktemp("bench") / "step_overhead.json")
 
 
 def test_prints_one_json_object_and_writes_the_same(quick_result):
