@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from samtune import SAMConfig, build_optimizer, list_variants
+from tests.optim.conftest import overflowing_loss
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -96,14 +97,7 @@ def test_cuda_fp16_scaler_skips_overflowing_steps_then_matches_unscaled(bad_pass
     cfg = SAMConfig(variant="sam", rho=0.1, base_kwargs={"lr": 0.05})
     opt = build_optimizer(model, cfg, msharp="loop")
     x, y = _batch(CUDA)
-    calls = []
-
-    def loss_fn(out, target):
-        calls.append(1)
-        loss = F.cross_entropy(out.float(), target)
-        return loss * float("inf") if len(calls) == bad_pass else loss
-
-    opt.train_step(model, x, y, loss_fn, scaler=scaler)
+    opt.train_step(model, x, y, overflowing_loss(bad_pass), scaler=scaler)
     assert all(torch.equal(p, w) for p, w in zip(model.parameters(), before))
     assert scaler.get_scale() == 512.0
     ref = _cnn().to(CUDA)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -12,6 +13,18 @@ def mlp(bn: bool = False, seed: int = 0) -> nn.Module:
         layers.append(nn.BatchNorm1d(16))
     layers += [nn.ReLU(), nn.Linear(16, 3)]
     return nn.Sequential(*layers)
+
+
+def overflowing_loss(bad_call: int):
+    """Cross-entropy whose ``bad_call``-th call (1 = the clean pass) is inf: an fp16 overflow."""
+    calls = []
+
+    def loss_fn(out, target):
+        calls.append(1)
+        loss = F.cross_entropy(out.float(), target)
+        return loss * float("inf") if len(calls) == bad_call else loss
+
+    return loss_fn
 
 
 @pytest.fixture

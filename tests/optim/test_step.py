@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from samtune import ConfigError, SAMConfig, build_optimizer, list_variants
-from tests.optim.conftest import mlp
+from tests.optim.conftest import mlp, overflowing_loss
 
 PERTURBING = [v for v in list_variants() if v != "sgd"]
 CLOSURE_OK = ["sgd", "sam", "asam", "gsam", "randsam"]
@@ -308,14 +308,7 @@ def test_fp16_grad_scaler_skips_the_update_when_a_pass_overflows(bad_pass, batch
     before = [p.detach().clone() for p in model.parameters()]
     scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
     opt = build_optimizer(model, SAMConfig(variant="sam", rho=0.1, base_kwargs={"lr": 0.1}), msharp="loop")
-    calls = []
-
-    def loss_fn(out, target):
-        calls.append(1)
-        loss = F.cross_entropy(out.float(), target)
-        return loss * float("inf") if len(calls) == bad_pass else loss
-
-    opt.train_step(model, x, y, loss_fn, scaler=scaler)
+    opt.train_step(model, x, y, overflowing_loss(bad_pass), scaler=scaler)
     assert all(torch.equal(p, w) for p, w in zip(model.parameters(), before))
     assert scaler.get_scale() == 512.0
     # a clean step then updates with correctly unscaled gradients: equal to an unscaled run
