@@ -19,8 +19,6 @@ def _global_norm(tensors: Sequence[torch.Tensor], batched: bool = True) -> torch
     """Per-micro-batch global L2 norm, shape (k,) (a scalar unbatched): over all entries."""
     if not batched:
         return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(tensors)))
-    if tensors[0].shape[0] == 1:  # k = 1: one fused kernel over the whole list
-        return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(tensors))).reshape(1)
     per_tensor = [torch.linalg.vector_norm(t.flatten(1), dim=1) for t in tensors]
     return torch.linalg.vector_norm(torch.stack(per_tensor), dim=0)
 
