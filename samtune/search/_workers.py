@@ -58,11 +58,13 @@ def run_trials(study: optuna.Study, objective: Objective, *, quota: int | None, 
                timeout: float | None, callbacks: list[Callable[..., None]]) -> None:
     """Run at most ``quota`` trials here, stopping at the study's ``target``.
 
-    Two processes can pop the same enqueued trial (Optuna reads the waiting trial, then marks
-    it running, in separate SQLite transactions; optuna/optuna#4621). Both then run it; the
-    first to finish records it, and Optuna refuses the other's result ("Cannot tell a COMPLETE
-    trial", or ``UpdateFinishedTrialError`` when both write at once). The first result stands,
-    so the loser says so and goes on with its quota (the duplicate does not count).
+    A trial can be finished elsewhere while this process still runs it: failed as stale by
+    another process when this one missed its heartbeats (a long stall), or, on storages that
+    let two processes pop the same enqueued trial, recorded by the other one (samtune's SQLite
+    storage prevents that: ``_storage._immediate_transactions``). Optuna then refuses this
+    process's result ("Cannot tell a FAIL trial", or ``UpdateFinishedTrialError``); the stored
+    outcome stands, and this process says so and goes on with its quota (that trial does not
+    count).
     """
     ran = 0
 
@@ -83,8 +85,9 @@ def run_trials(study: optuna.Study, objective: Objective, *, quota: int | None, 
         except (ValueError, optuna.exceptions.UpdateFinishedTrialError) as exc:
             if not _taken_by_another(exc):
                 raise
-            print(f"samtune: process {os.getpid()}: another worker finished the same trial first "
-                  f"({exc}); its result stands", file=sys.stderr)
+            print(f"samtune: process {os.getpid()}: a trial it was running was finished elsewhere "
+                  f"(failed as stale, or run by another worker: {exc}); the stored outcome stands",
+                  file=sys.stderr)
 
 
 def _taken_by_another(exc: Exception) -> bool:
