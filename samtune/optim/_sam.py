@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from samtune.errors import ConfigError
-from samtune.optim import _msharp, _msharp_linear
+from samtune.optim import _msharp, _msharp_grouped, _msharp_linear
 from samtune.optim._autotune import MsharpChooser
 from samtune.optim._bn import bn_modules, frozen_bn_stats
 from samtune.optim._config import BASE_OPTIMIZERS, SAMConfig
@@ -37,8 +37,12 @@ from samtune.optim._perturb import gsam_gradient, obf_surrogate, perturbation, r
 from samtune.optim._variants import get_variant
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-MSHARP_MODES = ("auto", "fused", "vmap", "loop")
-_MSHARP_PATHS = {"vmap": _msharp.vectorized_pass, "fused": _msharp_linear.fused_pass}
+MSHARP_MODES = ("auto", "fused", "grouped", "vmap", "loop")
+_MSHARP_PATHS = {
+    "vmap": _msharp.vectorized_pass,
+    "fused": _msharp_linear.fused_pass,
+    "grouped": _msharp_grouped.grouped_pass,
+}
 
 
 @dataclass
@@ -57,8 +61,10 @@ class SAMOptimizer(torch.optim.Optimizer):
     Engine options (they change speed, never results):
     ``msharp``: how m-sharpness runs. "auto" times, on the first steps, every implementation
     that can reproduce the loop for this model and keeps the fastest per number of micro-batches:
-    "fused" (low-rank, for models made of Linear layers; ``_msharp_linear.py``), "vmap"
-    (torch.func, chunked to ``msharp_memory_mb``; ``_msharp.py``) and "loop" (the reference).
+    "fused" (low-rank, for models made of Linear layers; ``_msharp_linear.py``), "grouped"
+    (micro-batches as the groups of grouped convolutions and batched matmuls, for models of
+    Conv, Linear and norm layers; ``_msharp_grouped.py``), "vmap" (torch.func; ``_msharp.py``;
+    both chunked to ``msharp_memory_mb``) and "loop" (the reference).
     Naming one forces it. ``generator`` seeds randsam's noise.
     """
 
@@ -335,6 +341,9 @@ class SAMOptimizer(torch.optim.Optimizer):
         names = []
         if "fused" not in self._failed and _msharp_linear.supported(self, model):
             names.append("fused")
+        if "grouped" not in self._failed and _msharp_grouped.supported(self, model) \
+                and _msharp_grouped.chunk_size(self, k) >= 2:
+            names.append("grouped")
         if "vmap" not in self._failed and _msharp.supported(self, model, autocast=autocast) \
                 and _msharp.chunk_size(self, model, k, inputs) >= 2:
             names.append("vmap")
