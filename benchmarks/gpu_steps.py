@@ -1,12 +1,12 @@
 """SAM step overhead on a CUDA device: the GPU counterpart of ``step_overhead.py``.
 
 Median step times of a plain torch SGD step (base), samtune's ``sam`` step, and m-sharpness by
-the vectorized path and the loop at B/m in 2, 4, 8, 16, plus SAM under bf16 autocast and under
-fp16 with a GradScaler (each against a base step with the same precision). Models: the MLP and
-CNN of ``step_overhead.py`` and samtune's ResNet-18 on 3x32x32 inputs, batch 128. Every
-configuration has its own copy of the model; rounds time one block per configuration in a
-shuffled order, with ``torch.cuda.synchronize`` around each block; ratios are taken between
-medians of the same run.
+the vectorized paths (fused for the MLP, grouped, vmap) and the loop at B/m in 2, 4, 8, 16, plus
+SAM under bf16 autocast and under fp16 with a GradScaler (each against a base step with the same
+precision). Models: the MLP and CNN of ``step_overhead.py`` and samtune's ResNet-18 on 3x32x32
+inputs, batch 128. Every configuration has its own copy of the model; rounds time one block per
+configuration in a shuffled order, with ``torch.cuda.synchronize`` around each block; ratios
+are taken between medians of the same run.
 
     python benchmarks/gpu_steps.py --json        # needs a CUDA device; ~2 min on an H100
 """
@@ -88,6 +88,7 @@ def runners(name: str, device: torch.device) -> dict:
     for k in SPLITS:
         if fused:
             out[f"fused/{k}"] = sam(BATCH // k, "fused")
+        out[f"grouped/{k}"] = sam(BATCH // k, "grouped")  # all three models qualify
         out[f"vmap/{k}"] = sam(BATCH // k, "vmap")
         out[f"loop/{k}"] = sam(BATCH // k, "loop")
     return out
@@ -140,11 +141,12 @@ def main(argv: list[str] | None = None) -> int:
             "msharp_loop_over_base": {str(k): r(f"loop/{k}", "base") for k in SPLITS},
             "msharp_vectorized_over_loop": {str(k): r(f"vmap/{k}", f"loop/{k}") for k in SPLITS},
         }
-        if "fused/2" in med:
-            result["models"][name]["msharp_fused_over_base"] = {
-                str(k): r(f"fused/{k}", "base") for k in SPLITS}
-            result["models"][name]["msharp_fused_over_loop"] = {
-                str(k): r(f"fused/{k}", f"loop/{k}") for k in SPLITS}
+        for path in ("fused", "grouped"):
+            if f"{path}/2" in med:
+                result["models"][name][f"msharp_{path}_over_base"] = {
+                    str(k): r(f"{path}/{k}", "base") for k in SPLITS}
+                result["models"][name][f"msharp_{path}_over_loop"] = {
+                    str(k): r(f"{path}/{k}", f"loop/{k}") for k in SPLITS}
         print(f"{name}: {json.dumps(result['models'][name])}", file=sys.stderr, flush=True)
     if args.out:
         args.out.write_text(json.dumps(result, indent=1))

@@ -7,10 +7,12 @@ BatchNorm on 1x8x8 images), the median time of one training step of:
   ``torch.optim.SGD(momentum=0.9).step()``);
 - ``sgd``: samtune's ``sgd`` baseline variant through ``optimizer.train_step``;
 - ``sam``: SAM with ``m=None`` (the whole batch) through ``train_step``;
-- ``fused/k``, ``vmap/k`` and ``loop/k``: m-sharpness with k = B/m in 2, 4, 8, 16 micro-batches
-  (m = 128 // k), with ``msharp="fused"`` (low-rank, Linear-only models: the MLP),
+- ``fused/k``, ``grouped/k``, ``vmap/k`` and ``loop/k``: m-sharpness with k = B/m in 2, 4, 8,
+  16 micro-batches (m = 128 // k), with ``msharp="fused"`` (low-rank, Linear-only models: the
+  MLP), ``msharp="grouped"`` (grouped convolutions and batched matmuls: both models),
   ``msharp="vmap"`` (torch.func) and ``msharp="loop"`` (the reference). The "vectorized"
-  ratios take, per model and k, the faster of fused and vmap: the one ``msharp="auto"`` keeps.
+  ratios take, per model and k, the fastest of fused, grouped and vmap: the one
+  ``msharp="auto"`` keeps.
 
 Every configuration has its own model (same seeded initial weights) and optimizer. After a
 warm-up, the run goes ``--rounds`` times over every (model, configuration) pair in a shuffled
@@ -136,23 +138,28 @@ def synthetic_batches(shape: tuple[int, ...], seed: int) -> list[tuple[torch.Ten
 # -- configurations ----------------------------------------------------------------------------
 
 
-def config_names(fused: bool = False) -> list[str]:
-    modes = ("fused", "vmap", "loop") if fused else ("vmap", "loop")
+VECTORIZED = ("fused", "grouped", "vmap")
+
+
+def config_names(paths: tuple[str, ...] = ("vmap",)) -> list[str]:
+    modes = (*paths, "loop")
     return ["base", "sgd", "sam"] + [f"{mode}/{k}" for k in SPLITS for mode in modes]
 
 
-def fused_supported(spec: ModelSpec) -> bool:
-    """Whether the engine's fused low-rank m-sharpness path applies to this model."""
-    from samtune.optim import _msharp_linear
+def vectorized_paths(spec: ModelSpec) -> tuple[str, ...]:
+    """The engine's vectorized m-sharpness paths that apply to this model (vmap always does)."""
+    from samtune.optim import _msharp_grouped, _msharp_linear
 
     model = spec.build()
     opt = build_optimizer(model, SAMConfig(variant="sam", rho=RHO, m=BATCH // 2))
-    return _msharp_linear.supported(opt, model)
+    ok = {"fused": _msharp_linear.supported(opt, model),
+          "grouped": _msharp_grouped.supported(opt, model), "vmap": True}
+    return tuple(path for path in VECTORIZED if ok[path])
 
 
 def vectorized(med: dict[str, float], k: int) -> tuple[str, float]:
-    """The faster vectorized implementation at k micro-batches and its time."""
-    return min(((c, med[f"{c}/{k}"]) for c in ("fused", "vmap") if f"{c}/{k}" in med),
+    """The fastest vectorized implementation at k micro-batches and its time."""
+    return min(((c, med[f"{c}/{k}"]) for c in VECTORIZED if f"{c}/{k}" in med),
                key=lambda item: item[1])
 
 
@@ -211,7 +218,7 @@ def make_runners(specs, seed: int) -> list[Runner]:
         torch.manual_seed(seed + i)
         init = spec.build()
         data = synthetic_batches(spec.input_shape, seed + 100 + i)
-        runners += [make_runner(spec, c, init, data) for c in config_names(fused_supported(spec))]
+        runners += [make_runner(spec, c, init, data) for c in config_names(vectorized_paths(spec))]
     return runners
 
 
@@ -440,8 +447,11 @@ def summarize(runners: list[Runner], specs, memory: dict[str, Any], meta: dict[s
                 str(k): _ratio(vectorized(med, k)[1], base) for k in SPLITS
             },
             "msharp_vmap_over_base": {str(k): _ratio(med[f"vmap/{k}"], base) for k in SPLITS},
-            "msharp_fused_over_base": {
-                str(k): _ratio(med[f"fused/{k}"], base) for k in SPLITS if f"fused/{k}" in med
+            **{
+                f"msharp_{path}_over_base": {
+                    str(k): _ratio(med[f"{path}/{k}"], base) for k in SPLITS if f"{path}/{k}" in med
+                }
+                for path in ("fused", "grouped")
             },
             "msharp_loop_over_base": {str(k): _ratio(med[f"loop/{k}"], base) for k in SPLITS},
         }
@@ -527,7 +537,7 @@ def format_table(result: dict[str, Any]) -> str:
         mem = result["peak_memory_mb"]["step_peak_alloc"].get(name, {})
         for c, v in d["median_ms"].items():
             vl = ""
-            if c.startswith(("vmap/", "fused/")):
+            if c.startswith(tuple(f"{path}/" for path in VECTORIZED)):
                 vl = f"{v / d['median_ms']['loop/' + c.split('/')[1]]:.2f}"
             spread = f"{d['p25_ms'][c]:.2f}-{d['p75_ms'][c]:.2f}"
             alloc = f"{mem[c]:.1f}" if c in mem else ""

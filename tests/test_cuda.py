@@ -1,8 +1,9 @@
 """The engine and the training loop on a CUDA device (skipped where there is none).
 
 Known answers as on the CPU: a CUDA step equals the same step on the CPU, the vectorized
-m-sharpness path equals the loop, the fp16 GradScaler skips an update when a pass overflows and
-otherwise equals an unscaled run, and BatchNorm statistics are untouched by the perturbed pass.
+m-sharpness paths (vmap, grouped, fused) equal the loop, the fp16 GradScaler skips an update when
+a pass overflows and otherwise equals an unscaled run, and BatchNorm statistics are untouched by
+the perturbed pass.
 """
 
 from __future__ import annotations
@@ -69,10 +70,12 @@ def test_cuda_step_equals_the_cpu_step(variant):
     assert torch.allclose(gpu_out.loss.cpu(), cpu_out.loss, atol=1e-4)
 
 
-@pytest.mark.parametrize("variant", PERTURBING)
-def test_cuda_vectorized_m_sharpness_equals_the_loop(variant):
+@pytest.mark.parametrize("variant,msharp", [
+    *((v, "vmap") for v in PERTURBING), *((v, "grouped") for v in PERTURBING if v != "randsam"),
+])
+def test_cuda_vectorized_m_sharpness_equals_the_loop(variant, msharp):
     loop, loop_out = _run(variant, CUDA, m=16, msharp="loop")
-    vec, vec_out = _run(variant, CUDA, m=16, msharp="vmap")
+    vec, vec_out = _run(variant, CUDA, m=16, msharp=msharp)
     for (name, a), b in zip(loop.state_dict().items(), vec.state_dict().values()):
         assert torch.allclose(a.float(), b.float(), atol=1e-4, rtol=1e-3), name
     assert torch.allclose(loop_out.perturbed_outputs, vec_out.perturbed_outputs, atol=1e-4)
