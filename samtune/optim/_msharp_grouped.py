@@ -18,12 +18,13 @@ nothing is modified in the model except, for the length of a forward, the ``forw
 Conv, Linear and normalization layers (instance attributes, always removed again).
 
 Which models: every optimized parameter must sit in an ``nn.Conv1d/2d/3d`` (zero padding),
-``nn.Linear``, BatchNorm or GroupNorm layer, and every other leaf module must be one the packed
-layout leaves correct (:data:`_LAYOUT_FREE`). The forward of an ``nn.Sequential`` is a chain of
-its children, so such models are exact by construction. A module with a forward of its own (a
-ResNet block, a whole torchvision model) may do what the packed layout breaks (``torch.cat``
-along channels, a reshape of the batch axis): the first grouped step on such a model is checked
-against the loop on the same batch, and the path is refused when they disagree.
+``nn.Linear``, BatchNorm or GroupNorm layer, and no other module may hold parameters or buffers.
+Models built from those layers, containers and the modules of :data:`_LAYOUT_FREE` (activations,
+pooling, flattening, dropout) are exact by construction. Any other module (a ResNet block, a
+custom activation, a whole torchvision model) has a forward that may do what the packed layout
+breaks (``torch.cat`` along channels, a softmax over features, a reshape of the batch axis): the
+first grouped step on such a model is checked against the loop on the same batch, and the path
+is refused when they disagree.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ CHECK_RTOL = 1e-3  # agreement with the loop on the first step (float32); 5e-2 u
 def _layout_free(mod: nn.Module) -> bool:
     kind = type(mod)
     if kind is nn.Flatten:
-        return mod.start_dim >= 1 or mod.start_dim < -1  # never folds the batch axis
+        return mod.start_dim >= 1  # never folds the batch axis
     return kind in _LAYOUT_FREE
 
 
@@ -76,8 +77,9 @@ def _layers(opt: SAMOptimizer, model: nn.Module) -> tuple[list[nn.Module], bool]
     """The layers that hold parameters, and whether the model needs the check against the loop.
 
     None when the model is unsupported: a parameter of the optimizer outside the model's Conv,
-    Linear and norm layers, a parameter owned by another module, a leaf module the packed layout
-    may break, a hook, or a BatchNorm with a cumulative average (momentum=None).
+    Linear and norm layers, a parameter or buffer owned by another module, a hook, or a
+    BatchNorm with a cumulative average (momentum=None). Other parameter-free modules (a
+    custom activation, a ResNet block) are allowed and make the model need the check.
     """
     index = {id(p) for p in opt._params()}
     found: set[int] = set()
@@ -94,12 +96,10 @@ def _layers(opt: SAMOptimizer, model: nn.Module) -> tuple[list[nn.Module], bool]
                 return None
         elif type(mod) is nn.Linear:
             pass
-        elif own:
-            return None  # parameters used by a forward we cannot rewrite
+        elif own or next(mod.buffers(recurse=False), None) is not None:
+            return None  # state used by a forward we cannot rewrite (or restore after the check)
         elif isinstance(mod, _CONTAINERS) or _layout_free(mod):
             continue
-        elif next(mod.children(), None) is None:
-            return None  # an unknown leaf module
         else:
             custom = True  # a forward of its own: checked against the loop once
             continue

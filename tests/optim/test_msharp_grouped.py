@@ -194,9 +194,11 @@ def test_a_custom_forward_is_checked_once_and_then_trusted(monkeypatch):
     assert len(checks) == 1
 
 
-def test_a_forward_that_mixes_micro_batches_is_refused():
+@pytest.mark.parametrize("make", [Concat, lambda: nn.Sequential(
+    nn.Flatten(), nn.Linear(32, 3), nn.Softmax(dim=1), nn.Linear(3, 3))])
+def test_a_forward_that_mixes_micro_batches_is_refused(make):
     x, y = _data()
-    model = Concat()
+    model = make()
     before = copy.deepcopy(model.state_dict())
     forced = _opt(model, msharp="grouped")
     with pytest.raises(RuntimeError, match="disagrees with the loop"):
@@ -221,7 +223,6 @@ def test_samtune_models_are_supported():
                           nn.Linear(48, 3)),
     lambda: nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3, momentum=None), nn.Flatten(),
                           nn.Linear(12, 3)),
-    lambda: nn.Sequential(nn.Flatten(), nn.Linear(32, 3), nn.Softmax(dim=1)),
     lambda: nn.Sequential(nn.Flatten(), nn.Linear(32, 3), nn.PReLU()),
 ])
 def test_models_outside_the_whitelist_are_refused(make):
