@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -79,9 +80,11 @@ class Objective:
     target: int | None = None  # the study's trial target: later trials are surplus
 
     def __call__(self, trial: optuna.Trial) -> float:
+        _record_heartbeat(trial)  # before the claim below: a claimed trial always has a heartbeat
         if self.target is not None and _claims_before(trial) >= self.target:
             trial.set_user_attr("fail_reason", f"surplus: the study already had {self.target} trials")
             raise TrialSurplus(trial.number)
+        trial.set_user_attr("worker_host", socket.gethostname())
         trial.set_user_attr("worker_pid", os.getpid())
         try:
             return self._run(trial)
@@ -104,6 +107,17 @@ class Objective:
             trial.set_user_attr("prune_reason", f"diverged: {result.reason}")
             raise optuna.TrialPruned(f"diverged: {result.reason}")
         return result.val_acc
+
+
+def _record_heartbeat(trial: optuna.Trial) -> None:
+    """Write the trial's first heartbeat now (Optuna's heartbeat thread may not have yet).
+
+    Optuna fails a silent trial as stale only once it has a heartbeat; a worker killed between
+    the claim and the thread's first write would otherwise leave the trial running for ever.
+    """
+    storage = trial.study._storage
+    if getattr(storage, "get_heartbeat_interval", lambda: None)() is not None:
+        storage.record_heartbeat(trial._trial_id)
 
 
 def _claims_before(trial: optuna.Trial) -> int:

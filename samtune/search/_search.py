@@ -215,8 +215,9 @@ def _search(data: str | Dataset, model: nn.Module | None, opts: SearchOptions) -
             codes = spawn(name, storage_url, [q for q in quotas if q], seed=opts.seed,
                           heartbeat=opts.heartbeat, threads=opts.threads, progress=opts.progress,
                           say=progress.say)
-            if any(code != 0 for code in codes):
-                reap_stale(study, opts.heartbeat)
+            dead = [pid for pid, code in codes.items() if code != 0]
+            if dead:
+                reap_stale(study, opts.heartbeat, dead)
             timeout = None if opts.timeout is None else opts.timeout - (time.monotonic() - t_trials)
         else:
             timeout = opts.timeout

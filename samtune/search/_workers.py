@@ -10,12 +10,15 @@ whose worker was killed is failed as stale and enqueued again.
 
 from __future__ import annotations
 
+import copy
+import datetime as dt
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import optuna
@@ -67,27 +70,98 @@ def run_trials(study: optuna.Study, objective: Objective, *, quota: int | None, 
     count).
     """
     ran = 0
+    surplus = False
 
     def count(study: optuna.Study, trial: FrozenTrial) -> None:
-        nonlocal ran
-        ran += 1
+        nonlocal ran, surplus
+        if _is_surplus(trial):  # the rest is running elsewhere: stop asking for trials
+            surplus = True
+            study.stop()
+        else:
+            ran += 1
 
     deadline = None if timeout is None else time.monotonic() + timeout
     while finished(study) < target and (quota is None or ran < quota):
         left = None if deadline is None else deadline - time.monotonic()
         if left is not None and left <= 0:
             return
+        if surplus:
+            surplus = False
+            if not wait_for_running(study, deadline):
+                return
+            continue
         try:
             study.optimize(objective, n_trials=None if quota is None else quota - ran,
                            timeout=left, gc_after_trial=False, catch=(TrialSurplus,),
                            callbacks=[StopAtTarget(target), count, *callbacks])
-            return
+            if not surplus:
+                return
         except (ValueError, optuna.exceptions.UpdateFinishedTrialError) as exc:
             if not _taken_by_another(exc):
                 raise
             print(f"samtune: process {os.getpid()}: a trial it was running was finished elsewhere "
                   f"(failed as stale, or run by another worker: {exc}); the stored outcome stands",
                   file=sys.stderr)
+
+
+def _is_surplus(trial: FrozenTrial) -> bool:
+    return trial.state == TrialState.FAIL and "surplus" in trial.user_attrs.get("fail_reason", "")
+
+
+def wait_for_running(study: optuna.Study, deadline: float | None) -> bool:
+    """Wait while other processes' trials run (failing stale and orphaned ones as they appear).
+
+    Returns True once no trial is running (the study may need more trials), False at the
+    deadline or when the storage has no heartbeats (a dead process's trial would never end).
+    """
+    beat = _heartbeat(study)
+    if beat is None:
+        return False
+    while study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
+        time.sleep(beat)
+        optuna.storages.fail_stale_trials(study)
+        fail_orphans(study, grace=3 * beat)
+    return True
+
+
+def _heartbeat(study: optuna.Study) -> int | None:
+    get = getattr(study._storage, "get_heartbeat_interval", None)
+    return get() if get is not None else None
+
+
+def fail_orphans(study: optuna.Study, *, grace: float, dead_pids: Collection[int] = ()) -> list[int]:
+    """Fail running trials that no process runs, and retry them as stale trials are retried.
+
+    Optuna fails a trial as stale only once it has a heartbeat. The objective writes the first
+    one before it claims the trial (``worker_host``, ``worker_pid``), but a process can die
+    before that. Orphans: trials claimed by a worker of this host known to have died, and trials
+    still unclaimed ``grace`` seconds after they started. Returns their numbers.
+    """
+    storage = study._storage
+    now, host = dt.datetime.now(), socket.gethostname()
+    orphans = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        pid = t.user_attrs.get("worker_pid")
+        dead = pid in dead_pids and t.user_attrs.get("worker_host") == host
+        unclaimed = pid is None and t.datetime_start is not None \
+            and (now - t.datetime_start).total_seconds() > grace
+        if dead or unclaimed:
+            try:
+                storage.set_trial_user_attr(t._trial_id, "fail_reason", "its process died")
+                if storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
+                    orphans.append(t)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue  # it ended meanwhile
+    retry = getattr(storage, "get_heartbeat_stale_trial_callback", lambda: None)()
+    for t in orphans:
+        if retry is not None:  # the retry inherits the user attributes, not the failure's
+            failed = copy.deepcopy(storage.get_trial(t._trial_id))
+            for key in ("fail_reason", "worker_pid", "worker_host"):
+                failed.user_attrs.pop(key, None)
+            retry(study, failed)
+    return [t.number for t in orphans]
 
 
 def _taken_by_another(exc: Exception) -> bool:
@@ -148,8 +222,8 @@ def join(name: str, url: str, *, quota: int | None = None, seed: int | None = No
 
 
 def spawn(name: str, url: str, quotas: list[int], *, seed: int, heartbeat: int,
-          threads: int | None, progress: bool, say: Callable[[str], None]) -> list[int]:
-    """Start one ``samtune worker`` process per quota and wait for them; returns exit codes.
+          threads: int | None, progress: bool, say: Callable[[str], None]) -> dict[int, int]:
+    """Start one ``samtune worker`` process per quota and wait for them; returns pid: exit code.
 
     Ctrl-C is forwarded to the workers, which mark their running trials and exit.
     """
@@ -181,11 +255,13 @@ def spawn(name: str, url: str, quotas: list[int], *, seed: int, heartbeat: int,
                   "be failed as stale and retried", file=sys.stderr, flush=True)
         elif code != 0:
             print(f"warning: worker {p.pid} exited with status {code}", file=sys.stderr, flush=True)
-    return codes
+    return {p.pid: code for p, code in zip(procs, codes)}
 
 
-def reap_stale(study: optuna.Study, heartbeat: int) -> None:
-    """After a worker died: wait out the grace period, then fail and re-enqueue its trials."""
+def reap_stale(study: optuna.Study, heartbeat: int, dead_pids: Collection[int]) -> None:
+    """After workers died: fail and re-enqueue their trials (stale ones after the grace period)."""
+    fail_orphans(study, grace=3 * heartbeat, dead_pids=dead_pids)
     if study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         time.sleep(3 * heartbeat + 1)
         optuna.storages.fail_stale_trials(study)
+        fail_orphans(study, grace=3 * heartbeat, dead_pids=dead_pids)

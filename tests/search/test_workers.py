@@ -182,3 +182,71 @@ def test_each_enqueued_trial_is_popped_by_one_process(tmp_path):
     for p in procs:
         p.join(timeout=60)
     assert len(popped) == 120 and len(set(popped)) == 120
+
+
+def _heartbeat_study(tmp_path, name):
+    from samtune.search._storage import open_storage
+
+    storage = open_storage(f"sqlite:///{tmp_path / (name + '.db')}", heartbeat=1)
+    return optuna.create_study(study_name=name, storage=storage, direction="maximize")
+
+
+def _dead_pid():
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # ask() stands in for a worker here
+def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_failed_and_retried(tmp_path):
+    # Optuna's heartbeat thread writes after the trial started: a worker killed in between left
+    # the trial running for ever (no heartbeat, so never stale), and the search hung on it.
+    import socket
+
+    from samtune.search._workers import fail_orphans
+
+    study = _heartbeat_study(tmp_path, "o")
+    claimed, unclaimed, alive = study.ask(), study.ask(), study.ask()
+    pid = _dead_pid()
+    for trial, owner in ((claimed, pid), (alive, os.getpid())):
+        trial.set_user_attr("worker_host", socket.gethostname())
+        trial.set_user_attr("worker_pid", owner)
+    assert fail_orphans(study, grace=3600, dead_pids=[pid]) == [claimed.number]
+    assert fail_orphans(study, grace=0) == [unclaimed.number]  # never claimed: its process died
+    trials = study.get_trials()
+    assert [t.state for t in trials[:3]] == [TrialState.FAIL, TrialState.FAIL, TrialState.RUNNING]
+    assert trials[0].user_attrs["fail_reason"] == "its process died"
+    retries = {t.system_attrs["failed_trial"]: t for t in trials[3:]}
+    assert set(retries) == {claimed.number, unclaimed.number}
+    assert all(t.state == TrialState.WAITING for t in retries.values())
+    assert "worker_pid" not in retries[claimed.number].user_attrs  # not the failure's attributes
+    assert "fail_reason" not in retries[claimed.number].user_attrs
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+def test_a_process_that_finds_the_rest_running_elsewhere_waits_instead_of_spinning(tmp_path):
+    # The target is 2, one trial is complete and one is running in a process that died without
+    # a heartbeat: every new trial here is surplus. Before, run_trials asked for surplus trials
+    # in a tight loop (thousands of FAIL trials) for ever.
+    from samtune.search._objective import TrialSurplus, _claims_before
+    from samtune.search._workers import run_trials
+
+    study = _heartbeat_study(tmp_path, "s")
+    study.add_trial(optuna.create_trial(value=0.5))
+    study.ask()  # claimed by nobody: its process died before the objective started
+    ran = []
+
+    def objective(trial):
+        if _claims_before(trial) >= 2:
+            trial.set_user_attr("fail_reason", "surplus: the study already had 2 trials")
+            raise TrialSurplus(trial.number)
+        ran.append(trial.number)
+        return 0.9
+
+    t0 = time.monotonic()
+    run_trials(study, objective, quota=None, target=2, timeout=60, callbacks=[])
+    trials = study.get_trials()
+    assert len([t for t in trials if t.state == TrialState.COMPLETE]) == 2
+    assert len([t for t in trials if "surplus" in t.user_attrs.get("fail_reason", "")]) == 1
+    assert ran == [trials[-1].number] and trials[-1].system_attrs["failed_trial"] == 1
+    assert time.monotonic() - t0 < 30  # the orphan is failed 3 heartbeats after it started
