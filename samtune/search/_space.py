@@ -21,7 +21,7 @@ from samtune.optim import SAMConfig, get_variant, list_variants
 from samtune.optim._variants import RHO_RANGE, check_param
 from samtune.schedules import list_schedules
 
-PRESETS_DIR = Path(__file__).resolve().parents[2] / "studies"
+PRESETS_DIR = Path(__file__).parents[1] / "presets"  # in the repository: a link to studies/
 _KEYS = {"name", "base", "base_kwargs", "lr", "variants", "rho", "schedule", "m",
          "variant_kwargs", "warm_start"}
 

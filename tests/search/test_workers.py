@@ -18,9 +18,21 @@ from samtune.search import search
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
-def _cli(*args, **kw):
-    return subprocess.Popen([sys.executable, "-m", "samtune.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kw)
+@pytest.fixture
+def cli():
+    """Start ``samtune`` commands; any still running when the test ends is killed."""
+    procs = []
+
+    def start(*args, **kw):
+        procs.append(subprocess.Popen([sys.executable, "-m", "samtune.cli", *args],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw))
+        return procs[-1]
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
 
 
 def _wait_for(predicate, timeout=120.0, what="condition"):
@@ -51,10 +63,10 @@ def test_two_workers_reach_the_exact_trial_count(tmp_path):
     assert rec.study["n_complete"] + rec.study["n_pruned"] == 5
 
 
-def test_a_killed_worker_is_retried_and_the_study_still_finishes(tmp_path):
+def test_a_killed_worker_is_retried_and_the_study_still_finishes(tmp_path, cli):
     storage = f"sqlite:///{tmp_path / 'k.db'}"
     # no pruning: every trial runs its 3 epochs, so the kill lands inside a trial
-    proc = _cli("search", "--data", "builtin:digits", "--trials", "6", "--epochs", "3", "--workers", "2",
+    proc = cli("search", "--data", "builtin:digits", "--trials", "6", "--epochs", "3", "--workers", "2",
                 "--heartbeat", "1", "--space", "quick", "--confirm-seeds", "1", "--top-k", "1",
                 "--pruner", "none", "--study", "k", "--storage", storage, "--out",
                 str(tmp_path / "out"), "--quiet", cwd=tmp_path)
@@ -81,12 +93,12 @@ def test_a_killed_worker_is_retried_and_the_study_still_finishes(tmp_path):
     assert f"worker {pid} was killed by signal 9" in err
 
 
-def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path):
+def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path, cli):
     storage = f"sqlite:///{tmp_path / 'c.db'}"
     args = ["search", "--data", "builtin:digits", "--trials", "4", "--epochs", "3", "--space", "quick",
             "--confirm-seeds", "1", "--top-k", "1", "--pruner", "none", "--study", "c",
             "--storage", storage, "--out", str(tmp_path / "out")]  # unpruned: long enough trials
-    proc = _cli(*args, cwd=tmp_path)
+    proc = cli(*args, cwd=tmp_path)
     _wait_for(lambda: _trials(storage, "c", FINISHED) and _trials(storage, "c", (TrialState.RUNNING,)),
               what="one finished and one running trial")
     proc.send_signal(signal.SIGINT)
