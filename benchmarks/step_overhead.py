@@ -454,6 +454,8 @@ def summarize(runners: list[Runner], specs, memory: dict[str, Any], meta: dict[s
                 for path in ("fused", "grouped")
             },
             "msharp_loop_over_base": {str(k): _ratio(med[f"loop/{k}"], base) for k in SPLITS},
+            # the two-pass floor: an exact m-sharpness step is never cheaper than a SAM step
+            "msharp_sam_over_loop": {str(k): _ratio(med["sam"], med[f"loop/{k}"]) for k in SPLITS},
         }
 
     def worst(key: str) -> Any:
@@ -570,6 +572,9 @@ def format_table(result: dict[str, Any]) -> str:
         verdict = ("PASS" if t["pass"] else "FAIL") + ("" if t["reliable"] else "?")
         lines.append(f"  {verdict}  {t['target']:<40} {t['model']:<6} "
                      f"{t['value']:.2f} <= {t['limit']}")
+    floor = ", ".join(f"{name} {d['msharp_sam_over_loop']['8']:.2f}"
+                      for name, d in result["models"].items())
+    lines.append(f"two-pass floor of vectorized/loop at B/m=8 (a SAM step over the loop): {floor}")
     return "\n".join(lines)
 
 

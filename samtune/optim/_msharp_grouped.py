@@ -274,8 +274,9 @@ def grouped_pass(
         cached = opt.__dict__["_grouped_layers"] = [model, _layers(opt, model), False]
     if cached[1] is None or opt.spec.direction == "random":
         raise RuntimeError(
-            "grouped m-sharpness needs every optimized parameter in a Conv, Linear or norm layer, "
-            "layout-free modules between them, and a variant other than randsam."
+            "grouped m-sharpness needs every optimized parameter in a Conv, Linear, BatchNorm or "
+            "GroupNorm layer, no other module with parameters, buffers or hooks, and a variant "
+            "other than randsam."
         )
     layers, custom = cached[1]
     if custom and not cached[2]:

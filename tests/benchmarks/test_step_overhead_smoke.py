@@ -47,7 +47,7 @@ def test_per_model_detail_and_worst_case(quick_result):
     for detail in result["models"].values():
         assert _positive(detail["sam_over_base"])
         assert all(_positive(v) for v in detail["median_ms"].values())
-        for key in ("msharp_vectorized_over_loop", "msharp_vectorized_over_base"):
+        for key in ("msharp_vectorized_over_loop", "msharp_vectorized_over_base", "msharp_sam_over_loop"):
             assert all(_positive(detail[key][s]) for s in SPLITS)
     # top level = worst (max) over models
     assert result["sam_over_base"] == max(d["sam_over_base"] for d in result["models"].values())
