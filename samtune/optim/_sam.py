@@ -37,12 +37,22 @@ from samtune.optim._perturb import gsam_gradient, obf_surrogate, perturbation, r
 from samtune.optim._variants import get_variant
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+CPU_MSHARP_MEMORY_MB = 256.0  # default bound of the stacked micro-batch tensors on the CPU
+GPU_MSHARP_MEMORY_SHARE = 0.25  # on a GPU: this share of its free memory when first needed
 MSHARP_MODES = ("auto", "fused", "grouped", "vmap", "loop")
 _MSHARP_PATHS = {
     "vmap": _msharp.vectorized_pass,
     "fused": _msharp_linear.fused_pass,
     "grouped": _msharp_grouped.grouped_pass,
 }
+
+
+def default_msharp_memory_mb(device: torch.device) -> float:
+    """``msharp_memory_mb`` when none is given: see :attr:`SAMOptimizer.msharp_memory_mb`."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return GPU_MSHARP_MEMORY_SHARE * free / 2**20
+    return CPU_MSHARP_MEMORY_MB
 
 
 @dataclass
@@ -76,7 +86,7 @@ class SAMOptimizer(torch.optim.Optimizer):
         model: nn.Module | None = None,
         total_steps: int | None = None,
         msharp: str = "auto",
-        msharp_memory_mb: float = 256.0,
+        msharp_memory_mb: float | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
         if msharp not in MSHARP_MODES:
@@ -95,7 +105,7 @@ class SAMOptimizer(torch.optim.Optimizer):
             group.setdefault("lr_max", group["lr"])  # lr_prop's reference learning rate
         self.model = model
         self.msharp = msharp
-        self.msharp_memory_mb = msharp_memory_mb
+        self._msharp_memory_mb = msharp_memory_mb
         self.generator = generator
         self.sam_step = 0  # steps taken; the rho schedule's clock
         self._acc: list[torch.Tensor] | None = None  # accumulated final gradients (train_step)
@@ -112,6 +122,21 @@ class SAMOptimizer(torch.optim.Optimizer):
     @property
     def m(self) -> int | None:
         return self.config.m
+
+    @property
+    def msharp_memory_mb(self) -> float:
+        """Bound (MB) of one batched call's stacked micro-batch tensors (grouped and vmap paths).
+
+        Unless given, 256 MB on the CPU and a quarter of a GPU's free memory, read when first
+        needed (so after the model has moved to its device).
+        """
+        if self._msharp_memory_mb is None:
+            self._msharp_memory_mb = default_msharp_memory_mb(self._params()[0].device)
+        return self._msharp_memory_mb
+
+    @msharp_memory_mb.setter
+    def msharp_memory_mb(self, value: float) -> None:
+        self._msharp_memory_mb = value
 
     def _params(self) -> list[torch.nn.Parameter]:
         return [p for g in self.param_groups for p in g["params"] if p.requires_grad]

@@ -371,3 +371,15 @@ def test_chunk_size_counts_saved_activations_without_side_effects(batch):
     opt.msharp_memory_mb = 2 * (params + saved) / 2**20
     assert chunk_size(opt, model, 4, x) == 2
     assert chunk_size(opt, model, 4) >= 3  # parameters alone would fit more
+
+
+def test_memory_bound_defaults_to_the_cpu_setting_or_a_share_of_free_gpu_memory(monkeypatch):
+    from samtune.optim import _sam
+
+    model = mlp()
+    assert build_optimizer(model, SAMConfig(variant="sam", m=8)).msharp_memory_mb == 256.0
+    given = build_optimizer(model, SAMConfig(variant="sam", m=8), msharp_memory_mb=3.0)
+    assert given.msharp_memory_mb == 3.0
+    # on a GPU a fixed 256 MB made ResNet-18's micro-batches run one per call
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (8 * 2**30, 16 * 2**30))
+    assert _sam.default_msharp_memory_mb(torch.device("cuda")) == 0.25 * 8 * 2**10
