@@ -24,8 +24,12 @@ def cli():
     procs = []
 
     def start(*args, **kw):
+        # SIGINT as a terminal's Ctrl-C delivers it: a background job (e.g. `.ci/run &`) passes
+        # it on ignored, and a Python started that way never raises KeyboardInterrupt
         procs.append(subprocess.Popen([sys.executable, "-m", "samtune.cli", *args],
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw))
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                      preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+                                      **kw))
         return procs[-1]
 
     yield start
@@ -95,9 +99,8 @@ def test_a_killed_worker_is_retried_and_the_study_still_finishes(tmp_path, cli):
 
 def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path, cli):
     storage = f"sqlite:///{tmp_path / 'c.db'}"
-    # unpruned trials, and enough of them that the interrupt lands well before the end even
-    # when polling the store is slow (with 4 trials of about a second each, CI once lost the race)
-    args = ["search", "--data", "builtin:digits", "--trials", "8", "--epochs", "3", "--space", "quick",
+    # unpruned trials: long enough for the interrupt to land inside one
+    args = ["search", "--data", "builtin:digits", "--trials", "4", "--epochs", "3", "--space", "quick",
             "--confirm-seeds", "1", "--top-k", "1", "--pruner", "none", "--study", "c",
             "--storage", storage, "--out", str(tmp_path / "out")]
     proc = cli(*args, cwd=tmp_path)
@@ -121,7 +124,7 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path, cli):
     assert again.returncode == 0, again.stderr
     assert "resuming" in again.stderr
     trials = _trials(storage, "c")
-    assert len([t for t in trials if t.state in FINISHED]) == 8
+    assert len([t for t in trials if t.state in FINISHED]) == 4
     assert all(by.value == done_before[n] for n, by in ((t.number, t) for t in trials) if n in done_before)
 
 
