@@ -80,13 +80,13 @@ class Objective:
     target: int | None = None  # the study's trial target: later trials are surplus
 
     def __call__(self, trial: optuna.Trial) -> float:
-        _record_heartbeat(trial)  # before the claim below: a claimed trial always has a heartbeat
-        if self.target is not None and _claims_before(trial) >= self.target:
-            trial.set_user_attr("fail_reason", f"surplus: the study already had {self.target} trials")
-            raise TrialSurplus(trial.number)
-        trial.set_user_attr("worker_host", socket.gethostname())
-        trial.set_user_attr("worker_pid", os.getpid())
         try:
+            _record_heartbeat(trial)  # before the claim: a claimed trial always has a heartbeat
+            if self.target is not None and _claims_before(trial) >= self.target:
+                trial.set_user_attr("fail_reason", f"surplus: the study already had {self.target} trials")
+                raise TrialSurplus(trial.number)
+            trial.set_user_attr("worker_host", socket.gethostname())
+            trial.set_user_attr("worker_pid", os.getpid())
             return self._run(trial)
         except KeyboardInterrupt:
             trial.set_user_attr("fail_reason", "interrupted (Ctrl-C); rerun the command to resume")

@@ -105,9 +105,10 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path, cli):
             "--storage", storage, "--out", str(tmp_path / "out")]
     proc = cli(*args, cwd=tmp_path)
 
-    def one_finished_one_running():
-        states = {t.state for t in _trials(storage, "c")}
-        return TrialState.RUNNING in states and bool(states & set(FINISHED))
+    def one_finished_one_running():  # running: inside the objective (not still in Optuna's ask)
+        trials = _trials(storage, "c")
+        return any(t.state in FINISHED for t in trials) and any(
+            t.state == TrialState.RUNNING and "worker_pid" in t.user_attrs for t in trials)
 
     _wait_for(one_finished_one_running, what="one finished and one running trial")
     proc.send_signal(signal.SIGINT)
