@@ -17,6 +17,7 @@ from torch import nn
 
 from samtune.optim import SAMConfig
 from samtune.search._space import SearchSpace
+from samtune.search._storage import heartbeat_interval
 from samtune.train import Callback, TrainConfig, TrainResult, seed_everything, train
 
 # Signals summarised as plottable scalars per trial (early = at the second epoch, or the first).
@@ -116,7 +117,7 @@ def _record_heartbeat(trial: optuna.Trial) -> None:
     the claim and the thread's first write would otherwise leave the trial running for ever.
     """
     storage = trial.study._storage
-    if getattr(storage, "get_heartbeat_interval", lambda: None)() is not None:
+    if heartbeat_interval(storage) is not None:
         storage.record_heartbeat(trial._trial_id)
 
 

@@ -38,6 +38,12 @@ HEARTBEAT_S = 10  # a running trial's heartbeat; a trial silent for 3 beats is s
 MAX_RETRY = 2  # times a stale trial (its worker was killed) is retried
 
 
+def heartbeat_interval(storage: object) -> int | None:
+    """Seconds between a running trial's heartbeats; None when the storage sends none."""
+    get = getattr(storage, "get_heartbeat_interval", None)
+    return get() if get is not None else None
+
+
 def open_storage(
     url: str, *, create: bool = True, heartbeat: int | None = None
 ) -> optuna.storages.RDBStorage:

@@ -29,7 +29,7 @@ from samtune.search._objective import Objective, TrialSurplus, named_model_facto
 from samtune.search._progress import Progress
 from samtune.search._pruners import make_pruner
 from samtune.search._space import SearchSpace
-from samtune.search._storage import HEARTBEAT_S, load_study, open_storage
+from samtune.search._storage import HEARTBEAT_S, heartbeat_interval, load_study, open_storage
 from samtune.train import TrainConfig
 
 RUN_ATTR = "samtune_run"  # study user attribute: how to run this study's trials
@@ -114,7 +114,7 @@ def wait_for_running(study: optuna.Study, deadline: float | None) -> bool:
     Returns True once no trial is running (the study may need more trials), False at the
     deadline or when the storage has no heartbeats (a dead process's trial would never end).
     """
-    beat = _heartbeat(study)
+    beat = heartbeat_interval(study._storage)
     if beat is None:
         return False
     while study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -124,11 +124,6 @@ def wait_for_running(study: optuna.Study, deadline: float | None) -> bool:
         optuna.storages.fail_stale_trials(study)
         fail_orphans(study, grace=3 * beat)
     return True
-
-
-def _heartbeat(study: optuna.Study) -> int | None:
-    get = getattr(study._storage, "get_heartbeat_interval", None)
-    return get() if get is not None else None
 
 
 def fail_orphans(study: optuna.Study, *, grace: float, dead_pids: Collection[int] = ()) -> list[int]:
