@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from samtune.optim._bn import bn_modules
+from samtune.optim._bn import bn_modules, compose_running_stats
 from samtune.optim._msharp_linear import _counted, _micro_losses
 from samtune.optim._perturb import obf_surrogate
 
@@ -50,17 +50,17 @@ _CONVS = {nn.Conv1d: F.conv1d, nn.Conv2d: F.conv2d, nn.Conv3d: F.conv3d}
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.GroupNorm)
 _CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 
+_DROPOUTS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
+
 # Parameter-free modules whose result in the packed layout is the packed result: they act on
 # each element, or on each channel's spatial extent (exact types: a subclass may override forward).
 _LAYOUT_FREE = (
-    nn.Identity, nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Mish, nn.Tanh, nn.Sigmoid, nn.LeakyReLU,
+    *_DROPOUTS, nn.Identity, nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Mish, nn.Tanh, nn.Sigmoid, nn.LeakyReLU,
     nn.ELU, nn.SELU, nn.CELU, nn.Softplus, nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh,
     nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
     nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
     nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d,
-    nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d,
 )
-_DROPOUTS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
 
 STACKED_COPIES = 5  # parameter-sized tensors per micro-batch: W, its gradient, e, w + e, gradient
 CHECK_RTOL = 1e-3  # agreement with the loop on the first step (float32); 5e-2 under autocast
@@ -108,9 +108,17 @@ def _layers(opt: SAMOptimizer, model: nn.Module) -> tuple[list[nn.Module], bool]
     return (layers, custom) if index <= found else None
 
 
+def _cached(opt: SAMOptimizer, model: nn.Module) -> list:
+    """[model, :func:`_layers`, checked against the loop]: the static check, once per model."""
+    cached = opt.__dict__.get("_grouped_layers")
+    if cached is None or cached[0] is not model:
+        cached = opt.__dict__["_grouped_layers"] = [model, _layers(opt, model), False]
+    return cached
+
+
 def supported(opt: SAMOptimizer, model: nn.Module) -> bool:
     """Whether :func:`grouped_pass` can run this optimizer on this model."""
-    return opt.spec.direction != "random" and _layers(opt, model) is not None
+    return opt.spec.direction != "random" and _cached(opt, model)[1] is not None
 
 
 def chunk_size(opt: SAMOptimizer, k: int) -> int:
@@ -269,10 +277,8 @@ def grouped_pass(
 
     Raises RuntimeError when the model does not fit (the caller then uses another path).
     """
-    cached = opt.__dict__.get("_grouped_layers")
-    if cached is None or cached[0] is not model:  # the static check, once per model
-        cached = opt.__dict__["_grouped_layers"] = [model, _layers(opt, model), False]
-    if cached[1] is None or opt.spec.direction == "random":
+    cached = _cached(opt, model)
+    if not supported(opt, model):
         raise RuntimeError(
             "grouped m-sharpness needs every optimized parameter in a Conv, Linear, BatchNorm or "
             "GroupNorm layer, no other module with parameters, buffers or hooks, and a variant "
@@ -314,11 +320,11 @@ def _run(opt, model, layers, inputs, targets, loss_fn, k, autocast, scale):
 def _commit_running_stats(stats: dict, k: int) -> None:
     """One momentum update per micro-batch, in micro-batch order, as the loop's clean passes do."""
     for mod, chunks in stats.items():
-        means = torch.cat([mean for mean, _ in chunks])
-        variances = torch.cat([var for _, var in chunks])
-        for s_mean, s_var in zip(means, variances):
-            mod.running_mean.mul_(1.0 - mod.momentum).add_(s_mean, alpha=mod.momentum)
-            mod.running_var.mul_(1.0 - mod.momentum).add_(s_var, alpha=mod.momentum)
+        for i, name in enumerate(("running_mean", "running_var")):
+            batch_stats = torch.cat([chunk[i] for chunk in chunks])  # (k, C), micro-batch order
+            start = getattr(mod, name)
+            alone = (1.0 - mod.momentum) * start + mod.momentum * batch_stats  # each on its own
+            start.copy_(compose_running_stats(start, alone, mod.momentum))
         mod.num_batches_tracked.add_(k)
 
 
