@@ -34,7 +34,8 @@ def sqlite_path(url: str) -> Path | None:
     return None
 
 
-HEARTBEAT_S = 10  # a running trial's heartbeat; a trial silent for 3 beats is stale (failed, retried)
+HEARTBEAT_S = 10  # a running trial's heartbeat (seconds)
+STALE_BEATS = 3  # a trial silent for this many beats is stale (failed, retried)
 MAX_RETRY = 2  # times a stale trial (its worker was killed) is retried
 
 
@@ -69,7 +70,7 @@ def open_storage(
         raise SamtuneError(f"storage {url!r} is not a database URL; use e.g. sqlite:///studies/x.db or postgresql://user@host/db.")
     beat = {}
     if heartbeat:
-        beat = {"heartbeat_interval": heartbeat, "grace_period": 3 * heartbeat,
+        beat = {"heartbeat_interval": heartbeat, "grace_period": STALE_BEATS * heartbeat,
                 "heartbeat_stale_trial_callback":
                     optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)}
     try:

@@ -29,7 +29,13 @@ from samtune.search._objective import Objective, TrialSurplus, named_model_facto
 from samtune.search._progress import Progress
 from samtune.search._pruners import make_pruner
 from samtune.search._space import SearchSpace
-from samtune.search._storage import HEARTBEAT_S, heartbeat_interval, load_study, open_storage
+from samtune.search._storage import (
+    HEARTBEAT_S,
+    STALE_BEATS,
+    heartbeat_interval,
+    load_study,
+    open_storage,
+)
 from samtune.train import TrainConfig
 
 RUN_ATTR = "samtune_run"  # study user attribute: how to run this study's trials
@@ -121,9 +127,14 @@ def wait_for_running(study: optuna.Study, deadline: float | None) -> bool:
         if deadline is not None and time.monotonic() >= deadline:
             return False
         time.sleep(beat)
-        optuna.storages.fail_stale_trials(study)
-        fail_orphans(study, grace=3 * beat)
+        fail_dead(study, beat)
     return True
+
+
+def fail_dead(study: optuna.Study, heartbeat: int, dead_pids: Collection[int] = ()) -> None:
+    """Fail and retry the running trials no process runs: stale ones and orphans."""
+    optuna.storages.fail_stale_trials(study)
+    fail_orphans(study, grace=STALE_BEATS * heartbeat, dead_pids=dead_pids)
 
 
 def fail_orphans(study: optuna.Study, *, grace: float, dead_pids: Collection[int] = ()) -> list[int]:
@@ -255,8 +266,7 @@ def spawn(name: str, url: str, quotas: list[int], *, seed: int, heartbeat: int,
 
 def reap_stale(study: optuna.Study, heartbeat: int, dead_pids: Collection[int]) -> None:
     """After workers died: fail and re-enqueue their trials (stale ones after the grace period)."""
-    fail_orphans(study, grace=3 * heartbeat, dead_pids=dead_pids)
+    fail_dead(study, heartbeat, dead_pids)  # dead workers' trials need no grace period
     if study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        time.sleep(3 * heartbeat + 1)
-        optuna.storages.fail_stale_trials(study)
-        fail_orphans(study, grace=3 * heartbeat, dead_pids=dead_pids)
+        time.sleep(STALE_BEATS * heartbeat + 1)
+        fail_dead(study, heartbeat, dead_pids)
