@@ -587,10 +587,10 @@ def profile_config(which: str, steps: int, seed: int) -> str:
 
     model_name, _, config = which.partition(":")
     specs = [s for s in MODELS if s.name == model_name]
-    if not specs or config not in config_names():
+    if not specs or config not in config_names(VECTORIZED):
         raise SystemExit(
             f"--profile wants MODEL:CONFIG with MODEL in {[s.name for s in MODELS]} and CONFIG in "
-            f"{config_names()}, but got {which!r}."
+            f"{config_names(VECTORIZED)}, but got {which!r}."
         )
     torch.manual_seed(seed)
     spec = specs[0]
