@@ -9,7 +9,7 @@ import pytest
 
 MODULES = ["samtune", "samtune.optim", "samtune.optim._build", "samtune.optim._config",
            "samtune.optim._variants", "samtune.schedules._rho", "samtune.schedules._lr",
-           "samtune.search._recommendation", "samtune.api", "samtune.data._arrays"]
+           "samtune.search._recommendation", "samtune.search._progress", "samtune.api", "samtune.data._arrays"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -204,14 +204,17 @@ class ForgettingPruner(optuna.pruners.BasePruner):
             return False
         if warmup and p.probability > p.floor:
             return False
-        what = (
-            f"P(final val_acc >= {p.bar:.3f}, the bar to be confirmed) = {p.probability:.2f} < "
-            f"{self._min_probability} (predicted {p.predicted:.3f}; {p.n_completed} completed) "
-            f"at epoch {step}"
-        )
+        chance = f"P(final val_acc >= {p.bar:.3f}) = {p.probability:.2f}"
+        why = (f"{p.bar:.3f} is the bar to be confirmed; predicted {p.predicted:.3f} from "
+               f"{p.n_completed} completed")
         if warmup:
-            return self._pruned(trial, f"hopeless during the warm-up: {what}, its floor")
-        return self._pruned(trial, what)
+            return self._pruned(
+                trial, f"hopeless in the warm-up: {chance}, its floor, at epoch {step} ({why})"
+            )
+        return self._pruned(
+            trial, f"unlikely to be confirmed: {chance} < {self._min_probability} at epoch {step} "
+                   f"({why})"
+        )
 
     def predict(self, study: optuna.study.Study, trial: FrozenTrial) -> Prediction | None:
         """The predictor's view of ``trial`` at its last step, or ``None`` when too few

@@ -10,6 +10,22 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 
+REASON_WIDTH = 90  # a prune or fail reason longer than this is clipped on the progress line
+
+
+def clip(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters at a word boundary, marked with an ellipsis.
+
+    >>> clip("unlikely to be confirmed: P(final val_acc >= 0.981) = 0.25 < 0.5", 40)
+    'unlikely to be confirmed: P(final…'
+    """
+    if len(text) <= width:
+        return text
+    head = text[: width - 1]
+    cut = head.rfind(" ")
+    return (head[:cut] if cut > 0 else head).rstrip(" ,;:(") + "…"
+
+
 def fmt_time(seconds: float) -> str:
     seconds = int(max(0, seconds))
     h, rest = divmod(seconds, 3600)
@@ -48,7 +64,7 @@ class Progress:
             what = f"val_acc {trial.value:.4f}"
         else:
             reason = trial.user_attrs.get("prune_reason") or trial.user_attrs.get("fail_reason", "")
-            what = f"{trial.state.name.lower()}: {reason}"[:70]
+            what = clip(f"{trial.state.name.lower()}: {reason}", REASON_WIDTH)
         config = trial.user_attrs.get("config_text", "")
         self.say(f"{self.prefix}[{n:>3}/{self.target}] trial {trial.number:>3} {config:<48} {what} | {best} | "
                  f"pruned {pruned} | {fmt_time(elapsed)} elapsed, ~{fmt_time(left)} left")

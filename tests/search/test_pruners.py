@@ -151,7 +151,8 @@ def test_low_prediction_pruned_high_prediction_kept() -> None:
     study = _fitted_study(pruner)
     assert _prunes(study, "sgd", _history(0.50, sam=False, epochs=2))
     assert pruner.last_reason is not None and pruner.last_reason.startswith(
-        "P(final val_acc >= 0.880, the bar to be confirmed) = 0.09 < 0.5"
+        "unlikely to be confirmed: P(final val_acc >= 0.880) = 0.09 < 0.5 at epoch 2 "
+        "(0.880 is the bar to be confirmed; predicted"
     )
     assert _prunes(study, "sam", _history(0.45, sam=True, flip=0.35, epochs=2))
     assert not _prunes(study, "sgd", _history(0.90, sam=False, epochs=2))
@@ -265,8 +266,8 @@ def test_hopeless_pruned_during_warmup_merely_unlikely_waits_for_it() -> None:
     study = _fitted_study(pruner)
     assert _prunes(study, "sgd", _history(0.50, sam=False, epochs=1))
     assert pruner.last_reason is not None and pruner.last_reason.startswith(
-        "hopeless during the warm-up: P(final val_acc >= 0.880, the bar to be confirmed) = "
-        "0.09 < 0.5 (predicted 0.749; 10 completed) at epoch 1, its floor"
+        "hopeless in the warm-up: P(final val_acc >= 0.880) = 0.09, its floor, at epoch 1 "
+        "(0.880 is the bar to be confirmed; predicted 0.749 from 10 completed)"
     )
     history = _history(0.75, sam=False, epochs=3)
     for epoch in (1, 2):
@@ -274,7 +275,7 @@ def test_hopeless_pruned_during_warmup_merely_unlikely_waits_for_it() -> None:
         assert pruner.last_reason is None
     assert _prunes(study, "sgd", history)
     assert pruner.last_reason is not None and pruner.last_reason.startswith(
-        "P(final val_acc >= 0.880, the bar to be confirmed) = 0.18 < 0.5"
+        "unlikely to be confirmed: P(final val_acc >= 0.880) = 0.18 < 0.5 at epoch 3"
     )
 
 
