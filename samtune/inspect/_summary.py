@@ -92,7 +92,8 @@ def study_note(study_name: str, rec: dict[str, Any] | None) -> str:
         f"| baseline | {base_desc} | {acc_text(base['test_accuracy'])} | 1.0x |", "",
         f"Gain over the tuned baseline: **{pct(rec['gain'])}** at **{rec['cost_multiplier']}x** the "
         "step time. The verdict is `use` only when a SAM-family configuration beats the baseline "
-        "by more than the seed spread.", "",
+        "by more than the noise bound: the larger of the seed spread and twice the paired "
+        "standard error over test examples.", "",
         "### Every confirmed configuration", "",
         "| configuration | trial | val accuracy | test accuracy (mean ± std) | cost |",
         "|---|---|---|---|---|",

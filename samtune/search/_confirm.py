@@ -13,7 +13,7 @@ from torch import nn
 
 from samtune.optim import SAMConfig
 from samtune.search._objective import run_config
-from samtune.train import TrainConfig, evaluate
+from samtune.train import TrainConfig, correct_examples
 
 CONFIRM_SEED_OFFSET = 100_000  # confirmation seeds never coincide with search-trial seeds
 
@@ -68,14 +68,18 @@ def confirm(
     total = len(candidates) * seeds
     done = 0
     for config, trial in candidates:
-        accs, step_times, epochs = [], [], 0
+        accs, correct, step_times, epochs = [], [], [], 0
         for s in range(seeds):
             run_seed = CONFIRM_SEED_OFFSET + seed * 1000 + s
             result = run_config(config, data, train_config, model_factory, seed=run_seed)
             epochs += result.epochs_trained
-            acc = float("nan") if result.diverged else evaluate(
-                result.model, data.x_test, data.y_test, batch_size=train_config.eval_batch_size,
-                bf16=train_config.bf16)[0]
+            if result.diverged:
+                acc = float("nan")
+            else:
+                correct.append(correct_examples(
+                    result.model, data.x_test, data.y_test,
+                    batch_size=train_config.eval_batch_size, bf16=train_config.bf16))
+                acc = correct[-1].sum().item() / max(1, correct[-1].numel())
             accs.append(acc)
             step_times.append(result.step_time)
             done += 1
@@ -92,6 +96,7 @@ def confirm(
                 "std": statistics.stdev(finite) if len(finite) > 1 else 0.0,
                 "per_seed": accs,
             },
+            "correct": correct,  # per finite seed: which test examples it got right
             "step_time": statistics.median(step_times),
             "epochs": epochs,
         })

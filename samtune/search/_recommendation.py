@@ -3,7 +3,9 @@
 Schema (``recommendation.json`` / ``.yaml``, and the study's ``recommendation`` user attribute):
 verdict ("use" or "keep-baseline"), summary (one sentence), config (SAMConfig dict to apply),
 test_accuracy {mean, std, per_seed}, baseline {config, test_accuracy}, gain (mean test accuracy
-of config minus the baseline's), cost_multiplier (step time of config over the baseline's,
+of config minus the baseline's; 0 for keep-baseline), evidence (the best SAM-family candidate's
+gain and the noise bound it had to exceed: seed_spread, test_se, n_test, bound; see
+``noise_bound``; empty when no SAM-family configuration was confirmed), cost_multiplier (step time of config over the baseline's,
 measured side by side), candidates (every confirmed configuration), train (epochs, batch_size,
 model), dataset {fingerprint, path, classes, split_sizes, ...}, study {name, storage, n_trials,
 n_complete, n_pruned}, compute {search_epochs, confirmation_epochs, epochs}, samtune_version.
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import torch
 import yaml
 from optuna.trial import TrialState
 
@@ -46,6 +49,7 @@ class Recommendation:
     gain: float
     cost_multiplier: float
     summary: str = ""
+    evidence: dict[str, Any] = field(default_factory=dict)
     candidates: list[dict[str, Any]] = field(default_factory=list)
     train: dict[str, Any] = field(default_factory=dict)
     dataset: dict[str, Any] = field(default_factory=dict)
@@ -117,6 +121,36 @@ class Recommendation:
                    gain=0.01, cost_multiplier=2.0)
 
 
+def noise_bound(candidate: dict[str, Any], baseline: dict[str, Any]) -> dict[str, float]:
+    """How large a gain over the baseline must be before it counts, and why.
+
+    Two sources of noise, the larger of which a gain must exceed:
+
+    - the seed spread: the larger standard deviation over seeds of the two configurations'
+      test accuracies (training noise);
+    - the test split: twice the standard error of the paired difference over test examples
+      (about a 95% bound). Each example's score is its share of correct seeds, the difference
+      is taken example by example between the two configurations, and its standard error is
+      the standard deviation of those differences over the root of the number of examples:
+      on a small test split even a consistent gain of a few examples is within the noise.
+
+    >>> import torch
+    >>> base = {"test_accuracy": {"std": 0.0}, "correct": [torch.tensor([1, 1, 0, 0] * 25).bool()]}
+    >>> sam = {"test_accuracy": {"std": 0.0}, "correct": [torch.tensor([1, 1, 1, 0] * 25).bool()]}
+    >>> round(noise_bound(sam, base)["test_se"], 4)  # 25 of 100 examples gained, none lost
+    0.0435
+    """
+    spread = max(candidate["test_accuracy"]["std"], baseline["test_accuracy"]["std"])
+    test_se, n_test = math.nan, 0
+    a, b = candidate.get("correct") or [], baseline.get("correct") or []
+    if a and b:
+        diff = torch.stack(a).double().mean(0) - torch.stack(b).double().mean(0)
+        n_test = diff.numel()
+        test_se = diff.std().item() / math.sqrt(n_test) if n_test > 1 else math.nan
+    bound = max(spread, 2.0 * test_se) if math.isfinite(test_se) else spread
+    return {"seed_spread": spread, "test_se": test_se, "n_test": n_test, "bound": bound}
+
+
 def build_recommendation(
     study: optuna.Study, confirmed: list[dict[str, Any]], dataset: Any, train_config: Any,
     model_name: str, storage_url: str, data: str,
@@ -124,24 +158,23 @@ def build_recommendation(
     """Pick the winner by mean test accuracy and state the verdict."""
     baseline = next(c for c in confirmed if c["config"]["variant"] == "sgd")
     ranked = sorted(confirmed, key=lambda c: -_mean(c))
-    winner = ranked[0]
-    gain = _mean(winner) - _mean(baseline)
-    spread = max(winner["test_accuracy"]["std"], baseline["test_accuracy"]["std"])
     best_sam = next((c for c in ranked if c["config"]["variant"] != "sgd"), None)
-    if winner["config"]["variant"] != "sgd" and gain > spread:
-        verdict, chosen = "use", winner
-        summary = (f"use {winner['description']}: test accuracy {_mean(winner):.4f} vs "
-                   f"baseline {_mean(baseline):.4f} (+{100 * gain:.2f} pp, seed spread "
-                   f"{100 * spread:.2f} pp)")
+    evidence: dict[str, Any] = {}
+    if best_sam is not None:
+        evidence = {"candidate": best_sam["description"],
+                    "gain": _mean(best_sam) - _mean(baseline), **noise_bound(best_sam, baseline)}
+    noise = _noise_text(evidence) if evidence else ""
+    if evidence and evidence["gain"] > evidence["bound"]:
+        verdict, chosen, gain = "use", best_sam, evidence["gain"]
+        summary = (f"use {best_sam['description']}: test accuracy {_mean(best_sam):.4f} vs "
+                   f"baseline {_mean(baseline):.4f} (+{100 * gain:.2f} pp; {noise})")
     else:
-        verdict, chosen = "keep-baseline", baseline
+        verdict, chosen, gain = "keep-baseline", baseline, 0.0
         if best_sam is None:
             why = "no SAM-family configuration was confirmed"
         else:
-            g = _mean(best_sam) - _mean(baseline)
             why = (f"the best SAM-family configuration ({best_sam['description']}) scored "
-                   f"{_mean(best_sam):.4f}, {100 * g:+.2f} pp, within or below the seed spread "
-                   f"of {100 * spread:.2f} pp")
+                   f"{_mean(best_sam):.4f}, {100 * evidence['gain']:+.2f} pp, not above the {noise}")
         summary = f"SAM does not help here: keep the tuned baseline ({baseline['description']}); {why}"
     trials = study.get_trials(deepcopy=False)
     search_epochs = sum(len(t.user_attrs.get("history", [])) for t in trials)
@@ -152,9 +185,10 @@ def build_recommendation(
         config=SAMConfig.from_dict(chosen["config"]),
         test_accuracy=chosen["test_accuracy"],
         baseline={"config": baseline["config"], "test_accuracy": baseline["test_accuracy"]},
-        gain=gain if verdict == "use" else 0.0,
+        gain=gain,
         cost_multiplier=round(cost, 3) if math.isfinite(cost) else float("nan"),
         summary=summary,
+        evidence=_plain(evidence),
         candidates=[{k: c[k] for k in ("description", "config", "trial", "val_accuracy", "test_accuracy")}
                     | {"cost_multiplier": round(c["step_time"] / baseline["step_time"], 3)}
                     for c in ranked],
@@ -167,6 +201,18 @@ def build_recommendation(
                  "epochs": search_epochs + confirm_epochs},
         samtune_version=samtune.__version__,
     )
+
+
+def _noise_text(evidence: dict[str, Any]) -> str:
+    test = (f"2 x test-split SE {200 * evidence['test_se']:.2f} pp"
+            if math.isfinite(evidence["test_se"]) else "no test-split comparison")
+    return (f"noise bound {100 * evidence['bound']:.2f} pp (seed spread "
+            f"{100 * evidence['seed_spread']:.2f} pp, {test})")
+
+
+def _plain(d: dict[str, Any]) -> dict[str, Any]:
+    """``d`` with NaN as None (strict JSON readers reject NaN)."""
+    return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in d.items()}
 
 
 def _mean(c: dict[str, Any]) -> float:

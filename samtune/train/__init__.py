@@ -5,7 +5,7 @@ from __future__ import annotations
 from samtune.train._aggregator import EpochAggregator
 from samtune.train._callbacks import Callback
 from samtune.train._config import TrainConfig
-from samtune.train._loop import TrainResult, evaluate, resolve_device, seed_everything, train
+from samtune.train._loop import TrainResult, correct_examples, evaluate, resolve_device, seed_everything, train
 from samtune.train.metrics import ForgettingTracker, StepMetrics, step_metrics
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "StepMetrics",
     "TrainConfig",
     "TrainResult",
+    "correct_examples",
     "evaluate",
     "resolve_device",
     "seed_everything",

@@ -58,26 +58,42 @@ def resolve_device(device: str | None) -> torch.device:
     return torch.device(device)
 
 
-@torch.no_grad()
 def evaluate(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 1024,
     bf16: bool = False,
 ) -> tuple[float, float]:
     """Accuracy and mean cross-entropy of ``model`` on (x, y), in eval mode."""
+    correct, total_loss = _predict(model, x, y, batch_size=batch_size, bf16=bf16)
+    n = max(1, len(x))
+    return correct.sum().item() / n, total_loss / n
+
+
+def correct_examples(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 1024,
+    bf16: bool = False,
+) -> torch.Tensor:
+    """Which examples of (x, y) ``model`` classifies correctly in eval mode (bool, on the CPU)."""
+    return _predict(model, x, y, batch_size=batch_size, bf16=bf16)[0]
+
+
+def _predict(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int, bf16: bool
+) -> tuple[torch.Tensor, float]:
+    """Per-example correctness and the summed cross-entropy, in eval mode."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    correct, total_loss = 0, 0.0
+    correct, total_loss = [], 0.0
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
-    for lo in range(0, len(x), batch_size):
-        xb, yb = x[lo:lo + batch_size].to(device), y[lo:lo + batch_size].to(device)
-        with autocast:
-            out = model(xb)
-        total_loss += F.cross_entropy(out.float(), yb, reduction="sum").item()
-        correct += (out.argmax(-1) == yb).sum().item()
+    with torch.no_grad():
+        for lo in range(0, len(x), batch_size):
+            xb, yb = x[lo:lo + batch_size].to(device), y[lo:lo + batch_size].to(device)
+            with autocast:
+                out = model(xb)
+            total_loss += F.cross_entropy(out.float(), yb, reduction="sum").item()
+            correct.append((out.argmax(-1) == yb).cpu())
     model.train(was_training)
-    n = max(1, len(x))
-    return correct / n, total_loss / n
+    return (torch.cat(correct) if correct else torch.zeros(0, dtype=torch.bool)), total_loss
 
 
 def train(

@@ -1,0 +1,106 @@
+"""The verdict: a SAM-family gain counts only above the seed spread and the test split's noise."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from types import SimpleNamespace
+
+import numpy as np
+import optuna
+import pytest
+import torch
+
+from samtune.search._recommendation import Recommendation, build_recommendation, noise_bound
+
+
+def _candidate(variant: str, masks: list[torch.Tensor], step_time: float = 1.0) -> dict:
+    accs = [m.sum().item() / m.numel() for m in masks]
+    return {
+        "config": {"variant": variant, "rho": 0.0 if variant == "sgd" else 0.05},
+        "description": f"{variant} candidate", "trial": None, "val_accuracy": None,
+        "test_accuracy": {"mean": statistics.fmean(accs) if accs else math.nan,
+                          "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+                          "per_seed": accs},
+        "correct": masks, "step_time": step_time, "epochs": 3,
+    }
+
+
+def _recommend(confirmed: list[dict]) -> Recommendation:
+    study = optuna.create_study(direction="maximize")
+    dataset = SimpleNamespace(describe=lambda: {"classes": 10})
+    train_config = SimpleNamespace(epochs=3, batch_size=64)
+    return build_recommendation(study, confirmed, dataset, train_config, "cnn", "sqlite://", "x")
+
+
+def _mask(n: int, wrong: list[int]) -> torch.Tensor:
+    m = torch.ones(n, dtype=torch.bool)
+    m[wrong] = False
+    return m
+
+
+def test_noise_bound_matches_the_paired_standard_error_formula() -> None:
+    gen = torch.Generator().manual_seed(0)
+    a = [torch.rand(300, generator=gen) < 0.9 for _ in range(3)]
+    b = [torch.rand(300, generator=gen) < 0.8 for _ in range(3)]
+    ca, cb = _candidate("sam", a), _candidate("sgd", b)
+    d = np.mean([m.numpy() for m in a], 0) - np.mean([m.numpy() for m in b], 0)
+    got = noise_bound(ca, cb)
+    assert got["n_test"] == 300
+    assert got["test_se"] == pytest.approx(np.std(d, ddof=1) / math.sqrt(300), rel=1e-6)
+    assert got["seed_spread"] == max(ca["test_accuracy"]["std"], cb["test_accuracy"]["std"])
+    assert got["bound"] == pytest.approx(max(got["seed_spread"], 2 * got["test_se"]))
+
+
+def test_identical_seeds_do_not_make_a_one_example_gain_evidence() -> None:
+    """Every seed of both scores the same (seed spread 0); SAM gets one more of 540 right."""
+    n = 540
+    base = _candidate("sgd", [_mask(n, [1, 2, 3, 4, 5, 6, 7, 8])] * 3)
+    sam = _candidate("sam", [_mask(n, [1, 2, 3, 4, 5, 6, 7])] * 3)
+    rec = _recommend([base, sam])
+    assert rec.verdict == "keep-baseline" and rec.gain == 0.0
+    assert rec.evidence["seed_spread"] == 0.0
+    assert rec.evidence["gain"] == pytest.approx(1 / n)
+    assert rec.evidence["bound"] == pytest.approx(2 * math.sqrt((1 - 1 / n) / n ** 2 * n / (n - 1)))
+    assert "not above the noise bound" in rec.summary
+
+
+def test_a_consistent_gain_well_above_both_noises_is_used() -> None:
+    n = 500
+    base = _candidate("sgd", [_mask(n, list(range(40 + s, 100, 1))) for s in range(3)])
+    sam = _candidate("sam", [_mask(n, list(range(80 + s, 100, 1))) for s in range(3)], 2.0)
+    rec = _recommend([base, sam])
+    assert rec.verdict == "use" and rec.config.variant == "sam"
+    assert rec.gain == pytest.approx(sam["test_accuracy"]["mean"] - base["test_accuracy"]["mean"])
+    assert rec.gain > rec.evidence["bound"] > 0
+    assert rec.cost_multiplier == 2.0
+    assert rec.summary.startswith("use sam candidate")
+
+
+def test_a_gain_below_the_seed_spread_is_not_used() -> None:
+    n = 1000
+    base = _candidate("sgd", [_mask(n, list(range(0, k))) for k in (50, 50, 50)])
+    sam = _candidate("sam", [_mask(n, list(range(0, k))) for k in (10, 40, 70)])
+    rec = _recommend([base, sam])
+    assert rec.evidence["gain"] == pytest.approx(0.01)
+    assert rec.evidence["seed_spread"] == pytest.approx(0.03)
+    assert rec.verdict == "keep-baseline"
+
+
+def test_without_sam_candidates_the_baseline_is_kept_and_the_json_is_strict() -> None:
+    rec = _recommend([_candidate("sgd", [_mask(50, [0])])])
+    assert rec.verdict == "keep-baseline" and rec.evidence == {}
+    assert "no SAM-family configuration was confirmed" in rec.summary
+    sam = _candidate("sam", [])
+    sam["test_accuracy"] = {"mean": float("nan"), "std": 0.0, "per_seed": [float("nan")]}
+    rec = _recommend([_candidate("sgd", [_mask(50, [0])]), sam])
+    assert rec.evidence["test_se"] is None  # every SAM seed diverged: nothing to pair
+    json.dumps(rec.to_dict()["evidence"], allow_nan=False)
+    assert Recommendation.from_dict(rec.to_dict()).evidence == rec.evidence
+
+
+def test_a_recommendation_saved_before_evidence_existed_still_loads() -> None:
+    d = Recommendation.example().to_dict()
+    del d["evidence"]
+    assert Recommendation.from_dict(d).evidence == {}
