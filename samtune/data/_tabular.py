@@ -2,12 +2,16 @@
 
 Target: the ``target`` argument, else the first column named (any case)
 ``label``, ``target``, ``class`` or ``y``. A feature column where every
-non-empty value parses as a number is numeric: empty, NaN or inf cells are
-errors (samtune does not impute). A column where at least 90% of the non-empty
-values are numbers but some are not is treated as dirty numeric data (error).
-Every other column is categorical and one-hot encoded. Numeric columns are
-standardized; both transforms are a ``ColumnTransformer`` fitted on the train
-split only. Whole-number labels (``3``, ``3.0``) sort numerically, others as strings.
+present value parses as a number is numeric. Missing cells (empty, ``NA``,
+``NaN``, ``N/A``, ``null``, ``None``, ``?``, any case) in a numeric column are
+imputed with the training split's median, and each such column gets a 0/1
+missing-indicator feature (a warning names the columns); inf is an error. A
+column where at least 90% of the present values are numbers but some are not is
+treated as dirty numeric data (error). Every other column is categorical and
+one-hot encoded, its missing cells forming one category of their own. Numeric
+columns are standardized; every transform is fitted on the train split only.
+Whole-number labels (``3``, ``3.0``) sort numerically, others as strings; numeric
+labels with fractions (a regression target) are an error.
 """
 
 from __future__ import annotations
@@ -15,10 +19,13 @@ from __future__ import annotations
 import csv
 import io
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
 from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from samtune.data._fingerprint import ContentHasher
@@ -27,6 +34,7 @@ from samtune.errors import DataError
 
 TARGET_NAMES = ("label", "target", "class", "y")
 NUMERIC_SHARE = 0.9
+MISSING = frozenset({"", "na", "nan", "n/a", "null", "none", "?"})  # compared in lower case
 
 
 def _read_rows(path: Path, data: bytes) -> tuple[list[str], list[list[str]], list[int]]:
@@ -87,28 +95,25 @@ def _number(value: str) -> float | None:
 
 
 def _column(name: str, values: list[str], lines: list[int], path: Path) -> np.ndarray:
-    """Return a float column, or a string column when categorical; raise on dirty numbers."""
-    nums = [_number(v) for v in values]
-    filled = [v for v in values if v != ""]
-    if not filled:
+    """Return a float column (NaN where missing), or a string column when categorical (missing
+    cells as ""); raise on dirty numbers."""
+    missing = [v.lower() in MISSING for v in values]
+    present = [v for v, gone in zip(values, missing) if not gone]
+    if not present:
         raise DataError(f"column '{name}' in '{path}' is empty in every row; remove it")
-    share = sum(n is not None for n in nums) / len(filled)
+    nums = [None if gone else _number(v) for v, gone in zip(values, missing)]
+    share = sum(n is not None for n in nums) / len(present)
     if share < NUMERIC_SHARE:
-        return np.asarray(values, dtype=object)
-    for value, num, line in zip(values, nums, lines, strict=True):
-        if num is not None and math.isfinite(num):
+        return np.asarray(["" if gone else v for v, gone in zip(values, missing)], dtype=object)
+    for value, num, gone, line in zip(values, nums, missing, lines, strict=True):
+        if gone or (num is not None and math.isfinite(num)):
             continue
-        if value == "":
-            problem = "an empty value (missing values are not imputed)"
-        elif num is None:
-            problem = f"the non-numeric value '{value}'"
-        else:
-            problem = f"the non-finite value '{value}'"
+        problem = f"the non-numeric value '{value}'" if num is None else f"the non-finite value '{value}'"
         raise DataError(
             f"numeric column '{name}' in '{path}' has {problem} at line {line}; "
             "clean that value or drop the row before loading"
         )
-    return np.asarray(nums, dtype=np.float64)
+    return np.asarray([math.nan if n is None else n for n in nums], dtype=np.float64)
 
 
 def _labels(values: list[str], lines: list[int], name: str, path: Path) -> np.ndarray:
@@ -120,14 +125,25 @@ def _labels(values: list[str], lines: list[int], name: str, path: Path) -> np.nd
     nums = [_number(v) for v in values]
     if all(n is not None and math.isfinite(n) and n == int(n) for n in nums):
         return np.asarray([int(n) for n in nums], dtype=np.int64)  # "1", "1.0" -> 1
+    if all(n is not None and math.isfinite(n) for n in nums):
+        line, value = next((ln, v) for ln, v, n in zip(lines, values, nums) if n != int(n))
+        raise DataError(
+            f"label column '{name}' of '{path}' holds fractional numbers ('{value}' at line "
+            f"{line}), a regression target; samtune tunes classifiers: pass --target with a "
+            "column of class labels"
+        )
     return np.asarray(values, dtype=str)
 
 
-def _fitter(numeric: list[int], categorical: list[int]) -> Fitter:
+def _fitter(numeric: list[int], categorical: list[int], impute: bool) -> Fitter:
     def fit(x_train: np.ndarray):
         parts = []
         if numeric:
-            parts.append(("num", StandardScaler(), numeric))
+            scale = make_pipeline(
+                SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
+                StandardScaler(),
+            ) if impute else StandardScaler()
+            parts.append(("num", scale, numeric))
         if categorical:
             onehot = OneHotEncoder(handle_unknown="ignore", sparse_output=False)
             parts.append(("cat", onehot, categorical))
@@ -160,6 +176,15 @@ def load_csv(path: Path, target: str | None) -> RawData:
     numeric = [j for j, c in enumerate(cols) if c.dtype != object]
     categorical = [j for j, c in enumerate(cols) if c.dtype == object]
     y = _labels(list(columns[t]), lines, header[t], path)
+    gaps = {header[feats[j]]: int(np.isnan(cols[j]).sum()) for j in numeric}
+    gaps = {name: n for name, n in gaps.items() if n}
+    if gaps:
+        shown = ", ".join(f"'{name}' ({n})" for name, n in gaps.items())
+        warnings.warn(
+            f"'{path}': {sum(gaps.values())} missing value(s) in numeric column(s) {shown} are "
+            "imputed with the training split's median, plus a missing-indicator feature each",
+            stacklevel=4,  # load_csv < _read < load_data < the caller
+        )
     hasher = ContentHasher()
     hasher.add_file(path.name, data)
     return RawData(
@@ -167,7 +192,7 @@ def load_csv(path: Path, target: str | None) -> RawData:
         {"train": x},
         {"train": y},
         hasher.hexdigest(),
-        _fitter(numeric, categorical),
+        _fitter(numeric, categorical, impute=bool(gaps)),
         flip=False,
         target=header[t],
     )
