@@ -58,8 +58,8 @@ def _write(tmp: Path, case: str) -> list[str]:
     if case == "csv without target":
         (tmp / "d.csv").write_text("a,b\n1,2\n3,4\n5,6\n")
         return ["--data", str(tmp / "d.csv")]
-    if case == "csv with NaN features":
-        (tmp / "d.csv").write_text("a,label\n" + "".join(f"{'nan' if i == 3 else i},{i % 2}\n" for i in range(20)))
+    if case == "csv with inf features":
+        (tmp / "d.csv").write_text("a,label\n" + "".join(f"{'inf' if i == 3 else i},{i % 2}\n" for i in range(20)))
         return ["--data", str(tmp / "d.csv")]
     if case == "csv with text in a numeric column":
         (tmp / "d.csv").write_text("a,label\n" + "".join(f"{'abc' if i == 5 else i},{i % 2}\n" for i in range(40)))
@@ -89,7 +89,7 @@ def _write(tmp: Path, case: str) -> list[str]:
 
 
 FILE_CASES = [
-    "empty folder", "one class", "corrupt images", "csv without target", "csv with NaN features",
+    "empty folder", "one class", "corrupt images", "csv without target", "csv with inf features",
     "csv with text in a numeric column", "csv target column missing", "npz length mismatch",
     "unsupported file type", "m not dividing the batch", "negative rho in a space file",
     "unknown variant in a space file", "malformed space file", "space file that is a list",
@@ -98,7 +98,7 @@ FILE_CASES = [
 NEEDLES = {
     "empty folder": "no supported images", "one class": "at least 2 classes",
     "corrupt images": "readable", "csv without target": "--target",
-    "csv with NaN features": "column 'a'", "csv with text in a numeric column": "abc",
+    "csv with inf features": "column 'a'", "csv with text in a numeric column": "abc",
     "csv target column missing": "species", "npz length mismatch": "10",
     "unsupported file type": "unsupported file type", "m not dividing the batch": "m=24",
     "negative rho in a space file": "rho.default.low", "unknown variant in a space file": "samm",
