@@ -59,6 +59,19 @@ def test_resnet18_builds_for_32px_and_adapts_stem() -> None:
     assert model.fc.out_features == K
 
 
+@pytest.mark.parametrize("side, kernel, stride, maxpool, stage_side", [
+    (33, 3, 2, False, 17), (64, 3, 2, False, 32), (65, 7, 2, True, 17), (128, 7, 2, True, 32),
+])
+def test_resnet18_stem_keeps_the_first_stage_small(side, kernel, stride, maxpool, stage_side) -> None:
+    model = build_model("resnet18", (3, side, side), K)
+    assert model.conv1.kernel_size == (kernel, kernel) and model.conv1.stride == (stride, stride)
+    assert isinstance(model.maxpool, nn.MaxPool2d) is maxpool
+    seen = {}
+    model.layer1.register_forward_hook(lambda mod, args, out: seen.update(shape=out.shape))
+    assert _out(model, (3, side, side), n=2) == (2, K)
+    assert seen["shape"][-1] == stage_side
+
+
 def test_none_uses_the_default_model() -> None:
     assert isinstance(build_model(None, (20,), K)[1], nn.Linear)
     cnn = build_model(None, (1, 8, 8), K)
