@@ -13,6 +13,7 @@ from torch import nn
 
 from samtune.optim import SAMConfig
 from samtune.search._objective import run_config
+from samtune.search._progress import EpochProgress
 from samtune.train import TrainConfig, correct_examples
 
 CONFIRM_SEED_OFFSET = 100_000  # confirmation seeds never coincide with search-trial seeds
@@ -62,6 +63,7 @@ def confirm(
     seeds: int,
     seed: int = 0,
     on_run: Callable[[int, int, SAMConfig, int, float], None] | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Train each candidate with ``seeds`` seeds at full budget; test accuracy per seed."""
     out = []
@@ -71,7 +73,8 @@ def confirm(
         accs, correct, step_times, epochs = [], [], [], 0
         for s in range(seeds):
             run_seed = CONFIRM_SEED_OFFSET + seed * 1000 + s
-            result = run_config(config, data, train_config, model_factory, seed=run_seed)
+            slow = [EpochProgress(say, f"confirm {done + 1}/{total}", train_config.epochs)] if say else []
+            result = run_config(config, data, train_config, model_factory, seed=run_seed, callbacks=slow)
             epochs += result.epochs_trained
             if result.diverged:
                 acc = float("nan")

@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 from torch import nn
 
 from samtune.optim import SAMConfig
+from samtune.search._progress import EpochProgress
 from samtune.search._space import SearchSpace
 from samtune.search._storage import heartbeat_interval
 from samtune.train import Callback, TrainConfig, TrainResult, seed_everything, train
@@ -79,6 +80,7 @@ class Objective:
     model_factory: Callable[[], nn.Module]  # a fresh model each call (same seed: same weights)
     seed: int = 0
     target: int | None = None  # the study's trial target: later trials are surplus
+    say: Callable[[str], None] | None = None  # progress lines for slow epochs (EpochProgress)
 
     def __call__(self, trial: optuna.Trial) -> float:
         try:
@@ -97,9 +99,12 @@ class Objective:
         config = self.space.sample(trial)
         trial.set_user_attr("config", config.to_dict())
         trial.set_user_attr("config_text", config.describe())
+        callbacks: list[Callback] = [OptunaReporter(trial)]
+        if self.say is not None:
+            callbacks.append(EpochProgress(self.say, f"trial {trial.number}", self.train_config.epochs))
         result = run_config(
             config, self.data, self.train_config, self.model_factory,
-            seed=trial_seed(self.seed, trial.number), callbacks=[OptunaReporter(trial)],
+            seed=trial_seed(self.seed, trial.number), callbacks=callbacks,
         )
         trial.set_user_attr("step_time", result.step_time)
         for key, value in summarize(result.history).items():

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from typing import TextIO
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
+
+from samtune.train import Callback
+
+SLOW_EPOCH_S = 10.0  # epochs at least this long get a progress line of their own
 
 
 REASON_WIDTH = 90  # a prune or fail reason longer than this is clipped on the progress line
@@ -68,3 +73,23 @@ class Progress:
         config = trial.user_attrs.get("config_text", "")
         self.say(f"{self.prefix}[{n:>3}/{self.target}] trial {trial.number:>3} {config:<48} {what} | {best} | "
                  f"pruned {pruned} | {fmt_time(elapsed)} elapsed, ~{fmt_time(left)} left")
+
+
+class EpochProgress(Callback):
+    """A progress line per epoch, for runs whose epochs are slow enough to leave the user
+    waiting (at least ``SLOW_EPOCH_S``); fast runs stay at one line per trial."""
+
+    def __init__(self, say: Callable[[str], None], what: str, epochs: int) -> None:
+        self.say, self.what, self.epochs = say, what, epochs
+        self.last = time.monotonic()
+
+    def on_train_begin(self, info: dict) -> None:
+        self.last = time.monotonic()
+
+    def on_epoch_end(self, epoch: int, record: dict[str, float]) -> None:
+        now = time.monotonic()
+        took, self.last = now - self.last, now
+        if took >= SLOW_EPOCH_S:
+            left = fmt_time(took * (self.epochs - epoch))
+            self.say(f"  {self.what} epoch {epoch}/{self.epochs}: val_acc {record['val_acc']:.4f} "
+                     f"({fmt_time(took)} per epoch, ~{left} left in this run)")

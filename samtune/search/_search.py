@@ -205,7 +205,8 @@ def _search(data: str | Dataset, model: nn.Module | None, opts: SearchOptions) -
     if remaining > 0:
         if already:
             progress.say(f"resuming: {already} finished trial(s) found, running {remaining} more")
-        objective = Objective(dataset, space, train_config, factory, seed=opts.seed, target=opts.trials)
+        objective = Objective(dataset, space, train_config, factory, seed=opts.seed, target=opts.trials,
+                              say=progress.say)
         if opts.workers > 1:
             if not loadable:
                 raise ConfigError("--workers > 1 needs data given as a path or builtin:NAME and a "
@@ -238,7 +239,7 @@ def _search(data: str | Dataset, model: nn.Module | None, opts: SearchOptions) -
         progress.say(f"  confirm {i}/{n}: {config.describe()} seed {s}: test_acc {acc:.4f}")
 
     confirmed = confirm(candidates, dataset, train_config, factory, seeds=opts.confirm_seeds,
-                        seed=opts.seed, on_run=on_run)
+                        seed=opts.seed, on_run=on_run, say=progress.say)
     rec = build_recommendation(study, confirmed, dataset, train_config, model_name, storage_url, data)
     out = Path(opts.out) if opts.out else default_out_dir(storage_url, name)
     json_path, _ = rec.save(out)

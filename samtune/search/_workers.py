@@ -222,6 +222,7 @@ def join(name: str, url: str, *, quota: int | None = None, seed: int | None = No
     objective = worker_objective(study, run)
     torch.set_num_threads(cpu_threads(objective.model_factory(), threads or run.get("threads")))
     report = Progress(run["trials"], enabled=progress, prefix=f"worker {os.getpid()} ")
+    objective.say = lambda text: report.say(report.prefix + text.lstrip())
     run_trials(study, objective, quota=quota, target=run["trials"], timeout=run.get("timeout"),
                callbacks=[report])
     return report.ran
