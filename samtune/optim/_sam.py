@@ -162,8 +162,8 @@ class SAMOptimizer(torch.optim.Optimizer):
 
     def _climb(self, params: list[torch.nn.Parameter], e: list[torch.Tensor]) -> list[torch.Tensor]:
         """Move to w + e (parameter-shaped); returns a bit-exact copy of w for :meth:`_restore`."""
-        ids = [id(p) for p in params]
-        if self._backup_ids != ids:  # buffers reused from step to step
+        ids = [id(p) for p in params] + [params[0].dtype if params else None]
+        if self._backup_ids != ids:  # buffers reused from step to step (same tensors and dtype)
             self._backup = [torch.empty_like(p) for p in params]
             self._backup_ids = ids
         torch._foreach_copy_(self._backup, params)

@@ -211,6 +211,56 @@ def test_a_forward_that_mixes_micro_batches_is_refused(make):
     assert "grouped" not in auto._chooser.times[4]
 
 
+def test_deep_batchnorm_models_are_checked_in_float64():
+    """samtune's resnet18 with ghost BN of 4 examples on 1x1 maps: float32 rounding alone puts
+    the grouped step (and the loop itself) percents away from the exact answer, which the
+    float32 check refused; the float64 check tells exactness from rounding and accepts it."""
+    from samtune.optim import _msharp_grouped
+
+    torch.manual_seed(0)
+    x, y = torch.randn(32, 3, 8, 8), torch.randint(0, 10, (32,))
+    model = build_model("resnet18", (3, 8, 8), 10)
+    opt = build_optimizer(model, SAMConfig(variant="sam", rho=0.05, m=4), msharp="grouped")
+    opt.msharp_memory_mb = 4096  # all 8 micro-batches in one grouped call
+    layers, _ = _msharp_grouped._cached(opt, model)[1]
+    args = (opt, model, layers, x, y, F.cross_entropy, 8, nullcontext(), 1.0)
+    ref = _msharp_grouped._reference(*args[:2], *args[3:])
+    assert _msharp_grouped._gap_to(ref, *args) > 10 * _msharp_grouped.CHECK_RTOL  # rounding
+    before = [p.detach().clone() for p in model.parameters()]
+    params = list(model.parameters())
+    _msharp_grouped._check_against_loop(*args)  # no error
+    assert all(p is q and p.dtype == torch.float32 and torch.equal(p, b)
+               for p, q, b in zip(model.parameters(), params, before))
+    with torch.no_grad():
+        backup = opt._climb(params, [torch.zeros_like(p) for p in params])  # the loop's buffers
+    assert backup[0].dtype == torch.float32
+
+
+class Float32Only(nn.Module):
+    def forward(self, x):
+        return x.float()
+
+
+def test_a_model_that_cannot_run_in_float64_is_checked_in_its_own_precision(monkeypatch):
+    from samtune.optim import _msharp_grouped
+
+    seen = []
+    gap_to = _msharp_grouped._gap_to
+    monkeypatch.setattr(_msharp_grouped, "_gap_to", lambda ref, opt, model, layers, x, *a: (
+        seen.append(x.dtype), gap_to(ref, opt, model, layers, x, *a))[1])
+    torch.manual_seed(0)
+    model = nn.Sequential(Float32Only(), nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4),
+                          nn.ReLU(), nn.Flatten(), nn.Linear(64, 3))
+    x, y = _data()
+    ref = copy.deepcopy(model)
+    got = _opt(model, msharp="grouped").train_step(model, x, y)
+    want = _opt(ref, msharp="loop").train_step(ref, x, y)
+    assert seen == [torch.float32]
+    torch.testing.assert_close(got.loss, want.loss)
+    for a, b in zip(model.parameters(), ref.parameters()):
+        torch.testing.assert_close(a, b)
+
+
 def test_samtune_models_are_supported():
     for name in ("cnn", "mlp", "resnet18"):
         model = build_model(name, (1, 8, 8), 10)
