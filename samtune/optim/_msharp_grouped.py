@@ -373,20 +373,22 @@ _NO_AUTOCAST = nullcontext()
 @contextmanager
 def _float64(model: nn.Module) -> Iterator[None]:
     """The model's floating parameters and buffers in float64 for the body; afterwards the
-    original tensors (the same objects, untouched) are put back and gradients cleared."""
-    params = [(p, p.data) for p in model.parameters() if p.is_floating_point()]
+    original tensors (the same objects, untouched) are put back, gradients included."""
+    params = [(p, p.data, p.grad) for p in model.parameters() if p.is_floating_point()]
     buffers = [(mod, name, b) for mod in model.modules() for name, b in mod._buffers.items()
                if b is not None and b.is_floating_point()]
     try:
-        for p, data in params:
+        for p, data, _ in params:
+            p.grad = None
             p.data = data.double()
         for mod, name, b in buffers:
             mod._buffers[name] = b.double()
         yield
     finally:
-        for p, data in params:
+        for p, data, grad in params:
             p.grad = None
             p.data = data
+            p.grad = grad
         for mod, name, b in buffers:
             mod._buffers[name] = b
 

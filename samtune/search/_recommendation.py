@@ -5,7 +5,8 @@ verdict ("use" or "keep-baseline"), summary (one sentence), config (SAMConfig di
 test_accuracy {mean, std, per_seed}, baseline {config, test_accuracy}, gain (mean test accuracy
 of config minus the baseline's; 0 for keep-baseline), evidence (the best SAM-family candidate's
 gain and the noise bound it had to exceed: seed_spread, test_se, n_test, bound; see
-``noise_bound``; empty when no SAM-family configuration was confirmed), cost_multiplier (step time of config over the baseline's,
+``noise_bound``; empty when no SAM-family configuration was confirmed), cost_multiplier
+(step time of config over the baseline's,
 measured side by side), candidates (every confirmed configuration), train (epochs, batch_size,
 model), dataset {fingerprint, path, classes, split_sizes, ...}, study {name, storage, n_trials,
 n_complete, n_pruned}, compute {search_epochs, confirmation_epochs, epochs}, samtune_version.

@@ -5,7 +5,14 @@ from __future__ import annotations
 from samtune.train._aggregator import EpochAggregator
 from samtune.train._callbacks import Callback
 from samtune.train._config import TrainConfig
-from samtune.train._loop import TrainResult, correct_examples, evaluate, resolve_device, seed_everything, train
+from samtune.train._loop import (
+    TrainResult,
+    correct_examples,
+    evaluate,
+    resolve_device,
+    seed_everything,
+    train,
+)
 from samtune.train.metrics import ForgettingTracker, StepMetrics, step_metrics
 
 __all__ = [
