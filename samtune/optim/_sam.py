@@ -65,6 +65,19 @@ class StepOutput:
     perturbed_outputs: torch.Tensor | None = None  # logits at w + e; None for the baseline
 
 
+def _joined(a: StepOutput, b: StepOutput, n_a: int, n_b: int) -> StepOutput:
+    """The output of a batch run as two parts of n_a and n_b examples."""
+    def mean(x: torch.Tensor | None, y: torch.Tensor | None) -> torch.Tensor | None:
+        return None if x is None or y is None else (x * n_a + y * n_b) / (n_a + n_b)
+
+    def cat(x: torch.Tensor | None, y: torch.Tensor | None) -> torch.Tensor | None:
+        return None if x is None or y is None else torch.cat([x, y])
+
+    return StepOutput(mean(a.loss, b.loss), cat(a.outputs, b.outputs),
+                      mean(a.perturbed_loss, b.perturbed_loss),
+                      cat(a.perturbed_outputs, b.perturbed_outputs))
+
+
 class SAMOptimizer(torch.optim.Optimizer):
     """SAM-family optimizer built from a :class:`SAMConfig`; see :func:`build_optimizer`.
 
@@ -285,6 +298,10 @@ class SAMOptimizer(torch.optim.Optimizer):
     ) -> StepOutput:
         """Both passes on one batch, then (if ``update``) the base optimizer's step.
 
+        With m-sharpness, a batch that m does not divide (an epoch's last batch) runs as
+        micro-batches of m and one smaller micro-batch of the rest, each weighted by its number
+        of examples; a batch smaller than m is one micro-batch.
+
         ``update=False`` accumulates this batch's final gradient (each call its own
         perturbation); the next call with ``update=True`` averages the accumulated gradients over
         examples and steps: k equal chunks give exactly m-sharpness with m = chunk size.
@@ -294,12 +311,13 @@ class SAMOptimizer(torch.optim.Optimizer):
         """
         loss_fn = loss_fn or F.cross_entropy
         batch = inputs.shape[0]
-        m = self.m or batch
-        if batch % m:
-            raise ConfigError(
-                f"m={m} does not divide the batch of {batch}; choose m among the divisors of the "
-                "batch size (or drop_last=True in the DataLoader)."
-            )
+        m = min(self.m or batch, batch)  # fewer examples than m: one micro-batch
+        if batch % m:  # micro-batches of m, then one of the rest: weighted by their examples
+            head = batch - batch % m
+            kw = {"scaler": scaler, "autocast_dtype": autocast_dtype}
+            first = self.train_step(model, inputs[:head], targets[:head], loss_fn, update=False, **kw)
+            rest = self.train_step(model, inputs[head:], targets[head:], loss_fn, update=update, **kw)
+            return _joined(first, rest, head, batch - head)
         k = batch // m
         if self._acc is None:
             self._apply_rho_schedule()
