@@ -40,7 +40,7 @@ def main() -> None:
 
     x, y = load_breast_cancer(return_X_y=True)
     x = torch.tensor((x - x.mean(0)) / x.std(0), dtype=torch.float32)
-    loader = DataLoader(TensorDataset(x, torch.tensor(y)), batch_size=32, shuffle=True, drop_last=True)
+    loader = DataLoader(TensorDataset(x, torch.tensor(y)), batch_size=32, shuffle=True)  # last batch: 25
     torch.manual_seed(0)
     model = Net(x.shape[1], 2)
 
