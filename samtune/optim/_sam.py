@@ -300,7 +300,8 @@ class SAMOptimizer(torch.optim.Optimizer):
 
         With m-sharpness, a batch that m does not divide (an epoch's last batch) runs as
         micro-batches of m and one smaller micro-batch of the rest, each weighted by its number
-        of examples; a batch smaller than m is one micro-batch.
+        of examples; a batch smaller than m is one micro-batch. A ``DistributedDataParallel``
+        model gets m-sharpness over the global batch (see :meth:`_distributed_step`).
 
         ``update=False`` accumulates this batch's final gradient (each call its own
         perturbation); the next call with ``update=True`` averages the accumulated gradients over
@@ -310,6 +311,9 @@ class SAMOptimizer(torch.optim.Optimizer):
         run the forward passes under ``torch.autocast`` (e.g. ``torch.bfloat16``).
         """
         loss_fn = loss_fn or F.cross_entropy
+        if isinstance(model, nn.parallel.DistributedDataParallel):
+            return self._distributed_step(model, inputs, targets, loss_fn, update=update,
+                                          scaler=scaler, autocast_dtype=autocast_dtype)
         batch = inputs.shape[0]
         m = min(self.m or batch, batch)  # fewer examples than m: one micro-batch
         if batch % m:  # micro-batches of m, then one of the rest: weighted by their examples
@@ -369,6 +373,37 @@ class SAMOptimizer(torch.optim.Optimizer):
         self.zero_grad(set_to_none=True)
         if update:
             self._finish(params, scaler, scale)
+        return out
+
+    def _distributed_step(self, ddp, inputs, targets, loss_fn, *, update, scaler, autocast_dtype):
+        """``train_step`` on a ``DistributedDataParallel`` model: m-sharpness over the global batch.
+
+        Each process runs both passes on its own batch through the wrapped module (no DDP hooks),
+        so its micro-batches of m (m=None: its whole batch) get their own perturbations; the
+        final gradients, weighted by examples, are then summed over the processes once, before
+        the update, and every process takes the same step. Buffers (BatchNorm statistics) are
+        first broadcast from the group's first process when DDP would (``broadcast_buffers``).
+        """
+        import torch.distributed as dist
+
+        group = ddp.process_group
+        if ddp.broadcast_buffers:
+            src = dist.get_global_rank(group, 0)
+            for b in ddp.module.buffers():
+                dist.broadcast(b, src=src, group=group)
+        out = self.train_step(ddp.module, inputs, targets, loss_fn, update=False, scaler=scaler,
+                              autocast_dtype=autocast_dtype)
+        if update:
+            acc = self._acc
+            flat = torch.cat([a.reshape(-1) for a in acc] + [acc[0].new_tensor([self._acc_n])])
+            dist.all_reduce(flat, group=group)  # sums of n_j * final_j and of n_j
+            sums = flat[:-1].split([a.numel() for a in acc])
+            torch._foreach_copy_(acc, [v.view_as(a) for v, a in zip(sums, acc)])
+            self._acc_n = float(flat[-1])
+            scale = 1.0
+            if scaler is not None and scaler.is_enabled():
+                scale = float(scaler.scale(torch.ones((), device=inputs.device)))
+            self._finish(self._params(), scaler, scale)
         return out
 
     def _msharp_impl(self, model: nn.Module, inputs: torch.Tensor, k: int, autocast: bool) -> str:
