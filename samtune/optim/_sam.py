@@ -65,6 +65,14 @@ class StepOutput:
     perturbed_outputs: torch.Tensor | None = None  # logits at w + e; None for the baseline
 
 
+def _loss_scale(scaler: torch.amp.GradScaler | None, device: torch.device) -> float:
+    """The GradScaler's current scale (1 without one); ``scaler.scale()`` initialises it on
+    first use. Read once per step."""
+    if scaler is None or not scaler.is_enabled():
+        return 1.0
+    return float(scaler.scale(torch.ones((), device=device)))
+
+
 def _joined(a: StepOutput, b: StepOutput, n_a: int, n_b: int) -> StepOutput:
     """The output of a batch run as two parts of n_a and n_b examples."""
     def mean(x: torch.Tensor | None, y: torch.Tensor | None) -> torch.Tensor | None:
@@ -325,10 +333,7 @@ class SAMOptimizer(torch.optim.Optimizer):
         k = batch // m
         if self._acc is None:
             self._apply_rho_schedule()
-        scale = 1.0
-        if scaler is not None and scaler.is_enabled():
-            # scaler.scale() initialises the scale on first use; read it once per step
-            scale = float(scaler.scale(torch.ones((), device=inputs.device)))
+        scale = _loss_scale(scaler, inputs.device)
         autocast = (
             torch.autocast(inputs.device.type, dtype=autocast_dtype)
             if autocast_dtype is not None else nullcontext()
@@ -400,10 +405,7 @@ class SAMOptimizer(torch.optim.Optimizer):
             sums = flat[:-1].split([a.numel() for a in acc])
             torch._foreach_copy_(acc, [v.view_as(a) for v, a in zip(sums, acc)])
             self._acc_n = float(flat[-1])
-            scale = 1.0
-            if scaler is not None and scaler.is_enabled():
-                scale = float(scaler.scale(torch.ones((), device=inputs.device)))
-            self._finish(self._params(), scaler, scale)
+            self._finish(self._params(), scaler, _loss_scale(scaler, inputs.device))
         return out
 
     def _msharp_impl(self, model: nn.Module, inputs: torch.Tensor, k: int, autocast: bool) -> str:
