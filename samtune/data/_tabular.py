@@ -176,8 +176,7 @@ def load_csv(path: Path, target: str | None) -> RawData:
     numeric = [j for j, c in enumerate(cols) if c.dtype != object]
     categorical = [j for j, c in enumerate(cols) if c.dtype == object]
     y = _labels(list(columns[t]), lines, header[t], path)
-    gaps = {header[feats[j]]: int(np.isnan(cols[j]).sum()) for j in numeric}
-    gaps = {name: n for name, n in gaps.items() if n}
+    gaps = {header[feats[j]]: n for j in numeric if (n := int(np.isnan(cols[j]).sum()))}
     if gaps:
         shown = ", ".join(f"'{name}' ({n})" for name, n in gaps.items())
         warnings.warn(

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from samtune.optim._bn import bn_modules, compose_running_stats
+from samtune.optim._bn import STAT_NAMES, bn_modules, compose_running_stats
 from samtune.optim._msharp_linear import _counted, _micro_losses
 from samtune.optim._perturb import obf_surrogate
 
@@ -398,8 +398,7 @@ def _isolated(model: nn.Module, device: torch.device) -> Iterator[None]:
     """Dropout off, the random state and the BatchNorm statistics restored afterwards: a
     comparison run in it leaves no trace on training."""
     stat_mods = [mod for _, mod in bn_modules(model)]
-    saved = [[b.clone() for b in (m.running_mean, m.running_var, m.num_batches_tracked)]
-             for m in stat_mods]
+    saved = [[getattr(m, name).clone() for name in STAT_NAMES] for m in stat_mods]
     dropouts = [mod for mod in model.modules() if isinstance(mod, _DROPOUTS) and mod.training]
     devices = [device] if device.type == "cuda" else []
     try:
@@ -411,10 +410,9 @@ def _isolated(model: nn.Module, device: torch.device) -> Iterator[None]:
         for mod in dropouts:
             mod.train(True)
         with torch.no_grad():
-            for mod, (mean, var, count) in zip(stat_mods, saved):
-                mod.running_mean.copy_(mean)
-                mod.running_var.copy_(var)
-                mod.num_batches_tracked.copy_(count)
+            for mod, stats in zip(stat_mods, saved):
+                for name, value in zip(STAT_NAMES, stats):
+                    getattr(mod, name).copy_(value)
 
 
 def _bn_stats(model: nn.Module) -> list[torch.Tensor]:

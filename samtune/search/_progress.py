@@ -31,6 +31,12 @@ def clip(text: str, width: int) -> str:
     return (head[:cut] if cut > 0 else head).rstrip(" ,;:(") + "…"
 
 
+def is_surplus(trial: FrozenTrial) -> bool:
+    """Whether the objective refused ``trial`` as surplus (the study already had its trials):
+    nothing ran, so it is neither shown nor counted."""
+    return trial.state == TrialState.FAIL and "surplus" in trial.user_attrs.get("fail_reason", "")
+
+
 def fmt_time(seconds: float) -> str:
     seconds = int(max(0, seconds))
     h, rest = divmod(seconds, 3600)
@@ -63,7 +69,7 @@ class Progress:
             best = f"best {study.best_value:.4f}"
         except ValueError:
             best = "best -"
-        if trial.state == TrialState.FAIL and "surplus" in trial.user_attrs.get("fail_reason", ""):
+        if is_surplus(trial):
             return  # a race lost to another worker: nothing ran
         if trial.state == TrialState.COMPLETE:
             what = f"val_acc {trial.value:.4f}"

@@ -26,7 +26,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from samtune.errors import SamtuneError
 from samtune.search._objective import Objective, TrialSurplus, named_model_factory
-from samtune.search._progress import Progress
+from samtune.search._progress import Progress, is_surplus
 from samtune.search._pruners import make_pruner
 from samtune.search._space import SearchSpace
 from samtune.search._storage import (
@@ -80,7 +80,7 @@ def run_trials(study: optuna.Study, objective: Objective, *, quota: int | None, 
 
     def count(study: optuna.Study, trial: FrozenTrial) -> None:
         nonlocal ran, surplus
-        if _is_surplus(trial):  # the rest is running elsewhere: stop asking for trials
+        if is_surplus(trial):  # the rest is running elsewhere: stop asking for trials
             surplus = True
             study.stop()
         else:
@@ -108,10 +108,6 @@ def run_trials(study: optuna.Study, objective: Objective, *, quota: int | None, 
             print(f"samtune: process {os.getpid()}: a trial it was running was finished elsewhere "
                   f"(failed as stale, or run by another worker: {exc}); the stored outcome stands",
                   file=sys.stderr)
-
-
-def _is_surplus(trial: FrozenTrial) -> bool:
-    return trial.state == TrialState.FAIL and "surplus" in trial.user_attrs.get("fail_reason", "")
 
 
 def wait_for_running(study: optuna.Study, deadline: float | None) -> bool:
