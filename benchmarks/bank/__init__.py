@@ -1,0 +1,27 @@
+"""The reference bank: fully trained grids over SAM-family configurations on tasks the project
+makes offline, with per-epoch curves, per-example test predictions and step costs, and the truth
+they imply per task (see ``truth``). Build it with ``python benchmarks/bank/build.py``; read it
+with ``load_bank()``.
+
+Reading needs neither torch nor samtune (tasks and build do). Import it with ``benchmarks/`` on ``sys.path`` (the scripts there do).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bank.grid import SEEDS, Cell
+from bank.stats import Z, gain_and_se, paired, within_noise
+from bank.store import DATA_DIR, Store, open_store, task_path
+from bank.truth import Truth, truth
+
+
+def load_bank(names: list[str] | None = None, data_dir: Path = DATA_DIR) -> dict[str, Store]:
+    """The stored tasks (every task with a file, or ``names``), each as a ``Store``."""
+    if names is None:
+        names = sorted(p.name[: -len(".jsonl.gz")] for p in Path(data_dir).glob("*.jsonl.gz"))
+    return {n: open_store(n, data_dir) for n in names}
+
+
+__all__ = ["DATA_DIR", "SEEDS", "Z", "Cell", "Store", "Truth", "gain_and_se",
+           "load_bank", "open_store", "paired", "task_path", "truth", "within_noise"]

@@ -1,0 +1,221 @@
+"""Build (or resume) the reference bank: every task's grid at its full budget.
+
+    python benchmarks/bank/build.py                    # every task, 2 worker processes
+    python benchmarks/bank/build.py --tasks shortcut --jobs 1
+    python benchmarks/bank/build.py --status           # what is stored, what is missing
+
+Each worker trains on one torch thread. Runs are appended to ``benchmarks/bank/data/`` as they
+finish, so the build can be stopped and resumed at any point; the stage plan (``grid.plan``)
+is recomputed from what is stored. Timing lines go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+BENCHMARKS = Path(__file__).resolve().parents[1]
+if str(BENCHMARKS) not in sys.path:
+    sys.path.insert(0, str(BENCHMARKS))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from bank.grid import Cell, Job, plan  # noqa: E402
+from bank.store import DATA_DIR, Store, encode_u8, task_path  # noqa: E402
+from bank.tasks import TASKS, Task  # noqa: E402
+
+BANK_SEED_OFFSET = 700_000  # bank seeds never coincide with search or confirmation seeds
+COST_ROUNDS, COST_STEPS, COST_WARMUP = 7, 12, 25
+
+
+def bank_seed(seed: int) -> int:
+    return BANK_SEED_OFFSET + seed
+
+
+# -- in a worker -------------------------------------------------------------------------------
+
+
+def _setup(task: Task):
+    from samtune.search._objective import named_model_factory
+    from samtune.train import TrainConfig
+
+    ds = task.dataset()
+    factory = task.model_factory(ds) or named_model_factory(None, ds)
+    batch = TrainConfig().resolve_batch_size(len(ds.x_train))
+    return ds, factory, TrainConfig(epochs=task.epochs, batch_size=batch)
+
+
+def predict(model: torch.nn.Module, x: torch.Tensor, batch: int = 1024) -> np.ndarray:
+    model.eval()
+    with torch.no_grad():
+        out = torch.cat([model(x[i:i + batch]).argmax(-1) for i in range(0, len(x), batch)])
+    return out.cpu().numpy()
+
+
+def _round(v: Any) -> float | None:
+    if not isinstance(v, int | float) or v != v or v in (float("inf"), float("-inf")):
+        return None
+    return float(f"{v:.5g}")
+
+
+def train_cell(task: Task, cell: Cell, seed: int) -> dict[str, Any]:
+    """Train one cell with one bank seed; the run record the store keeps."""
+    from samtune.search._objective import run_config
+
+    ds, factory, tc = _setup(task)
+    t0 = time.perf_counter()
+    result = run_config(cell.config(), ds, tc, factory, seed=bank_seed(seed))
+    seconds = time.perf_counter() - t0
+    metrics = sorted({k for r in result.history for k in r if k != "epoch"})
+    history = {k: [_round(r.get(k)) for r in result.history] for k in metrics}
+    pred = None if result.diverged else predict(result.model, ds.x_test)
+    acc = 0.0 if pred is None else float((pred == ds.y_test.numpy()).mean())
+    return {"type": "run", "task": task.name, "key": cell.key, "cell": cell.to_dict(),
+            "seed": seed, "history": history, "pred": None if pred is None else encode_u8(pred),
+            "test_acc": acc, "step_time": _round(result.step_time), "seconds": _round(seconds),
+            "epochs": result.epochs_trained, "diverged": result.diverged, "reason": result.reason}
+
+
+def measure_costs(task: Task, cells: tuple[Cell, ...]) -> list[dict[str, Any]]:
+    """Step time of each cell's (variant, m, schedule) over the baseline's, side by side:
+    interleaved rounds of ``COST_STEPS`` steps on the task's batches, median over rounds."""
+    from samtune.optim import build_optimizer
+    from samtune.train import seed_everything
+
+    ds, factory, tc = _setup(task)
+    base = Cell("sgd", cells[0].lr)
+    setups = []
+    for cell in (base, *cells):
+        seed_everything(bank_seed(0))
+        model = factory()
+        model.train()
+        opt = build_optimizer(model, cell.config(), total_steps=10**6)
+        setups.append((cell, model, opt))
+    gen = torch.Generator().manual_seed(0)
+    batches = [torch.randperm(len(ds.x_train), generator=gen)[:tc.batch_size] for _ in range(8)]
+
+    def run(model, opt, steps: int) -> float:
+        t0 = time.perf_counter()
+        for i in range(steps):
+            idx = batches[i % len(batches)]
+            opt.train_step(model, ds.x_train[idx], ds.y_train[idx]).loss.item()
+        return (time.perf_counter() - t0) / steps
+
+    for _, model, opt in setups:
+        run(model, opt, COST_WARMUP)  # msharp="auto" times its implementations here
+    times: dict[str, list[float]] = {c.cost_key: [] for c, _, _ in setups}
+    for r in range(COST_ROUNDS):
+        order = setups[r % len(setups):] + setups[:r % len(setups)]
+        for cell, model, opt in order:
+            times[cell.cost_key].append(run(model, opt, COST_STEPS))
+    base_t = times["sgd"]
+    out = []
+    for cell in cells:
+        ratios = [t / b for t, b in zip(times[cell.cost_key], base_t)]
+        out.append({"type": "cost", "task": task.name, "key": cell.cost_key,
+                    "ratio": round(statistics.median(ratios), 3),
+                    "step_s": _round(statistics.median(times[cell.cost_key])),
+                    "base_step_s": _round(statistics.median(base_t)), "rounds": COST_ROUNDS,
+                    "steps": COST_STEPS, "batch_size": tc.batch_size})
+    return out
+
+
+def _init_worker() -> None:
+    torch.set_num_threads(1)
+
+
+def do(job: Job) -> tuple[Job, list[dict[str, Any]]]:
+    task = TASKS[job.task]
+    if job.kind == "run":
+        return job, [train_cell(task, job.cell, job.seed)]
+    return job, measure_costs(task, job.cost_cells)
+
+
+# -- the driver --------------------------------------------------------------------------------
+
+
+def header(task: Task) -> dict[str, Any]:
+    ds, _, tc = _setup(task)
+    return {"type": "task", "name": task.name, "description": task.description,
+            "kind": task.kind, "model": task.model or "default", "epochs": task.epochs,
+            "batch_size": tc.batch_size, "classes": ds.classes, "sizes": ds.split_sizes(),
+            "fingerprint": ds.fingerprint, "y_test": encode_u8(ds.y_test.numpy()),
+            "torch": torch.__version__, "machine": platform.machine()}
+
+
+def stores_for(names: list[str], data_dir: Path) -> dict[str, Store]:
+    stores = {}
+    for name in names:
+        store = Store(task_path(name, data_dir))
+        if not store.header:
+            store.append(header(TASKS[name]))
+        stores[name] = store
+    return stores
+
+
+def _job_weight(job: Job) -> float:
+    ms = 2.0 if job.cell is not None and job.cell.m is not None else 1.0
+    return -(TASKS[job.task].epochs * ms * (3 if TASKS[job.task].library else 1))
+
+
+def build(names: list[str], jobs: int, data_dir: Path = DATA_DIR, log=print) -> dict[str, Store]:
+    stores = stores_for(names, data_dir)
+    t_start = time.monotonic()
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(jobs, initializer=_init_worker) as pool:
+        round_no = 0
+        while True:
+            pending = [j for n in names for j in plan(n, stores[n])]
+            if not pending:
+                break
+            round_no += 1
+            pending.sort(key=_job_weight)
+            log(f"round {round_no}: {len(pending)} job(s) over "
+                f"{len({j.task for j in pending})} task(s)")
+            for i, (job, records) in enumerate(pool.imap_unordered(do, pending), 1):
+                for rec in records:
+                    stores[job.task].append(rec)
+                if i % 20 == 0 or i == len(pending):
+                    log(f"  {i}/{len(pending)} done, {time.monotonic() - t_start:.0f} s elapsed")
+    log(f"bank complete in {time.monotonic() - t_start:.0f} s")
+    return stores
+
+
+def status(names: list[str], data_dir: Path) -> None:
+    for name in names:
+        store = Store(task_path(name, data_dir))
+        runs = sum(len(v) for v in store.runs.values())
+        secs = sum(r.get("seconds") or 0 for v in store.runs.values() for r in v.values())
+        nxt = plan(name, store) if store.header else ["(not started)"]
+        print(f"{name}: {len(store.runs)} cells, {runs} runs ({secs / 60:.1f} min of training), "
+              f"{len(store.costs)} costs; next stage: {len(nxt)} job(s)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--tasks", default=",".join(TASKS), help="comma-separated task names")
+    p.add_argument("--jobs", type=int, default=2, help="worker processes (one thread each)")
+    p.add_argument("--data-dir", type=Path, default=DATA_DIR)
+    p.add_argument("--status", action="store_true", help="print what is stored and exit")
+    args = p.parse_args(argv)
+    names = [n for n in args.tasks.split(",") if n]
+    unknown = [n for n in names if n not in TASKS]
+    if unknown:
+        print(f"error: unknown task(s) {unknown}; known: {', '.join(TASKS)}", file=sys.stderr)
+        return 2
+    if args.status:
+        status(names, args.data_dir)
+        return 0
+    build(names, args.jobs, args.data_dir, log=lambda s: print(s, file=sys.stderr, flush=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,313 @@
+"""Decision benchmark: is samtune's answer right? The real search, scored against the bank.
+
+For every bank task and search seed, runs ``samtune.search`` with its defaults (only
+``epochs`` set to the task's budget, and ``seed``) on the task's data, or, for the task with a
+user's own model, ``samtune.autoconfigure`` on that model and the raw pool tensors, as a user
+would. Each outcome is scored against the bank's truth (``benchmarks/bank``):
+
+- ``verdict_correct``: "use" when the bank says SAM helps, "keep-baseline" when it does not;
+- ``regret_pp``: the bank's best test accuracy minus that of the recommended configuration;
+- ``claimed_gain_error_pp``: the gain the recommendation claims minus the gain of its
+  configuration over the bank's tuned baseline;
+- ``baseline_gap_pp``: the bank's tuned baseline minus the baseline the search compared against;
+- ``compute_runs``: the call's wall time (confirmation included) in units of one training run of
+  the bank's tuned baseline, timed in the same process before and after the call.
+
+A configuration that is not a bank cell (the search's rho and lr are continuous) is retrained in
+the bank's protocol (its data, model, budget and first ``SEEDS`` seeds) and cached in
+``benchmarks/results/decision_cache/``. Accuracies are on the clean test labels.
+
+    python benchmarks/decision.py                    # every bank task x 3 seeds, 2 processes
+    python benchmarks/decision.py --tasks shortcut --seeds 0
+    python benchmarks/decision.py --quick --json     # a tiny task and bank, in seconds
+
+Writes ``benchmarks/results/decision.json`` (``tasks``, ``runs``, ``summary``) unless --quick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import math
+import multiprocessing as mp
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+BENCHMARKS = Path(__file__).resolve().parent
+if str(BENCHMARKS) not in sys.path:
+    sys.path.insert(0, str(BENCHMARKS))
+
+from bank import SEEDS, Cell, Store, load_bank, truth  # noqa: E402
+from bank.store import DATA_DIR  # noqa: E402
+
+RESULTS = BENCHMARKS / "results"
+DEFAULT_OUT = RESULTS / "decision.json"
+CACHE_DIR = RESULTS / "decision_cache"
+FIELDS = ("verdict_correct", "regret_pp", "claimed_gain_error_pp", "baseline_gap_pp", "compute_runs")
+
+
+# -- the configuration's accuracy in the bank's protocol ----------------------------------------
+
+
+def config_key(config_dict: dict[str, Any]) -> str:
+    return "cfg:" + hashlib.sha256(json.dumps(config_dict, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def bank_key(store: Store, config) -> str | None:
+    """The bank cell that trains exactly ``config`` (None when it is not a cell)."""
+    cell = Cell.from_config(config)
+    if cell.key in store.runs and len(store.seeds(cell.key)) >= SEEDS:
+        if cell.config().to_dict() == config.to_dict():
+            return cell.key
+    return None
+
+
+def accuracy(task, store: Store, cache: Store, config) -> tuple[float, bool]:
+    """Mean clean-test accuracy of ``config`` over the bank's seeds; whether it is a bank cell."""
+    key = bank_key(store, config)
+    if key is not None:
+        return store.mean_acc(key), True
+    ckey = config_key(config.to_dict())
+    for seed in range(SEEDS):
+        if not cache.has(ckey, seed):
+            cache.append(retrain(task, config, seed, ckey))
+    return cache.mean_acc(ckey, range(SEEDS)), False
+
+
+def retrain(task, config, seed: int, key: str) -> dict[str, Any]:
+    from bank.build import _setup, bank_seed, predict
+    from bank.store import encode_u8
+
+    from samtune.search._objective import run_config
+
+    ds, factory, tc = _setup(task)
+    result = run_config(config, ds, tc, factory, seed=bank_seed(seed))
+    pred = None if result.diverged else predict(result.model, ds.x_test)
+    return {"type": "run", "task": task.name, "key": key, "config": config.to_dict(),
+            "seed": seed, "history": {}, "pred": None if pred is None else encode_u8(pred),
+            "diverged": result.diverged}
+
+
+def baseline_run_seconds(task, config) -> float:
+    from bank.build import _setup
+
+    from samtune.search._objective import run_config
+
+    ds, factory, tc = _setup(task)
+    t0 = time.perf_counter()
+    run_config(config, ds, tc, factory, seed=0)
+    return time.perf_counter() - t0
+
+
+# -- one search ---------------------------------------------------------------------------------
+
+
+def run_search(task, seed: int, folder: Path, options: dict[str, Any]):
+    """The recommendation samtune gives on ``task`` with search seed ``seed``, as a user runs it."""
+    import torch
+
+    import samtune
+
+    storage = f"sqlite:///{folder / f'{task.name}-s{seed}.db'}"
+    if task.library:
+        xp, yp, _, _ = task.make()
+        torch.manual_seed(seed)
+        ds = task.dataset()
+        model = task.model_factory(ds)()
+        auto = samtune.autoconfigure(
+            model, (torch.as_tensor(xp), torch.as_tensor(yp)), epochs=task.epochs,
+            storage=storage, seed=seed, out=str(folder / f"{task.name}-s{seed}"), **options)
+        return auto.recommendation, storage
+    rec = samtune.search(task.dataset(), epochs=task.epochs, seed=seed, storage=storage,
+                         study=f"{task.name}-s{seed}", out=str(folder / f"{task.name}-s{seed}"),
+                         progress=False, **options)
+    return rec, storage
+
+
+def trial_counts(storage: str, study: str) -> dict[str, int]:
+    import optuna
+    from optuna.trial import TrialState
+
+    s = optuna.load_study(study_name=study, storage=storage)
+    trials = s.get_trials(deepcopy=False)
+    warm = [t for t in trials if "fixed_params" in t.system_attrs]
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    return {"n_trials": len(trials), "n_complete": len(complete),
+            "n_pruned": sum(t.state == TrialState.PRUNED for t in trials),
+            "n_warm_start": len(warm),
+            "n_complete_searched": sum("fixed_params" not in t.system_attrs for t in complete)}
+
+
+def score(job: tuple[str, int, str, str, dict[str, Any]]) -> dict[str, Any]:
+    """Run one search and score it (in a worker process)."""
+    name, seed, data_dir, cache_dir, options = job
+    import torch
+
+    from bank.tasks import TASKS, QUICK_TASKS
+
+    torch.set_num_threads(1)
+    task = {**TASKS, **QUICK_TASKS}[name]
+    store = Store(Path(data_dir) / f"{name}.jsonl.gz")
+    cache = Store(Path(cache_dir) / f"{name}.jsonl.gz")
+    t = truth(store)
+    base_config = Cell.from_dict(next(iter(store.runs[t.baseline].values()))["cell"]).config()
+    unit = [baseline_run_seconds(task, base_config)]
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        rec, storage = run_search(task, seed, Path(tmp), options)
+        wall = time.perf_counter() - t0
+        counts = trial_counts(storage, rec.study["name"])
+    unit.append(baseline_run_seconds(task, base_config))
+    acc, in_bank = accuracy(task, store, cache, rec.config)
+    base_acc, _ = accuracy(task, store, cache, rec.baseline_config)
+    actual_gain = acc - t.baseline_acc
+    run_unit = statistics.fmean(unit)
+    return {
+        "task": name, "seed": seed, "verdict": rec.verdict,
+        "true_verdict": "use" if t.sam_helps else "keep-baseline",
+        "verdict_correct": rec.verdict == ("use" if t.sam_helps else "keep-baseline"),
+        "config": rec.config.describe(), "config_is_bank_cell": in_bank,
+        "test_acc": acc, "regret_pp": 100 * (t.best_acc - acc),
+        "claimed_gain_pp": 100 * rec.gain, "actual_gain_pp": 100 * actual_gain,
+        "claimed_gain_error_pp": 100 * (rec.gain - actual_gain),
+        "search_baseline": rec.baseline_config.describe(), "search_baseline_acc": base_acc,
+        "baseline_gap_pp": 100 * (t.baseline_acc - base_acc),
+        "compute_runs": wall / run_unit, "wall_s": round(wall, 1),
+        "baseline_run_s": round(run_unit, 2), "cost_multiplier": rec.cost_multiplier,
+        "summary": rec.summary, **counts,
+    }
+
+
+# -- the table -----------------------------------------------------------------------------------
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    def mean(key: str, f=lambda v: v) -> float:
+        vals = [f(r[key]) for r in runs if isinstance(r.get(key), int | float) and math.isfinite(r[key])]
+        return statistics.fmean(vals) if vals else math.nan
+
+    out = {k: mean(k) for k in FIELDS}
+    out["verdict_accuracy"] = out.pop("verdict_correct")
+    out["mean_abs_claimed_gain_error_pp"] = mean("claimed_gain_error_pp", abs)
+    out["worst_regret_pp"] = max((r["regret_pp"] for r in runs), default=math.nan)
+    out["mean_complete_searched"] = mean("n_complete_searched")
+    out["n_runs"] = len(runs)
+    return out
+
+
+def table(tasks: list[dict[str, Any]], runs: list[dict[str, Any]], summary: dict[str, Any]) -> str:
+    lines = ["task                 helps  seed verdict        ok  regret  claim_err  base_gap  runs  searched  config"]
+    helps = {t["name"]: t["sam_helps"] for t in tasks}
+    for r in sorted(runs, key=lambda r: (r["task"], r["seed"])):
+        lines.append(
+            f"{r['task']:<20} {'yes' if helps[r['task']] else 'no':<6} {r['seed']:>4} "
+            f"{r['verdict']:<14} {'Y' if r['verdict_correct'] else 'N':<3} {r['regret_pp']:>6.2f} "
+            f"{r['claimed_gain_error_pp']:>10.2f} {r['baseline_gap_pp']:>9.2f} "
+            f"{r['compute_runs']:>5.1f} {r['n_complete_searched']:>9}  {r['config']}")
+    s = summary
+    lines.append(
+        f"summary over {s['n_runs']} runs: verdict accuracy {s['verdict_accuracy']:.2f}, mean regret "
+        f"{s['regret_pp']:.2f} pp (worst {s['worst_regret_pp']:.2f}), mean |claimed-gain error| "
+        f"{s['mean_abs_claimed_gain_error_pp']:.2f} pp, mean baseline gap {s['baseline_gap_pp']:.2f} pp, "
+        f"compute {s['compute_runs']:.1f} baseline runs, searched trials completed "
+        f"{s['mean_complete_searched']:.1f}")
+    return "\n".join(lines)
+
+
+def task_rows(stores: dict[str, Store]) -> list[dict[str, Any]]:
+    rows = []
+    for name, store in stores.items():
+        t = truth(store)
+        rows.append({"name": name, "sam_helps": t.sam_helps, "bank_best": t.best_acc,
+                     "bank_baseline": t.baseline_acc, "best_cell": t.best,
+                     "baseline_cell": t.baseline, "best_sam_cell": t.best_sam,
+                     "best_sam": t.best_sam_acc, "gain_pp": 100 * t.gain, "se_pp": 100 * t.se,
+                     "cheapest_near_best": t.cheapest_near_best, "cheapest_cost": t.cheapest_cost,
+                     "best_cost": t.best_cost, "n_cells": t.n_cells, "n_runs": t.n_runs})
+    return rows
+
+
+def quick_bank(folder: Path) -> Path:
+    """A hand-picked bank of three cells x ``SEEDS`` seeds for the tiny quick task."""
+    from bank.build import header, train_cell
+    from bank.tasks import QUICK_TASKS
+
+    task = QUICK_TASKS["tiny"]
+    store = Store(folder / "tiny.jsonl.gz")
+    store.append(header(task))
+    for cell in (Cell("sgd", 0.05), Cell("sgd", 0.1), Cell("sam", 0.05, 0.05)):
+        for seed in range(SEEDS):
+            store.append(train_cell(task, cell, seed))
+    for key in ("sgd", "sam|m=None|constant"):
+        store.append({"type": "cost", "key": key, "ratio": 1.0 if key == "sgd" else 2.0})
+    return folder
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--tasks", default=None, help="comma-separated bank tasks (default: all stored)")
+    p.add_argument("--seeds", default="0,1,2", help="search seeds")
+    p.add_argument("--jobs", type=int, default=2, help="searches run side by side (one thread each)")
+    p.add_argument("--quick", action="store_true", help="a tiny task and bank, a tiny search")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.add_argument("--out", type=Path, default=None, help=f"result file (default {DEFAULT_OUT})")
+    args = p.parse_args(argv)
+    seeds = [int(s) for s in args.seeds.split(",") if s]
+    options: dict[str, Any] = {}
+    tmp = None
+    if args.quick:
+        tmp = tempfile.TemporaryDirectory()
+        data_dir = quick_bank(Path(tmp.name))
+        cache_dir = Path(tmp.name) / "cache"
+        names, seeds = ["tiny"], seeds[:1]
+        options = {"trials": 4, "confirm_seeds": 1, "space": "quick"}
+    else:
+        data_dir, cache_dir = DATA_DIR, CACHE_DIR
+        names = args.tasks.split(",") if args.tasks else None
+    stores = load_bank(names, data_dir)
+    if not stores:
+        print(f"error: no bank tasks in {data_dir}; build them with python benchmarks/bank/build.py",
+              file=sys.stderr)
+        return 2
+    jobs = [(n, s, str(data_dir), str(cache_dir), options) for s in seeds for n in stores]
+    t0 = time.monotonic()
+    if args.jobs > 1 and len(jobs) > 1:
+        with mp.get_context("spawn").Pool(args.jobs) as pool:
+            runs = []
+            for r in pool.imap_unordered(score, jobs):
+                runs.append(r)
+                print(f"[{time.monotonic() - t0:.0f} s] {r['task']} seed {r['seed']}: {r['verdict']} "
+                      f"{r['config']} regret {r['regret_pp']:.2f} pp", file=sys.stderr, flush=True)
+    else:
+        runs = [score(j) for j in jobs]
+    tasks = task_rows(stores)
+    summary = summarize(runs)
+    result = {"benchmark": "decision", "quick": args.quick,
+              "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+              "machine": platform.platform(), "seeds": seeds, "options": options,
+              "wall_s": round(time.monotonic() - t0, 1),
+              "tasks": tasks, "runs": sorted(runs, key=lambda r: (r["task"], r["seed"])),
+              "summary": summary}
+    out = args.out or (None if args.quick else DEFAULT_OUT)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=1) + "\n")
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(table(tasks, runs, summary))
+    if tmp is not None:
+        tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
