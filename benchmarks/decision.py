@@ -27,7 +27,6 @@ Writes ``benchmarks/results/decision.json`` (``tasks``, ``runs``, ``summary``) u
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -150,8 +149,7 @@ def score(job: tuple[str, int, str, str, dict[str, Any]]) -> dict[str, Any]:
     """Run one search and score it (in a worker process)."""
     name, seed, data_dir, cache_dir, options = job
     import torch
-
-    from bank.tasks import TASKS, QUICK_TASKS
+    from bank.tasks import QUICK_TASKS, TASKS
 
     torch.set_num_threads(1)
     task = {**TASKS, **QUICK_TASKS}[name]
