@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import platform
+import queue
 import statistics
 import sys
 import time
@@ -29,7 +30,9 @@ import torch  # noqa: E402
 
 from bank.grid import Cell, Job, plan  # noqa: E402
 from bank.store import DATA_DIR, Store, encode_u8, task_path  # noqa: E402
-from bank.tasks import TASKS, Task  # noqa: E402
+from bank.tasks import QUICK_TASKS, TASKS, Task  # noqa: E402
+
+ALL_TASKS = {**TASKS, **QUICK_TASKS}
 
 BANK_SEED_OFFSET = 700_000  # bank seeds never coincide with search or confirmation seeds
 COST_ROUNDS, COST_STEPS, COST_WARMUP = 7, 12, 25
@@ -132,7 +135,7 @@ def _init_worker() -> None:
 
 
 def do(job: Job) -> tuple[Job, list[dict[str, Any]]]:
-    task = TASKS[job.task]
+    task = ALL_TASKS[job.task]
     if job.kind == "run":
         return job, [train_cell(task, job.cell, job.seed)]
     return job, measure_costs(task, job.cost_cells)
@@ -155,35 +158,47 @@ def stores_for(names: list[str], data_dir: Path) -> dict[str, Store]:
     for name in names:
         store = Store(task_path(name, data_dir))
         if not store.header:
-            store.append(header(TASKS[name]))
+            store.append(header(ALL_TASKS[name]))
         stores[name] = store
     return stores
 
 
 def _job_weight(job: Job) -> float:
     ms = 2.0 if job.cell is not None and job.cell.m is not None else 1.0
-    return -(TASKS[job.task].epochs * ms * (3 if TASKS[job.task].library else 1))
+    task = ALL_TASKS[job.task]
+    return -(task.epochs * ms * (3 if task.library else 1))
 
 
 def build(names: list[str], jobs: int, data_dir: Path = DATA_DIR, log=print) -> dict[str, Store]:
+    """Run every task's plan to the end. A task's next stage is planned as soon as its current
+    stage's last run comes back, so the workers never wait for other tasks."""
     stores = stores_for(names, data_dir)
     t_start = time.monotonic()
-    ctx = mp.get_context("spawn")
-    with ctx.Pool(jobs, initializer=_init_worker) as pool:
-        round_no = 0
-        while True:
-            pending = [j for n in names for j in plan(n, stores[n])]
-            if not pending:
-                break
-            round_no += 1
-            pending.sort(key=_job_weight)
-            log(f"round {round_no}: {len(pending)} job(s) over "
-                f"{len({j.task for j in pending})} task(s)")
-            for i, (job, records) in enumerate(pool.imap_unordered(do, pending), 1):
-                for rec in records:
-                    stores[job.task].append(rec)
-                if i % 20 == 0 or i == len(pending):
-                    log(f"  {i}/{len(pending)} done, {time.monotonic() - t_start:.0f} s elapsed")
+    done: queue.Queue = queue.Queue()
+    inflight: set[Job] = set()
+    finished = 0
+    with mp.get_context("spawn").Pool(jobs, initializer=_init_worker) as pool:
+
+        def refill() -> None:
+            new = [j for n in names for j in plan(n, stores[n]) if j not in inflight]
+            for job in sorted(new, key=_job_weight):
+                inflight.add(job)
+                pool.apply_async(do, (job,), callback=done.put, error_callback=done.put)
+
+        refill()
+        while inflight:
+            item = done.get()
+            if isinstance(item, BaseException):
+                raise item
+            job, records = item
+            inflight.discard(job)
+            for rec in records:
+                stores[job.task].append(rec)
+            finished += 1
+            refill()
+            if finished % 25 == 0 or not inflight:
+                log(f"{finished} job(s) done, {len(inflight)} queued, "
+                    f"{time.monotonic() - t_start:.0f} s elapsed")
     log(f"bank complete in {time.monotonic() - t_start:.0f} s")
     return stores
 
@@ -206,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--status", action="store_true", help="print what is stored and exit")
     args = p.parse_args(argv)
     names = [n for n in args.tasks.split(",") if n]
-    unknown = [n for n in names if n not in TASKS]
+    unknown = [n for n in names if n not in ALL_TASKS]
     if unknown:
         print(f"error: unknown task(s) {unknown}; known: {', '.join(TASKS)}", file=sys.stderr)
         return 2

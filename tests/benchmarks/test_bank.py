@@ -1,0 +1,140 @@
+"""The bank's reader, its statistics and truth, on a hand-made three-cell bank with known answers;
+smoke runs of decision.py and replay.py; replaying a recorded study reproduces its pruner."""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import numpy as np
+import pytest
+
+from tests.benchmarks._quick import BENCHMARKS
+
+if str(BENCHMARKS) not in sys.path:
+    sys.path.insert(0, str(BENCHMARKS))
+
+from bank import Cell, Store, gain_and_se, paired, truth, within_noise  # noqa: E402
+from bank.store import encode_u8  # noqa: E402
+
+N = 100
+Y = np.arange(N) % 2
+
+
+def _run(cell: Cell, seed: int, n_right: int) -> dict:
+    pred = Y.copy()
+    pred[n_right:] = 1 - pred[n_right:]  # the first n_right examples right, the rest wrong
+    return {"type": "run", "key": cell.key, "cell": cell.to_dict(), "seed": seed,
+            "history": {"val_acc": [0.5, n_right / N]}, "pred": encode_u8(pred)}
+
+
+BASE = Cell("sgd", 0.1)
+BASE_LOW = Cell("sgd", 0.05)
+SAM = Cell("sam", 0.1, 0.05)
+
+
+@pytest.fixture
+def store(tmp_path) -> Store:
+    s = Store(tmp_path / "hand.jsonl.gz")
+    s.append({"type": "task", "name": "hand", "epochs": 2, "y_test": encode_u8(Y)})
+    for seed, (b, lo, sam) in enumerate([(70, 60, 80), (72, 61, 82), (71, 59, 84)]):
+        s.append(_run(BASE, seed, b))
+        s.append(_run(BASE_LOW, seed, lo))
+        s.append(_run(SAM, seed, sam))
+    s.append({"type": "cost", "key": "sgd", "ratio": 1.0})
+    s.append({"type": "cost", "key": SAM.cost_key, "ratio": 2.0})
+    return s
+
+
+def test_the_store_reads_back_what_it_appended(store):
+    again = Store(store.path)
+    assert again.keys() == store.keys() == sorted([BASE.key, BASE_LOW.key, SAM.key])
+    assert again.accs(SAM.key) == pytest.approx([0.80, 0.82, 0.84])
+    assert again.mean_acc(BASE.key, range(2)) == pytest.approx(0.71)
+    assert again.cost(SAM.cost_key) == 2.0 and again.cost("asam|m=None|constant") == math.inf
+
+
+def test_paired_gain_and_its_standard_error_by_hand(store):
+    gain, se = paired(store, SAM.key, BASE.key)
+    assert gain == pytest.approx(0.82 - 0.71)
+    # per-example shares: SAM right on 80/82/84 first examples, the baseline on 70/72/71
+    pa = np.array([(np.arange(N) < k).astype(float) for k in (80, 82, 84)]).mean(0)
+    pb = np.array([(np.arange(N) < k).astype(float) for k in (70, 72, 71)]).mean(0)
+    d = pa - pb
+    expected = math.sqrt(d.var(ddof=1) / N + np.var([0.80, 0.82, 0.84], ddof=1) / 3
+                         + np.var([0.70, 0.72, 0.71], ddof=1) / 3)
+    assert se == pytest.approx(expected)
+    assert gain_and_se(pa, pb, [0.8, 0.82, 0.84], [0.7, 0.72, 0.71]) == pytest.approx((gain, se))
+
+
+def test_truth_names_the_tuned_baseline_the_best_cell_and_the_verdict(store):
+    t = truth(store)
+    assert t.baseline == BASE.key and t.baseline_acc == pytest.approx(0.71)
+    assert t.best_sam == SAM.key and t.gain == pytest.approx(0.11)
+    assert t.sam_helps and t.best == SAM.key  # 11 pp against an se of about 3 pp
+    assert t.baseline_lr_edge  # 0.1 is the top of the two-lr grid
+    assert t.cheapest_near_best == SAM.key and t.cheapest_cost == 2.0
+
+
+def test_a_gain_within_the_noise_is_not_help(tmp_path):
+    s = Store(tmp_path / "flat.jsonl.gz")
+    s.append({"type": "task", "name": "flat", "epochs": 2, "y_test": encode_u8(Y)})
+    for seed, (b, sam) in enumerate([(70, 71), (72, 72), (71, 73)]):
+        s.append(_run(BASE, seed, b))
+        s.append(_run(SAM, seed, sam))
+    s.append({"type": "cost", "key": "sgd", "ratio": 1.0})
+    s.append({"type": "cost", "key": SAM.cost_key, "ratio": 2.0})
+    t = truth(s)
+    assert not t.sam_helps and t.best == BASE.key
+    assert within_noise(s, SAM.key, BASE.key)
+    assert t.cheapest_near_best == BASE.key  # the cheaper of two cells within noise
+
+
+def test_replay_reproduces_a_recorded_studys_pruning(tmp_path):
+    import optuna
+    import torch
+    from optuna.trial import TrialState
+
+    import samtune
+    from samtune.data import from_arrays
+    from samtune.search import make_pruner
+    from tests.benchmarks._quick import load
+
+    replay = load("replay")
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(240, 6, generator=g)
+    y = (x[:, 0] + 0.5 * torch.randn(240, generator=g) > 0).long() + (x[:, 1] > 0.8).long()
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    samtune.search(from_arrays((x, y)), trials=10, epochs=6, storage=url, study="s",
+                   confirm_seeds=1, out=str(tmp_path / "out"), progress=False, space="quick")
+    study = optuna.load_study(study_name="s", storage=url)
+    done = [t for t in study.get_trials() if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    recorded = [len(t.user_attrs["history"]) if t.state == TrialState.PRUNED else None for t in done]
+    assert any(r is not None for r in recorded) and any(r is None for r in recorded)
+    trials = [(t.params, t.user_attrs["history"]) for t in done]
+    assert replay.replay(trials, make_pruner("forgetting", epochs=6, top_k=2)) == recorded
+
+
+def test_decision_quick_run_scores_one_search(tmp_path):
+    from tests.benchmarks._quick import run_quick
+
+    printed, written = run_quick("decision", tmp_path / "decision.json")
+    assert printed == written
+    (task,) = printed["tasks"]
+    assert task["name"] == "tiny" and {"sam_helps", "bank_best", "bank_baseline"} <= set(task)
+    (run,) = printed["runs"]
+    for key in ("verdict_correct", "regret_pp", "claimed_gain_error_pp", "baseline_gap_pp",
+                "compute_runs"):
+        assert key in run
+    assert run["compute_runs"] > 0 and math.isfinite(run["regret_pp"])
+    assert printed["summary"]["verdict_accuracy"] in (0.0, 1.0)
+    assert printed["summary"]["worst_regret_pp"] == pytest.approx(run["regret_pp"])
+
+
+def test_replay_quick_run(tmp_path):
+    from tests.benchmarks._quick import run_quick
+
+    printed, _ = run_quick("replay", tmp_path / "replay.json")
+    assert set(printed["summary"]) >= {"none", "forgetting", "median", "hyperband"}
+    assert printed["summary"]["none"]["epochs_ratio"] == 1.0
+    assert printed["summary"]["none"]["good_pruned_rate"] == 0.0
