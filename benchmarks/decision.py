@@ -148,13 +148,20 @@ def trial_counts(storage: str, study: str) -> dict[str, int]:
 def score(job: tuple[str, int, str, str, dict[str, Any]]) -> dict[str, Any]:
     """Run one search and score it (in a worker process)."""
     name, seed, data_dir, cache_dir, options = job
+    import optuna
     import torch
     from bank.tasks import QUICK_TASKS, TASKS
 
     torch.set_num_threads(1)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     task = {**TASKS, **QUICK_TASKS}[name]
     store = Store(Path(data_dir) / f"{name}.jsonl.gz")
     cache = Store(Path(cache_dir) / f"{name}.jsonl.gz")
+    if cache.header.get("fingerprint") != store.header.get("fingerprint"):
+        cache = Store(None)  # a cache of another version of the task's data is not used
+        cache.path = Path(cache_dir) / f"{name}.jsonl.gz"
+        cache.path.unlink(missing_ok=True)
+        cache.append(store.header)
     t = truth(store)
     base_config = Cell.from_dict(next(iter(store.runs[t.baseline].values()))["cell"]).config()
     unit = [baseline_run_seconds(task, base_config)]
