@@ -17,8 +17,9 @@ from samtune.models import model_signature
 from samtune.optim import SAMConfig, SAMOptimizer, build_optimizer
 from samtune.schedules import lr_factor
 from samtune.search import Recommendation, SearchOptions, search, stored_recommendation
-from samtune.search._search import SETTINGS_ATTR
+from samtune.search._search import SETTINGS_ATTR, differences, search_settings
 from samtune.search._storage import default_storage_url, open_storage
+from samtune.search._workers import RUN_ATTR
 
 AUTO_STUDIES = "autoconfigure"  # default database of autoconfigure's studies: studies/autoconfigure.db
 
@@ -46,17 +47,46 @@ def as_dataset(data: Any, *, seed: int = 0, target: str | None = None) -> Datase
     return from_arrays(data, seed=seed)
 
 
-def find_recommendation(storage: str, fingerprint: str, model: str) -> tuple[str, Recommendation] | None:
-    """The recommendation of a stored study made on this data and this model architecture."""
+def find_recommendation(storage: str, settings: dict[str, Any], budget: int,
+                        ) -> tuple[tuple[str, Recommendation] | None, list[str]]:
+    """The recommendation of a stored study that matches the request, and why the others
+    made on this data and architecture do not.
+
+    A study matches when it was made on the same data (fingerprint) and model architecture
+    with the same search space, epochs per trial and batch size, and ran at least ``budget``
+    trials. Returns ``((study name, recommendation) or None, ["study 'x': epochs 3 vs 30", ...])``.
+    """
     path = storage[len("sqlite:///"):] if storage.startswith("sqlite:///") else None
     if path is not None and not Path(path).exists():
-        return None
+        return None, []
+    mismatches = []
     for summary in optuna.get_all_study_summaries(open_storage(storage)):
-        settings = summary.user_attrs.get(SETTINGS_ATTR, {})
-        if (settings.get("fingerprint") == fingerprint and settings.get("model") == model
-                and "recommendation" in summary.user_attrs):
-            return summary.study_name, Recommendation.from_dict(summary.user_attrs["recommendation"])
-    return None
+        stored = summary.user_attrs.get(SETTINGS_ATTR, {})
+        if (stored.get("fingerprint") != settings["fingerprint"] or stored.get("model") != settings["model"]
+                or "recommendation" not in summary.user_attrs):
+            continue
+        differ = differences(stored, settings)
+        trials = summary.user_attrs.get(RUN_ATTR, {}).get("trials", 0)
+        if trials < budget:
+            differ.append(f"budget {trials} vs {budget} trial(s)")
+        if differ:
+            mismatches.append(f"study {summary.study_name!r}: {'; '.join(differ)}")
+            continue
+        return (summary.study_name, Recommendation.from_dict(summary.user_attrs["recommendation"])), []
+    return None, mismatches
+
+
+def _fresh_name(storage: str, name: str) -> str:
+    """``name``, or ``name-2``, ``name-3``, ... : the first that storage does not hold."""
+    path = storage[len("sqlite:///"):] if storage.startswith("sqlite:///") else None
+    if path is not None and not Path(path).exists():
+        return name
+    taken = {s.study_name for s in optuna.get_all_study_summaries(open_storage(storage))}
+    n, fresh = 1, name
+    while fresh in taken:
+        n += 1
+        fresh = f"{name}-{n}"
+    return fresh
 
 
 @dataclass
@@ -90,17 +120,21 @@ def autoconfigure(
     search_epochs: int | None = None,
     seed: int = 0,
     progress: bool = False,
+    fresh: bool = False,
     **search_options: Any,
 ) -> AutoConfig:
     """Configure SAM for *your* model and data; returns the optimizer and lr scheduler.
 
-    Reuses the recommendation of a stored study made on the same data (fingerprint) and the same
-    model architecture (module tree and parameter shapes); otherwise runs a search of ``budget``
-    trials on ``model`` itself (each trial starts from a copy of its initial weights; ``model``
-    is left untouched) with ``search_epochs`` (default ``epochs``) per trial. ``data``: a
-    ``--data`` spec, a samtune ``Dataset``, ``(x, y)`` tensors, a torch ``Dataset`` or a
-    ``DataLoader`` (its batch size is used, so the recommended m divides your batches).
-    ``steps_per_epoch`` x ``epochs`` wires the rho and lr schedules to your run.
+    Reuses the recommendation of a stored study that matches the request: the same data
+    (fingerprint), model architecture (module tree and parameter shapes), search space,
+    epochs per trial (``search_epochs``, default ``epochs``) and batch size, and at least
+    ``budget`` trials. Otherwise it runs a search of ``budget`` trials on ``model`` itself
+    (each trial starts from a copy of its initial weights; ``model`` is left untouched), and
+    ``message`` says what differed in the studies it did not reuse. ``fresh=True`` searches
+    anew in a new study whatever is stored. ``data``: a ``--data`` spec, a samtune ``Dataset``,
+    ``(x, y)`` tensors, a torch ``Dataset`` or a ``DataLoader`` (its batch size is used, so the
+    recommended m divides your batches). ``steps_per_epoch`` x ``epochs`` wires the rho and lr
+    schedules to your run.
 
     >>> auto = autoconfigure(model, loader, epochs=20)  # doctest: +SKIP
     >>> for x, y in loader:  # doctest: +SKIP
@@ -113,21 +147,29 @@ def autoconfigure(
         raise ConfigError(f"epochs must be a whole number >= 1, but got {epochs!r}.")
     if not isinstance(budget, int) or budget < 1:
         raise ConfigError(f"budget (trials) must be a whole number >= 1, but got {budget!r}.")
+    if not isinstance(fresh, bool):
+        raise ConfigError(f"fresh must be True or False, but got {fresh!r}.")
     signature = model_signature(model)
-    model_key = f"module:{signature[:16]}"
     url = storage or default_storage_url(AUTO_STUDIES)
-    found = find_recommendation(url, dataset.fingerprint, model_key)
+    opts = SearchOptions(trials=budget, epochs=search_epochs or epochs, batch_size=batch_size,
+                         storage=url, seed=seed, progress=progress, **search_options)
+    fields = {k: getattr(opts, k) for k in opts.__dataclass_fields__ if k not in ("model", "study")}
+    settings = search_settings(dataset, module=model, **fields)
+    found, mismatches = (None, []) if fresh else find_recommendation(url, settings, budget)
     if found is not None:
         study_name, rec = found
-        reused, where = True, f"reused study {study_name!r}"
+        reused, where = True, f"reused study {study_name!r} (same data, architecture, epochs, batch size; >= {budget} trials)"
     else:
-        study_name = f"auto-{dataset.fingerprint[:8]}-{signature[:8]}"
-        opts = SearchOptions(trials=budget, epochs=search_epochs or epochs, batch_size=batch_size,
-                             storage=url, study=study_name, seed=seed, progress=progress,
-                             **search_options)
-        fields = {k: getattr(opts, k) for k in opts.__dataclass_fields__ if k != "model"}
-        rec = search(dataset, module=model, **fields)
+        study_name = opts.study or (f"auto-{dataset.fingerprint[:8]}-{signature[:8]}"
+                                    f"-e{settings['epochs']}-b{settings['batch_size']}")
+        if fresh:
+            study_name = _fresh_name(url, study_name)
+        rec = search(dataset, module=model, study=study_name, **fields)
         reused, where = False, f"searched {budget} trial(s) in study {study_name!r}"
+        if mismatches:
+            where += f" (not reusing {', '.join(mismatches)})"
+        elif fresh:
+            where += " (fresh=True)"
     if steps_per_epoch is None:
         batch = rec.train.get("batch_size") or batch_size or 64
         steps_per_epoch = max(1, len(dataset.x_train) // batch)
@@ -139,7 +181,8 @@ def autoconfigure(
     if rec.verdict == "use":
         message = f"{where}: using {rec.config.describe()}"
     else:
-        message = f"{where}: SAM did not help on this data; using the tuned baseline {rec.config.describe()}"
+        kind = "tuned" if rec.baseline.get("tuned", True) else "untuned fallback"
+        message = f"{where}: SAM did not help on this data; using the {kind} baseline {rec.config.describe()}"
     return AutoConfig(optimizer, scheduler, rec, reused, message)
 
 
@@ -147,7 +190,9 @@ class SamSearch:
     """scikit-learn-style search: ``SamSearch(**options).fit(data)``.
 
     Options are ``samtune search``'s (see ``SearchOptions``). After ``fit``: ``recommendation_``,
-    ``best_config_`` (a ``SAMConfig``), ``study_`` (the Optuna study).
+    ``best_config_`` (the recommended ``SAMConfig``), ``best_params_`` (the same as a dict,
+    ``SAMConfig.from_dict`` rebuilds it), ``best_score_`` (its mean test accuracy over the
+    confirmation seeds: held-out data, as scikit-learn's is), ``study_`` (the Optuna study).
 
     >>> s = SamSearch(trials=4, epochs=2)
     >>> s.best_config_
@@ -180,6 +225,15 @@ class SamSearch:
         return self._fitted().config
 
     @property
+    def best_params_(self) -> dict[str, Any]:
+        return self._fitted().config.to_dict()
+
+    @property
+    def best_score_(self) -> float:
+        return float(self._fitted().test_accuracy["mean"])
+
+    @property
     def study_(self) -> optuna.Study:
-        rec = self._fitted()
-        return optuna.load_study(study_name=rec.study["name"], storage=rec.study["storage"])
+        name = self._fitted().study["name"]  # the stored URL has its password masked
+        storage = self.options.get("storage") or default_storage_url(name)
+        return optuna.load_study(study_name=name, storage=storage)

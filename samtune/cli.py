@@ -6,21 +6,13 @@ import argparse
 import signal
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import Field, fields
+from typing import Any
 
 from samtune.errors import SamtuneError
 
 EPILOG = "Exit status: 0 success, 2 bad input or usage, 1 internal error, 130 interrupted."
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return value
 
 
 def _positive_float(text: str) -> float:
@@ -33,10 +25,6 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _m_or_none(text: str) -> int | None:
-    return None if text.lower() in ("none", "batch") else _positive_int(text)
-
-
 class _Parser(argparse.ArgumentParser):
     """Usage errors as one line, exit status 2."""
 
@@ -44,14 +32,59 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message}; see '{self.prog} --help'.\n")
 
 
+def _whole(low: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {low}, got {text!r}")
+        return value
+
+    return parse
+
+
+_positive_int = _whole(1)
+
+
+def _field_parser(f: Field) -> Callable[[str], Any]:
+    """How the CLI reads a ``SearchOptions`` field, from its type."""
+    from samtune.search._options import split_columns
+
+    kind = str(f.type).split(" | ")[0]
+    if kind == "int":
+        return _whole(f.metadata["low"]) if f.metadata["low"] is not None else int
+    if kind == "float":
+        return _positive_float
+    if kind.startswith("tuple"):
+        return split_columns
+    return str
+
+
+def add_search_options(p: argparse.ArgumentParser) -> None:
+    """One flag per ``SearchOptions`` field, with its help and default from the field."""
+    from samtune.search._options import SearchOptions, flag, list_presets
+
+    for f in fields(SearchOptions):
+        meta = f.metadata
+        if not meta["cli"]:
+            continue
+        text = meta["help"].replace("{presets}", ", ".join(list_presets()))
+        if f.default not in (None, ()):
+            text += f" (default {f.default})"
+        p.add_argument(flag(f.name), dest=f.name, type=_field_parser(f), choices=meta["choices"],
+                       metavar=meta["metavar"], default=argparse.SUPPRESS, help=text)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from samtune.search import PRUNERS, list_presets
-    from samtune.search._storage import HEARTBEAT_S
+    from samtune import __version__
+    from samtune.search._options import HEARTBEAT_S
 
     parser = _Parser(
         prog="samtune", description="Find the right Sharpness-Aware Minimization configuration for your data.",
         epilog=EPILOG)
-    parser.add_argument("--version", action="version", version=f"samtune {__import__('samtune').__version__}")
+    parser.add_argument("--version", action="version", version=f"samtune {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                 parser_class=_Parser)
@@ -61,25 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "learning rate; confirm the best configurations on held-out data; write a "
                        "recommendation.", epilog=EPILOG)
     p.add_argument("--data", required=True, help="image folder, CSV or NPZ file, or builtin:digits|wine|breast_cancer")
-    p.add_argument("--trials", type=_positive_int, default=24, help="finished trials to reach; a resumed study is topped up (default 24)")
-    p.add_argument("--timeout", type=_positive_float, default=None, help="stop starting trials after this many seconds")
-    p.add_argument("--epochs", type=_positive_int, default=12, help="epochs per trial and per confirmation run (default 12)")
-    p.add_argument("--batch-size", type=_positive_int, default=None, help="batch size (default: from the training-set size, 16 to 128)")
-    p.add_argument("--study", default=None, help="study name (default: named after the data)")
-    p.add_argument("--storage", default=None, help="Optuna RDB URL (default: sqlite:///studies/STUDY.db)")
-    p.add_argument("--pruner", choices=PRUNERS, default="forgetting", help="trial pruner (default forgetting)")
-    p.add_argument("--space", default="default", help=f"search-space preset ({', '.join(list_presets())}) or a YAML file (default: default)")
-    p.add_argument("--lr", type=_positive_float, default=None, help="fix the base learning rate instead of searching it")
-    p.add_argument("--model", default=None, help="mlp, cnn, resnet18 or package.module:function (default: by data kind)")
-    p.add_argument("--target", default=None, help="CSV target column (default: label/target/class/y)")
-    p.add_argument("--seed", type=int, default=0, help="seed of splits, sampler and trials (default 0)")
-    p.add_argument("--out", default=None, help="folder for recommendation.json/.yaml (default: beside the study)")
-    p.add_argument("--confirm-seeds", type=_positive_int, default=3, help="seeds per confirmed configuration (default 3)")
-    p.add_argument("--top-k", type=_positive_int, default=2, help="distinct best configurations to confirm, besides the baseline (default 2)")
-    p.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
-    p.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads (default: 1 for models under 2M parameters, else torch's default)")
-    p.add_argument("--workers", type=_positive_int, default=1, help="worker processes running trials on this machine (default 1)")
-    p.add_argument("--heartbeat", type=_positive_int, default=HEARTBEAT_S, help=f"seconds between heartbeats of a running trial; after 3 missed beats it is failed and retried (default {HEARTBEAT_S})")
+    add_search_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_search)
 
@@ -118,17 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_search(args: argparse.Namespace) -> int:
     from samtune.search import search
+    from samtune.search._options import SearchOptions
     from samtune.search._tables import confirmation_table
 
-    rec = search(
-        args.data, trials=args.trials, timeout=args.timeout, epochs=args.epochs,
-        batch_size=args.batch_size, study=args.study, storage=args.storage, pruner=args.pruner,
-        space=args.space, lr=args.lr, model=args.model, target=args.target, seed=args.seed,
-        out=args.out, confirm_seeds=args.confirm_seeds, top_k=args.top_k, device=args.device, threads=args.threads, workers=args.workers,
-        heartbeat=args.heartbeat,
-        progress=not args.quiet,
-    )
-    print(_show_study(rec.study["name"], rec.study["storage"], 5))
+    names = {f.name for f in fields(SearchOptions)}
+    options = {k: v for k, v in vars(args).items() if k in names}
+    rec = search(args.data, **options, progress=not args.quiet)
+    print(_show_study(rec.study["name"], options.get("storage"), 5))
     print()
     print(confirmation_table(rec.candidates))
     print()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +39,8 @@ def _check_settings(
         raise ConfigError(f"image_size must be a positive integer, got {image_size!r}")
 
 
-def _read(source: str, target: str | None, image_size: int | None) -> tuple[RawData, bool]:
+def _read(source: str, target: str | None, image_size: int | None,
+          drop: tuple[str, ...] = ()) -> tuple[RawData, bool]:
     """Dispatch on the source; returns the raw data and whether it is a CSV."""
     if source.startswith("builtin:"):
         return load_builtin(source.removeprefix("builtin:"), image_size), False
@@ -60,11 +62,11 @@ def _read(source: str, target: str | None, image_size: int | None) -> tuple[RawD
                 raise DataError(
                     f"'{source}' holds several CSV files ({names}); pass one CSV file path"
                 )
-            return load_csv(csvs[0], target), True
+            return load_csv(csvs[0], target, drop), True
         return load_image_folder(path, image_size), False
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        return load_csv(path, target), True
+        return load_csv(path, target, drop), True
     if suffix == ".npz":
         return load_npz(path, image_size), False
     raise DataError(
@@ -77,6 +79,7 @@ def load_data(
     spec: str | os.PathLike,
     *,
     target: str | None = None,
+    drop: Sequence[str] = (),
     seed: int = 0,
     val_fraction: float = 0.15,
     test_fraction: float = 0.15,
@@ -90,15 +93,20 @@ def load_data(
     deterministic per ``seed`` (see :mod:`samtune.data._split`); preprocessing
     is fitted on the train split only. ``augment`` defaults to on for images
     (flips on, except ``builtin:digits``) and is always off for tabular data.
+    ``drop`` names CSV columns to leave out (ID-like columns are left out anyway, with a
+    warning; see :mod:`samtune.data._tabular`).
     Raises :class:`~samtune.errors.DataError` for data that cannot be used.
     """
     _check_settings(seed, val_fraction, test_fraction, image_size)
     source = os.fspath(spec)
-    raw, is_csv = _read(source, target, image_size)
+    drop = (drop,) if isinstance(drop, str) else tuple(drop)
+    raw, is_csv = _read(source, target, image_size, drop)
     if target is not None and not is_csv:
         warnings.warn(
             f"target column '{target}' ignored: '{source}' is not a CSV file", stacklevel=2
         )
+    if drop and not is_csv:
+        warnings.warn(f"--drop {','.join(drop)} ignored: '{source}' is not a CSV file", stacklevel=2)
     return build_dataset(
         raw, source, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction,
         image_size=image_size, augment=augment,

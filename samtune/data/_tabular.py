@@ -12,6 +12,13 @@ one-hot encoded, its missing cells forming one category of their own. Numeric
 columns are standardized; every transform is fitted on the train split only.
 Whole-number labels (``3``, ``3.0``) sort numerically, others as strings; numeric
 labels with fractions (a regression target) are an error.
+
+Columns named in ``drop`` are left out. So are columns that look like row identifiers, with a
+warning naming them: a text column unique per row (one-hot encoding it gives one useless input
+per row), and a column of whole numbers that strictly increases or decreases with the row order
+or numbers the rows (unique and consecutive): in a file sorted by class such an ``id`` is a
+label leak. Both need at least ``ID_MIN_ROWS`` rows; when they are the only features they are
+kept (with the warning).
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 import warnings
 from pathlib import Path
 
@@ -35,6 +43,8 @@ from samtune.errors import DataError
 TARGET_NAMES = ("label", "target", "class", "y")
 NUMERIC_SHARE = 0.9
 MISSING = frozenset({"", "na", "nan", "n/a", "null", "none", "?"})  # compared in lower case
+ID_MIN_ROWS = 20  # fewer rows: a column unique per row is no sign of an identifier
+_WHOLE = re.compile(r"[+-]?\d+")  # a cell written as a whole number ("7", not "7.0")
 
 
 def _read_rows(path: Path, data: bytes) -> tuple[list[str], list[list[str]], list[int]]:
@@ -160,15 +170,68 @@ def _fitter(numeric: list[int], categorical: list[int], impute: bool) -> Fitter:
     return fit
 
 
-def load_csv(path: Path, target: str | None) -> RawData:
+def id_like(values: list[str]) -> str | None:
+    """Why a column of raw cells looks like a row identifier, or None.
+
+    >>> id_like([f"P{i:03d}" for i in range(30)])
+    'unique per row'
+    >>> id_like([str(i) for i in range(30)])
+    'increases with the row order'
+    >>> id_like([str(i % 7) for i in range(30)]) is None
+    True
+    """
+    n = len(values)
+    if n < ID_MIN_ROWS or any(v.lower() in MISSING for v in values) or len(set(values)) < n:
+        return None
+    if not all(_WHOLE.fullmatch(v) for v in values):
+        numeric = sum(_number(v) is not None for v in values) / n
+        return None if numeric >= NUMERIC_SHARE else "unique per row"
+    nums = [int(v) for v in values]
+    steps = [b - a for a, b in zip(nums, nums[1:])]
+    if all(s > 0 for s in steps):
+        return "increases with the row order"
+    if all(s < 0 for s in steps):
+        return "decreases with the row order"
+    if max(nums) - min(nums) == n - 1:
+        return "numbers the rows"
+    return None
+
+
+def _features(header: list[str], columns: list[tuple[str, ...]], t: int, drop: tuple[str, ...],
+              path: Path) -> list[int]:
+    """Indices of the feature columns: all but the target, ``drop`` and row identifiers."""
+    for name in drop:
+        if name not in header:
+            raise DataError(f"column '{name}' given to --drop is not in '{path}'; columns: {', '.join(header)}")
+        if name == header[t]:
+            raise DataError(f"column '{name}' given to --drop is the label column of '{path}'; "
+                            "pass --target to use another column as the label")
+    feats = [i for i in range(len(header)) if i != t and header[i] not in drop]
+    if not feats:
+        raise DataError(f"'{path}' has only the label column '{header[t]}'; add feature columns")
+    ids = {i: why for i in feats if (why := id_like(list(columns[i])))}
+    if ids:
+        shown = ", ".join(f"'{header[i]}' ({why})" for i, why in ids.items())
+        kept = len(ids) == len(feats)
+        warnings.warn(
+            f"'{path}': column(s) {shown} look like row identifiers; "
+            + ("they are the only features, so they are kept" if kept else "they are left out as "
+               "features (a label leak when the file is sorted by class)")
+            + "; pass --drop COL[,COL] to choose the columns to leave out",
+            stacklevel=5,  # _features < load_csv < _read < load_data < the caller
+        )
+        if not kept:
+            feats = [i for i in feats if i not in ids]
+    return feats
+
+
+def load_csv(path: Path, target: str | None, drop: tuple[str, ...] = ()) -> RawData:
     """Read a CSV file into :class:`RawData` (features as an object array, one column each)."""
     data = path.read_bytes()
     header, rows, lines = _read_rows(path, data)
     t = _pick_target(header, target, path)
     columns = list(zip(*rows, strict=True))
-    feats = [i for i in range(len(header)) if i != t]
-    if not feats:
-        raise DataError(f"'{path}' has only the label column '{header[t]}'; add feature columns")
+    feats = _features(header, columns, t, tuple(drop), path)
     cols = [_column(header[i], list(columns[i]), lines, path) for i in feats]
     x = np.empty((len(rows), len(cols)), dtype=object)
     for j, col in enumerate(cols):
@@ -186,6 +249,9 @@ def load_csv(path: Path, target: str | None) -> RawData:
         )
     hasher = ContentHasher()
     hasher.add_file(path.name, data)
+    left_out = [h for i, h in enumerate(header) if i != t and i not in feats]
+    if left_out:  # the same file read with other columns is other data
+        hasher.add_file("left-out-columns", "\n".join(left_out).encode("utf-8"))
     return RawData(
         "tabular",
         {"train": x},

@@ -18,11 +18,10 @@ import optuna_dashboard
 
 from samtune.errors import SamtuneError
 from samtune.inspect._publish import artifact_store, publish
+from samtune.inspect.cli import DEFAULT_HOST, DEFAULT_PORT
 from samtune.search._search import SETTINGS_ATTR
 from samtune.search._storage import default_storage_url, load_study, open_storage, sqlite_path
 
-DEFAULT_HOST = "127.0.0.1"  # loopback: the dashboard has no authentication and can edit studies
-DEFAULT_PORT = 8080  # optuna-dashboard's own default
 ARTIFACTS_DIRNAME = "artifacts"  # beside the SQLite file: studies/artifacts
 FALLBACK_ARTIFACT_DIR = Path("samtune-out") / ARTIFACTS_DIRNAME  # for server databases
 

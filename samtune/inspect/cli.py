@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from samtune.inspect._dashboard import DEFAULT_HOST, DEFAULT_PORT
+DEFAULT_HOST = "127.0.0.1"  # loopback: the dashboard has no authentication and can edit studies
+DEFAULT_PORT = 8080  # optuna-dashboard's own default
 
 STORAGE_HELP = "Optuna RDB URL (default: sqlite:///studies/STUDY.db)"
 EPILOG = "Exit status: 0 success (and after Ctrl-C), 2 bad input or usage, 1 internal error."

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
 
 from torch import nn
@@ -55,11 +56,26 @@ def load_factory(spec: str) -> Callable[..., object]:
 def build_from_factory(spec: str, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     """Load the factory named by ``spec`` and call it as ``factory(input_shape, num_classes)``.
 
-    Exceptions raised inside the factory itself propagate unchanged (they are bugs in the
-    user's code, best shown with their traceback). A result that is not an
-    ``torch.nn.Module`` raises :class:`~samtune.errors.ConfigError`.
+    A factory whose signature does not take ``(input_shape, num_classes)`` raises
+    :class:`~samtune.errors.ConfigError` before it is called. Exceptions raised inside the
+    factory itself propagate unchanged (they are bugs in the user's code, best shown with their
+    traceback). A result that is not an ``torch.nn.Module`` raises
+    :class:`~samtune.errors.ConfigError`.
     """
     factory = load_factory(spec)
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):  # some callables have no signature to read
+        signature = None
+    if signature is not None:
+        try:
+            signature.bind(input_shape, num_classes)
+        except TypeError as exc:
+            raise ConfigError(
+                f"model factory {spec!r} takes {signature} but samtune calls it as "
+                f"function(input_shape, num_classes), e.g. function({input_shape}, {num_classes}) "
+                f"({exc}); change its signature"
+            ) from None
     model = factory(input_shape, num_classes)
     if not isinstance(model, nn.Module):
         raise ConfigError(

@@ -17,6 +17,7 @@ from samtune.search._progress import EpochProgress
 from samtune.train import TrainConfig, correct_examples
 
 CONFIRM_SEED_OFFSET = 100_000  # confirmation seeds never coincide with search-trial seeds
+FALLBACK = "untuned fallback baseline"  # how a baseline no trial tuned is described
 
 
 def _key(config: dict[str, Any]) -> str:
@@ -28,7 +29,8 @@ def pick_candidates(
 ) -> list[tuple[SAMConfig, FrozenTrial | None]]:
     """The top-k distinct completed configurations, plus the best baseline trial.
 
-    With no completed baseline trial, the baseline is the best trial's base optimizer alone.
+    With no completed baseline trial, the baseline is the best trial's base optimizer alone:
+    an untuned fallback (its trial is None; ``confirm`` describes it as such).
     """
     done = sorted(
         (t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -89,9 +91,11 @@ def confirm(
             if on_run:
                 on_run(done, total, config, s, acc)
         finite = [a for a in accs if a == a]
+        fallback = trial is None and config.variant == "sgd"
         out.append({
             "config": config.to_dict(),
-            "description": config.describe(),
+            "description": f"{FALLBACK} {config.describe()}" if fallback else config.describe(),
+            "tuned": not fallback,  # False: a baseline no search trial tuned
             "trial": trial.number if trial is not None else None,
             "val_accuracy": trial.value if trial is not None else None,
             "test_accuracy": {

@@ -190,8 +190,9 @@ class ForgettingPruner(optuna.pruners.BasePruner):
             if loss > 0.0 and gap / loss < self._inert_loss_gap:  # False when either is NaN
                 return self._pruned(
                     trial,
-                    f"inert perturbation: loss gap {gap:.2g} is {gap / loss:.2%} of the training "
-                    f"loss {loss:.3g} (< {self._inert_loss_gap:.0%}) at epoch {step}",
+                    f"inert perturbation: loss gap {gap:.2g} is {_percent_below(gap / loss)} of "
+                    f"the training loss {loss:.3g} (< {100 * self._inert_loss_gap:g}%) at epoch "
+                    f"{step}",
                 )
         completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         warmup = step < self._n_warmup_steps
@@ -313,3 +314,13 @@ def _features(trial: FrozenTrial, step: int) -> np.ndarray | None:
     values += [0.0 if baseline else _get(record, k, math.nan) for k in _PERTURBED_FEATURES]
     values.append(1.0 if baseline else 0.0)
     return np.array(values) if all(math.isfinite(v) for v in values) else None
+
+
+def _percent_below(share: float) -> str:
+    """``share`` as a percentage with two decimals, rounded down, so that a share below a
+    threshold never prints as the threshold itself.
+
+    >>> _percent_below(0.009996)
+    '0.99%'
+    """
+    return f"{math.floor(share * 1e4) / 1e2:.2f}%"

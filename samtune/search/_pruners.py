@@ -6,8 +6,7 @@ import optuna
 
 from samtune.errors import ConfigError
 from samtune.search._forgetting_pruner import ForgettingPruner
-
-PRUNERS = ("forgetting", "median", "hyperband", "none")
+from samtune.search._options import PRUNERS
 
 
 def make_pruner(

@@ -2,7 +2,8 @@
 
 Schema (``recommendation.json`` / ``.yaml``, and the study's ``recommendation`` user attribute):
 verdict ("use" or "keep-baseline"), summary (one sentence), config (SAMConfig dict to apply),
-test_accuracy {mean, std, per_seed}, baseline {config, test_accuracy}, gain (mean test accuracy
+test_accuracy {mean, std, per_seed}, baseline {config, test_accuracy, tuned (False: no baseline
+trial completed, the baseline is an untuned fallback; absent in older files)}, gain (mean test accuracy
 of config minus the baseline's; 0 for keep-baseline), evidence (the best SAM-family candidate's
 gain and the noise bound it had to exceed: seed_spread, test_se, n_test, bound; see
 ``noise_bound``; empty when no SAM-family configuration was confirmed), cost_multiplier
@@ -164,19 +165,29 @@ def build_recommendation(
     if best_sam is not None:
         evidence = {"candidate": best_sam["description"],
                     "gain": _mean(best_sam) - _mean(baseline), **noise_bound(best_sam, baseline)}
-    noise = _noise_text(evidence) if evidence else ""
+    seeds = min(len(c["test_accuracy"]["per_seed"]) for c in (baseline, best_sam) if c is not None)
+    noise = _noise_text(evidence, seeds) if evidence else ""
+    tuned = baseline.get("tuned", True)
     if evidence and evidence["gain"] > evidence["bound"]:
         verdict, chosen, gain = "use", best_sam, evidence["gain"]
+        against = "baseline" if tuned else "the untuned fallback baseline"
         summary = (f"use {best_sam['description']}: test accuracy {_mean(best_sam):.4f} vs "
-                   f"baseline {_mean(baseline):.4f} (+{100 * gain:.2f} pp; {noise})")
+                   f"{against} {_mean(baseline):.4f} (+{100 * gain:.2f} pp; {noise})")
     else:
         verdict, chosen, gain = "keep-baseline", baseline, 0.0
         if best_sam is None:
             why = "no SAM-family configuration was confirmed"
+        elif evidence["gain"] < 0:
+            why = (f"the best SAM-family configuration ({best_sam['description']}) scored "
+                   f"{_mean(best_sam):.4f}, {-100 * evidence['gain']:.2f} pp worse than the "
+                   f"baseline ({noise})")
         else:
             why = (f"the best SAM-family configuration ({best_sam['description']}) scored "
-                   f"{_mean(best_sam):.4f}, {100 * evidence['gain']:+.2f} pp, not above the {noise}")
-        summary = f"SAM does not help here: keep the tuned baseline ({baseline['description']}); {why}"
+                   f"{_mean(best_sam):.4f}, +{100 * evidence['gain']:.2f} pp, not above the {noise}")
+        keep = (f"keep the tuned baseline ({baseline['description']})" if tuned else
+                f"keep the baseline, an {baseline['description']} (no baseline trial completed, "
+                "so its learning rate is the best trial's; rerun with more --trials to tune it)")
+        summary = f"SAM does not help here: {keep}; {why}"
     trials = study.get_trials(deepcopy=False)
     search_epochs = sum(len(t.user_attrs.get("history", [])) for t in trials)
     confirm_epochs = sum(c["epochs"] for c in confirmed)
@@ -185,7 +196,8 @@ def build_recommendation(
         verdict=verdict,
         config=SAMConfig.from_dict(chosen["config"]),
         test_accuracy=chosen["test_accuracy"],
-        baseline={"config": baseline["config"], "test_accuracy": baseline["test_accuracy"]},
+        baseline={"config": baseline["config"], "test_accuracy": baseline["test_accuracy"],
+                  "tuned": tuned},
         gain=gain,
         cost_multiplier=round(cost, 3) if math.isfinite(cost) else float("nan"),
         summary=summary,
@@ -204,11 +216,12 @@ def build_recommendation(
     )
 
 
-def _noise_text(evidence: dict[str, Any]) -> str:
+def _noise_text(evidence: dict[str, Any], seeds: int = 2) -> str:
     test = (f"2 x test-split SE {200 * evidence['test_se']:.2f} pp"
             if math.isfinite(evidence["test_se"]) else "no test-split comparison")
-    return (f"noise bound {100 * evidence['bound']:.2f} pp (seed spread "
-            f"{100 * evidence['seed_spread']:.2f} pp, {test})")
+    spread = ("no seed spread with one seed" if seeds < 2 else
+              f"seed spread {100 * evidence['seed_spread']:.2f} pp")
+    return f"noise bound {100 * evidence['bound']:.2f} pp ({spread}, {test})"
 
 
 def _plain(d: dict[str, Any]) -> dict[str, Any]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,65 +18,40 @@ from torch import nn
 import samtune
 from samtune.data import Dataset, load_data
 from samtune.errors import ConfigError, SamtuneError
+from samtune.models.check import check_model
 from samtune.search._confirm import confirm, pick_candidates
 from samtune.search._objective import Objective, model_factory_from, named_model_factory
+from samtune.search._options import SearchOptions
 from samtune.search._progress import Progress, fmt_time
 from samtune.search._pruners import make_pruner
 from samtune.search._recommendation import Recommendation, build_recommendation
 from samtune.search._space import SearchSpace
 from samtune.search._storage import (
-    HEARTBEAT_S,
     default_storage_url,
     default_study_name,
     load_study,
+    mask_url,
     open_storage,
     sqlite_path,
 )
-from samtune.search._workers import RUN_ATTR, make_sampler, reap_stale, run_trials, spawn
+from samtune.search._workers import (
+    RUN_ATTR,
+    RunRecord,
+    cpu_threads,
+    make_sampler,
+    reap_stale,
+    run_seconds,
+    run_trials,
+    spawn,
+    trial_phase,
+)
 from samtune.train import TrainConfig
 
+__all__ = ["SearchOptions", "cpu_threads", "search", "stored_recommendation"]
+
 SETTINGS_ATTR = "samtune"  # study user attribute holding what the study was made with
-SMALL_MODEL_PARAMS = 2_000_000  # below this, train on one CPU thread (see cpu_threads)
-
-
-@dataclass
-class SearchOptions:
-    """Everything ``samtune search`` takes; the CLI's options map one to one."""
-
-    trials: int = 24  # finished (complete or pruned) trials to reach; a resumed study is topped up
-    timeout: float | None = None  # seconds for the trial phase; None: no limit
-    epochs: int = 12  # epochs per trial and per confirmation run
-    batch_size: int | None = None  # None: chosen from the training-set size (TrainConfig)
-    study: str | None = None  # None: named after the data
-    storage: str | None = None  # None: sqlite:///studies/<study>.db
-    pruner: str = "forgetting"  # forgetting, median, hyperband, none
-    space: str = "default"  # a preset name (default, quick, paper) or a YAML file
-    lr: float | None = None  # fix the base learning rate instead of searching it
-    model: str | None = None  # mlp, cnn, resnet18 or package.module:function; None: by data kind
-    target: str | None = None  # CSV target column
-    seed: int = 0  # data split, sampler and trial seeds
-    out: str | None = None  # recommendation folder; None: beside the study
-    confirm_seeds: int = 3  # seeds per confirmed configuration
-    top_k: int = 2  # distinct top configurations confirmed (plus the best baseline)
-    device: str | None = None  # None: cuda when present, else cpu
-    threads: int | None = None  # torch CPU threads; None: 1 for small models, else torch's default
-    workers: int = 1  # processes running trials on this machine (more join with samtune worker)
-    heartbeat: int = HEARTBEAT_S  # seconds between a running trial's heartbeats (3 missed: stale)
-    progress: bool = True  # print progress to stderr
-
-    def __post_init__(self) -> None:
-        for name, low in (("trials", 1), ("epochs", 1), ("confirm_seeds", 1), ("top_k", 1),
-                          ("workers", 1), ("heartbeat", 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                flag = "--" + name.replace("_", "-")
-                raise ConfigError(f"{flag} must be a whole number >= {low}, but got {value!r}.")
-        if self.timeout is not None and not self.timeout > 0:
-            raise ConfigError(f"--timeout must be a positive number of seconds, but got {self.timeout!r}.")
-        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
-            raise ConfigError(f"--threads must be a whole number >= 1, but got {self.threads!r}.")
-        if self.lr is not None and not 0 < self.lr <= 10:
-            raise ConfigError(f"--lr must be in (0, 10], but got {self.lr!r}.")
+RESOLVE_GAIN = 0.03  # warn when the test split cannot show a gain this large (3 pp)
+HASHED = ("fingerprint", "space")  # settings shown shortened in the refusal message
 
 
 def _settings(data: Any, space: SearchSpace, train: TrainConfig, model: str) -> dict[str, Any]:
@@ -83,26 +60,64 @@ def _settings(data: Any, space: SearchSpace, train: TrainConfig, model: str) -> 
             "dataset": data.describe(), "samtune_version": samtune.__version__}
 
 
+def differences(stored: dict[str, Any], settings: dict[str, Any]) -> list[str]:
+    """What differs between a study's stored settings and a request's, one phrase each."""
+    labels = {"fingerprint": "data (fingerprint)", "space": "search space", "epochs": "--epochs",
+              "batch_size": "batch size", "model": "model"}
+    out = []
+    for key, label in labels.items():
+        old, new = stored.get(key), settings[key]
+        if old != new:
+            if key in HASHED:
+                old, new = f"{old!s:.12}", f"{new!s:.12}"
+            out.append(f"{label} {old} vs {new}")
+    return out
+
+
 def _check_same(study: optuna.Study, settings: dict[str, Any]) -> None:
     stored = study.user_attrs.get(SETTINGS_ATTR)
     if stored is None:
         if study.trials:
             raise SamtuneError(f"study {study.study_name!r} was not made by samtune; choose another --study name.")
         return
-    labels = {"fingerprint": "data (fingerprint)", "space": "search space", "epochs": "--epochs",
-              "batch_size": "batch size", "model": "model"}
-    for key, label in labels.items():
-        if stored.get(key) != settings[key]:
-            raise SamtuneError(
-                f"study {study.study_name!r} was made with a different {label} "
-                f"({stored.get(key)!s:.16} vs {settings[key]!s:.16}); use a new --study name "
-                "or the original settings."
-            )
+    differ = differences(stored, settings)
+    if differ:
+        raise SamtuneError(
+            f"study {study.study_name!r} was made with a different {'; '.join(differ)}; use a new "
+            "--study name or the original settings."
+        )
+
+
+def _has_run(trial: optuna.trial.FrozenTrial, params: dict[str, Any]) -> bool:
+    """Whether ``trial`` runs (or ran) the warm-start ``params``."""
+    fixed = trial.system_attrs.get("fixed_params")
+    if fixed is not None:
+        return fixed == params
+    return all(k in trial.params and trial.params[k] == v for k, v in params.items())
+
+
+def enqueue_warm_start(study: optuna.Study, warm: list[dict[str, Any]], target: int) -> int:
+    """Enqueue the warm-start configurations that no live trial holds, as many as the trials
+    still to run; returns how many were enqueued.
+
+    Live: waiting, running, complete or pruned. A failed or interrupted warm-start trial is
+    not live, so it runs again on resume (Optuna's ``skip_if_exists`` would count it as done).
+    Enqueuing only as many as the trials still to run leaves none waiting in a study that has
+    reached its target; a top-up enqueues the rest.
+    """
+    live = study.get_trials(deepcopy=False, states=(
+        TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED))
+    missing = [p for p in warm if not any(_has_run(t, p) for t in live)]
+    finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in live)
+    room = target - finished - sum(t.state == TrialState.WAITING for t in live)
+    for params in missing[:max(0, room)]:
+        study.enqueue_trial(params)
+    return min(len(missing), max(0, room))
 
 
 def open_search_study(
     name: str, storage_url: str, settings: dict[str, Any], space: SearchSpace,
-    pruner: optuna.pruners.BasePruner, seed: int, heartbeat: int,
+    pruner: optuna.pruners.BasePruner, seed: int, heartbeat: int, target: int,
 ) -> optuna.Study:
     """Create the study once (or load it), refuse a mismatch, enqueue the warm start."""
     storage = open_storage(storage_url, heartbeat=heartbeat)
@@ -118,8 +133,7 @@ def open_search_study(
                                     pruner=pruner, direction="maximize")
     if SETTINGS_ATTR not in study.user_attrs:
         study.set_user_attr(SETTINGS_ATTR, settings)
-    for params in space.warm_start_params():
-        study.enqueue_trial(params, skip_if_exists=True)
+    enqueue_warm_start(study, space.warm_start_params(), target)
     return study
 
 
@@ -151,62 +165,122 @@ def search(data: str | Dataset, *, module: nn.Module | None = None, **options: A
         optuna.logging.set_verbosity(verbosity)
 
 
-def cpu_threads(model: nn.Module, requested: int | None) -> int:
-    """Small models gain nothing from intra-op threads and lose a lot when threads compete
-    with other processes, so they train on one thread; larger ones keep torch's default."""
-    if requested is not None:
-        return requested
-    n_params = sum(p.numel() for p in model.parameters())
-    return 1 if n_params < SMALL_MODEL_PARAMS else torch.get_num_threads()
+@dataclass
+class Plan:
+    """What a search request resolves to before any study is opened."""
+
+    space: SearchSpace  # batch size and fixed lr applied
+    train_config: TrainConfig
+    factory: Callable[[], nn.Module]  # a fresh model each call
+    model_name: str  # stored in the study: a named model, or module:<signature>
+    model_label: str  # for messages: the model's name or class
+    settings: dict[str, Any]  # what a resumed study must match (SETTINGS_ATTR)
 
 
-def _search(data: str | Dataset, model: nn.Module | None, opts: SearchOptions) -> Recommendation:
-    t_start = time.monotonic()
-    from_spec = not isinstance(data, Dataset)  # workers can reload only a --data spec
-    if not from_spec:
-        dataset, data = data, data.source
-    else:
-        dataset = load_data(data, target=opts.target, seed=opts.seed)
+def plan(dataset: Dataset, opts: SearchOptions, module: nn.Module | None = None) -> Plan:
+    """Resolve the request: space, batch size, model, and the settings a study must match."""
     space = SearchSpace.load(opts.space)
     batch = TrainConfig(batch_size=opts.batch_size).resolve_batch_size(len(dataset.x_train))
     train_config = TrainConfig(epochs=opts.epochs, batch_size=batch, seed=opts.seed, device=opts.device)
     space = space.with_batch_size(batch)
     if opts.lr is not None:
         space = space.fix_lr(opts.lr)
-    if model is not None:
-        factory = model_factory_from(model)
+    if module is not None:
         from samtune.models import model_signature
-        model_name = f"module:{model_signature(model)[:16]}"
+
+        factory = model_factory_from(module)
+        model_name = f"module:{model_signature(module)[:16]}"
+        label = f"{type(module).__name__} (the module given)"
     else:
-        factory = named_model_factory(opts.model, dataset)
         from samtune.models import default_model_name
+
+        factory = named_model_factory(opts.model, dataset)
         model_name = opts.model or default_model_name(dataset.input_shape)
-    torch.set_num_threads(cpu_threads(factory(), opts.threads))
-    name = opts.study or default_study_name(data)
+        label = repr(model_name)
+    return Plan(space, train_config, factory, model_name, label,
+                _settings(dataset, space, train_config, model_name))
+
+
+def search_settings(dataset: Dataset, module: nn.Module | None = None, **options: Any) -> dict[str, Any]:
+    """The settings a search with ``options`` would store in its study (``autoconfigure``
+    compares them with the stored studies')."""
+    return plan(dataset, SearchOptions(**options), module).settings
+
+
+def warn_small_test(dataset: Dataset) -> None:
+    """Warn when the test split is too small to show a gain of ``RESOLVE_GAIN``.
+
+    The verdict's noise bound includes twice the standard error of the paired per-example
+    difference. Even a gain with no example lost, a share g of n examples, has a standard error
+    of sqrt(g (1 - g) / n), so it counts only when g > 4 / (n + 4).
+    """
+    n = len(dataset.y_test)
+    smallest = 4 / (n + 4)
+    if smallest > RESOLVE_GAIN:
+        warnings.warn(
+            f"the test split has {n} example(s): a gain must exceed about {100 * smallest:.1f} pp "
+            f"to beat the noise bound even when no example is lost, so a gain of "
+            f"{100 * RESOLVE_GAIN:.0f} pp cannot be shown; use more data (at least "
+            f"{math.ceil(4 / RESOLVE_GAIN - 4)} test examples) for a verdict that can say 'use'",
+            stacklevel=4)
+
+
+def confirm_seeds(study: optuna.Study, opts: SearchOptions, n_candidates: int, end_time: float | None,
+                  say: Callable[[str], None]) -> int:
+    """Seeds per candidate: ``confirm_seeds``, fewer when the time budget would not fit them."""
+    if end_time is None:
+        return opts.confirm_seeds
+    run = run_seconds(study)
+    left = end_time - time.time()
+    if run is None or run <= 0:
+        return opts.confirm_seeds
+    fit = max(1, min(opts.confirm_seeds, int(left // (run * n_candidates))))
+    if fit < opts.confirm_seeds:
+        say(f"--time-budget: {fmt_time(left)} left, about {fmt_time(run)} per run: confirming "
+            f"with {fit} seed(s) instead of {opts.confirm_seeds}")
+    return fit
+
+
+def _search(data: str | Dataset, model: nn.Module | None, opts: SearchOptions) -> Recommendation:
+    t_start = time.monotonic()
+    end_time = None if opts.time_budget is None else time.time() + opts.time_budget
+    from_spec = not isinstance(data, Dataset)  # workers can reload only a --data spec
+    if not from_spec:
+        dataset, data = data, data.source
+    else:
+        dataset = load_data(data, target=opts.target, drop=opts.drop, seed=opts.seed)
+    p = plan(dataset, opts, model)
+    checked = p.factory()
+    check_model(checked, dataset.x_train, dataset.num_classes, p.model_label)
+    torch.set_num_threads(cpu_threads(checked, opts.threads))
+    name = opts.study or default_study_name(data, opts.model if model is None else None)
     storage_url = opts.storage or default_storage_url(name)
-    settings = _settings(dataset, space, train_config, model_name)
+    shown_url = mask_url(storage_url)
+    warn_small_test(dataset)
     pruner = make_pruner(opts.pruner, epochs=opts.epochs, seed=opts.seed, top_k=opts.top_k)
-    study = open_search_study(name, storage_url, settings, space, pruner, opts.seed, opts.heartbeat)
+    study = open_search_study(name, storage_url, p.settings, p.space, pruner, opts.seed,
+                              opts.heartbeat, opts.trials)
     loadable = from_spec and model is None
-    study.set_user_attr(RUN_ATTR, {
-        "data": data if loadable else None, "target": opts.target, "seed": opts.seed,
-        "space": space.to_dict(), "epochs": opts.epochs, "batch_size": batch,
-        "model": model_name if loadable else None, "pruner": opts.pruner, "device": opts.device,
-        "threads": opts.threads, "trials": opts.trials, "timeout": opts.timeout, "top_k": opts.top_k,
-        "fingerprint": dataset.fingerprint,
-    })
+    run = RunRecord(
+        data=data if loadable else None, fingerprint=dataset.fingerprint, space=p.space.to_dict(),
+        epochs=opts.epochs, batch_size=p.train_config.batch_size, trials=opts.trials,
+        seed=opts.seed, target=opts.target, drop=list(opts.drop),
+        model=p.model_name if loadable else None, pruner=opts.pruner, device=opts.device,
+        threads=opts.threads, timeout=opts.timeout, top_k=opts.top_k, end_time=end_time,
+        confirm_runs=opts.top_k + 1)
+    study.set_user_attr(RUN_ATTR, run.to_dict())
 
     already = len(_finished(study))
     remaining = opts.trials - already
     progress = Progress(opts.trials, enabled=opts.progress)
-    progress.say(f"samtune: study {name!r} in {storage_url} | data {data} "
-                 f"({dataset.split_sizes()}) | model {model_name} | batch {batch} | "
+    progress.say(f"samtune: study {name!r} in {shown_url} | data {data} "
+                 f"({dataset.split_sizes()}) | model {p.model_name} | batch {p.train_config.batch_size} | "
                  f"{opts.epochs} epochs/trial | pruner {opts.pruner}")
     if remaining > 0:
         if already:
             progress.say(f"resuming: {already} finished trial(s) found, running {remaining} more")
-        objective = Objective(dataset, space, train_config, factory, seed=opts.seed, target=opts.trials,
-                              say=progress.say)
+        objective = Objective(dataset, p.space, p.train_config, p.factory, seed=opts.seed,
+                              target=opts.trials, say=progress.say)
         if opts.workers > 1:
             if not loadable:
                 raise ConfigError("--workers > 1 needs data given as a path or builtin:NAME and a "
@@ -219,28 +293,33 @@ def _search(data: str | Dataset, model: nn.Module | None, opts: SearchOptions) -
             dead = [pid for pid, code in codes.items() if code != 0]
             if dead:
                 reap_stale(study, opts.heartbeat, dead)
-            timeout = None if opts.timeout is None else opts.timeout - (time.monotonic() - t_trials)
-        else:
-            timeout = opts.timeout
+            if run.timeout is not None:
+                run.timeout -= time.monotonic() - t_trials
+        timeout, budget = trial_phase(run)
         if timeout is None or timeout > 0:  # this process tops up what workers left undone
             run_trials(study, objective, quota=None, target=opts.trials, timeout=timeout,
-                       callbacks=[progress])
+                       callbacks=[progress, *budget])
+        if budget and len(_finished(study)) < opts.trials:
+            progress.say(f"--time-budget: stopped after {len(_finished(study))} of {opts.trials} "
+                         "trial(s) to leave time for the confirmation")
     else:
         progress.say(f"study already has {already} finished trial(s) (>= --trials {opts.trials})")
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         raise SamtuneError(f"no trial of study {name!r} completed (all pruned or failed); "
                            "raise --trials or --epochs, or try --pruner none.")
 
-    candidates = pick_candidates(study, opts.top_k, dict(space.base_kwargs, lr=opts.lr or 0.05))
-    progress.say(f"confirming {len(candidates)} configuration(s) x {opts.confirm_seeds} seed(s) "
+    candidates = pick_candidates(study, opts.top_k, dict(p.space.base_kwargs, lr=opts.lr or 0.05))
+    seeds = confirm_seeds(study, opts, len(candidates), end_time, progress.say)
+    progress.say(f"confirming {len(candidates)} configuration(s) x {seeds} seed(s) "
                  "on the held-out test split")
 
     def on_run(i: int, n: int, config: Any, s: int, acc: float) -> None:
         progress.say(f"  confirm {i}/{n}: {config.describe()} seed {s}: test_acc {acc:.4f}")
 
-    confirmed = confirm(candidates, dataset, train_config, factory, seeds=opts.confirm_seeds,
+    confirmed = confirm(candidates, dataset, p.train_config, p.factory, seeds=seeds,
                         seed=opts.seed, on_run=on_run, say=progress.say)
-    rec = build_recommendation(study, confirmed, dataset, train_config, model_name, storage_url, data)
+    rec = build_recommendation(study, confirmed, dataset, p.train_config, p.model_name,
+                               shown_url, data)
     out = Path(opts.out) if opts.out else default_out_dir(storage_url, name)
     json_path, _ = rec.save(out)
     study.set_user_attr("recommendation", rec.to_dict())

@@ -20,15 +20,10 @@ from samtune.errors import ConfigError
 from samtune.optim import SAMConfig, get_variant, list_variants
 from samtune.optim._variants import RHO_RANGE, check_param
 from samtune.schedules import list_schedules
+from samtune.search._options import PRESETS_DIR, list_presets
 
-PRESETS_DIR = Path(__file__).parents[1] / "presets"  # in the repository: a link to studies/
 _KEYS = {"name", "base", "base_kwargs", "lr", "variants", "rho", "schedule", "m",
          "variant_kwargs", "warm_start"}
-
-
-def list_presets() -> list[str]:
-    """Names of the shipped presets (``default``, ``quick``, ``paper``)."""
-    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
 
 
 def _range(where: str, spec: Any, low_bound: float | None = None,

@@ -18,10 +18,44 @@ STUDIES_DIR = Path("studies")  # relative to the working directory, like the REA
 SQLITE_TIMEOUT_S = 60  # busy timeout: workers wait for each other's writes instead of failing
 
 
-def default_study_name(data: str) -> str:
-    """``builtin:digits`` -> ``digits``; ``./my/data.csv`` -> ``data``."""
+def default_study_name(data: str, model: str | None = None) -> str:
+    """``builtin:digits`` -> ``digits``; ``./my/data.csv`` -> ``data``; with a model, its name
+    is appended: ``("builtin:digits", "resnet18")`` -> ``digits-resnet18``.
+
+    >>> default_study_name("./my/data.csv", "my_pkg.models:make")
+    'data-my_pkg.models-make'
+    """
     stem = data.split(":", 1)[1] if data.startswith("builtin:") else Path(str(data).rstrip("/")).stem
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", stem) or "study"
+    if model:
+        stem = f"{stem}-{model}"
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-") or "study"
+
+
+_PASSWORD = re.compile(r"(://[^/?#@:]*:)([^/?#@]*)@")
+
+
+def mask_url(url: str | None) -> str | None:
+    """``url`` with its password replaced by ``***``, for messages and stored records.
+
+    >>> mask_url("postgresql+psycopg2://me:s3cret@db:5432/samtune")
+    'postgresql+psycopg2://me:***@db:5432/samtune'
+    >>> mask_url("sqlite:///studies/digits.db")
+    'sqlite:///studies/digits.db'
+    """
+    return None if url is None else _PASSWORD.sub(r"\1***@", url)
+
+
+def _hide_password(text: str, url: str) -> str:
+    """``text`` with ``url``'s password (and the URL itself) masked."""
+    match = _PASSWORD.search(url)
+    text = text.replace(url, mask_url(url) or "")
+    if match and match.group(2):
+        text = text.replace(match.group(2), "***")
+    return text
+
+
+_DRIVERS = {"postgresql": "pip install -e '.[postgres]' (psycopg2)",
+            "mysql": "pip install pymysql, and use a mysql+pymysql:// URL"}
 
 
 def default_storage_url(study: str) -> str:
@@ -34,7 +68,6 @@ def sqlite_path(url: str) -> Path | None:
     return None
 
 
-HEARTBEAT_S = 10  # a running trial's heartbeat (seconds)
 STALE_BEATS = 3  # a trial silent for this many beats is stale (failed, retried)
 MAX_RETRY = 2  # times a stale trial (its worker was killed) is retried
 
@@ -67,7 +100,7 @@ def open_storage(
             raise SamtuneError(f"the study database {str(path)!r} is not writable; fix its permissions or pass --storage with a writable location.")
         engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
     elif "://" not in url:
-        raise SamtuneError(f"storage {url!r} is not a database URL; use e.g. sqlite:///studies/x.db or postgresql://user@host/db.")
+        raise SamtuneError(f"storage {mask_url(url)!r} is not a database URL; use e.g. sqlite:///studies/x.db or postgresql://user@host/db.")
     beat = {}
     if heartbeat:
         beat = {"heartbeat_interval": heartbeat, "grace_period": STALE_BEATS * heartbeat,
@@ -80,9 +113,15 @@ def open_storage(
         if path is not None:
             _immediate_transactions(storage.engine)
         return storage
-    except (SQLAlchemyError, ImportError, ValueError, OSError) as exc:
+    except ImportError as exc:
+        dialect = url.split(":", 1)[0].split("+", 1)[0]
+        fix = _DRIVERS.get(dialect, "install the database driver the URL names")
+        raise SamtuneError(f"cannot open storage {mask_url(url)!r}: its database driver is not "
+                           f"installed ({exc}); {fix}.") from None
+    except (SQLAlchemyError, ValueError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SamtuneError(f"cannot open storage {url!r}: {first[:200]}; check the URL and that the server is running.") from None
+        first = _hide_password(first, url)
+        raise SamtuneError(f"cannot open storage {mask_url(url)!r}: {first[:200]}; check the URL and that the server is running.") from None
 
 
 def _immediate_transactions(engine: Any) -> None:

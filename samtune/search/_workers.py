@@ -1,7 +1,8 @@
 """Trials in one or several processes against one study, the Optuna way.
 
 The study is created once (``samtune search``), with everything a worker needs stored in its
-``samtune_run`` user attribute: the data spec, the space, the budget, the target trial count.
+``samtune_run`` user attribute (a :class:`RunRecord`): the data spec, the space, the budget,
+the target trial count.
 A worker (``samtune worker``, or a process started by ``samtune search --workers N``) rebuilds
 the objective from that, checks the data fingerprint, and runs trials until the study holds the
 target number of finished (complete or pruned) trials. Running trials send heartbeats: a trial
@@ -15,31 +16,104 @@ import datetime as dt
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Collection
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import optuna
+import torch
 from optuna.trial import FrozenTrial, TrialState
+from torch import nn
 
 from samtune.errors import SamtuneError
 from samtune.search._objective import Objective, TrialSurplus, named_model_factory
+from samtune.search._options import HEARTBEAT_S
 from samtune.search._progress import Progress, is_surplus
 from samtune.search._pruners import make_pruner
 from samtune.search._space import SearchSpace
-from samtune.search._storage import (
-    HEARTBEAT_S,
-    STALE_BEATS,
-    heartbeat_interval,
-    load_study,
-    open_storage,
-)
+from samtune.search._storage import STALE_BEATS, heartbeat_interval, load_study, open_storage
 from samtune.train import TrainConfig
 
 RUN_ATTR = "samtune_run"  # study user attribute: how to run this study's trials
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+SMALL_MODEL_PARAMS = 2_000_000  # below this, train on one CPU thread (see cpu_threads)
+
+
+@dataclass
+class RunRecord:
+    """How to run a study's trials: written by ``samtune search``, read by every worker.
+
+    Stored as a plain dict in the study's ``samtune_run`` user attribute; ``from_dict`` reads
+    records written by older versions (missing keys take these defaults, unknown keys are
+    ignored).
+    """
+
+    data: str | None  # the --data spec; None: data given from Python (workers cannot join)
+    fingerprint: str  # of the data the study was made on; a worker's data must match
+    space: dict[str, Any]  # SearchSpace.to_dict(), batch size and fixed lr applied
+    epochs: int  # per trial
+    batch_size: int
+    trials: int  # finished trials the study should reach
+    seed: int = 0  # data split and trial seeds
+    target: str | None = None  # CSV target column
+    drop: list[str] = field(default_factory=list)  # CSV columns left out by --drop
+    model: str | None = None  # a named model; None: a module given from Python
+    pruner: str = "forgetting"
+    device: str | None = None
+    threads: int | None = None
+    timeout: float | None = None  # seconds for the trial phase (--timeout)
+    top_k: int = 2  # configurations confirmed besides the baseline (the pruner's bar)
+    end_time: float | None = None  # --time-budget: when the whole run ends (time.time())
+    confirm_runs: int = 0  # runs the confirmation needs at least (one seed per candidate)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunRecord:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def cpu_threads(model: nn.Module, requested: int | None) -> int:
+    """Small models gain nothing from intra-op threads and lose a lot when threads compete
+    with other processes, so they train on one thread; larger ones keep torch's default."""
+    if requested is not None:
+        return requested
+    n_params = sum(p.numel() for p in model.parameters())
+    return 1 if n_params < SMALL_MODEL_PARAMS else torch.get_num_threads()
+
+
+def run_seconds(study: optuna.Study) -> float | None:
+    """Seconds one full run takes here: the median completed trial (the longest finished
+    trial while none completed); None before any trial finished."""
+    def took(states: tuple[TrialState, ...]) -> list[float]:
+        return [(t.datetime_complete - t.datetime_start).total_seconds()
+                for t in study.get_trials(deepcopy=False, states=states)
+                if t.datetime_start is not None and t.datetime_complete is not None]
+
+    complete = took((TrialState.COMPLETE,))
+    if complete:
+        return statistics.median(complete)
+    finished = took(FINISHED)
+    return max(finished) if finished else None
+
+
+class StopForBudget:
+    """Stop ``optimize`` when one more trial and the smallest confirmation would not fit
+    before ``end_time`` (``time.time()``): the whole-run budget of ``--time-budget``."""
+
+    def __init__(self, end_time: float, confirm_runs: int) -> None:
+        self.end_time, self.confirm_runs = end_time, confirm_runs
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        run = run_seconds(study)
+        if run is not None and time.time() + run * (1 + self.confirm_runs) > self.end_time:
+            study.stop()
 
 
 def make_sampler(seed: int | None) -> optuna.samplers.TPESampler:
@@ -174,34 +248,45 @@ def _taken_by_another(exc: Exception) -> bool:
 
 
 def worker_study(name: str, url: str, *, seed: int | None, heartbeat: int = HEARTBEAT_S,
-                 ) -> tuple[optuna.Study, dict[str, Any]]:
+                 ) -> tuple[optuna.Study, RunRecord]:
     storage = open_storage(url, create=False, heartbeat=heartbeat)
-    run = load_study(name, storage).user_attrs.get(RUN_ATTR)
-    if run is None:
+    stored = load_study(name, storage).user_attrs.get(RUN_ATTR)
+    if stored is None:
         raise SamtuneError(f"study {name!r} was not made by 'samtune search'; start it with samtune search first.")
-    pruner = make_pruner(run["pruner"], epochs=run["epochs"], top_k=run.get("top_k", 2))
+    run = RunRecord.from_dict(stored)
+    pruner = make_pruner(run.pruner, epochs=run.epochs, top_k=run.top_k)
     study = optuna.load_study(study_name=name, storage=storage, sampler=make_sampler(seed), pruner=pruner)
     return study, run
 
 
-def worker_objective(study: optuna.Study, run: dict[str, Any]) -> Objective:
+def worker_objective(study: optuna.Study, run: RunRecord) -> Objective:
     """Rebuild the objective from the study's stored run settings (data checked by fingerprint)."""
     from samtune.data import load_data
 
-    if run.get("data") is None or run.get("model") is None:
+    if run.data is None or run.model is None:
         raise SamtuneError(
             f"study {study.study_name!r} searches data or a model given from Python; "
             "workers can only join studies of a --data path and a named --model.")
-    dataset = load_data(run["data"], target=run.get("target"), seed=run["seed"])
-    if dataset.fingerprint != run["fingerprint"]:
+    dataset = load_data(run.data, target=run.target, drop=run.drop, seed=run.seed)
+    if dataset.fingerprint != run.fingerprint:
         raise SamtuneError(
-            f"the data at {run['data']!r} differs from the data study {study.study_name!r} was made "
+            f"the data at {run.data!r} differs from the data study {study.study_name!r} was made "
             "on (fingerprint); give this worker the same files.")
-    space = SearchSpace.from_dict(run["space"], where=f"study {study.study_name!r}")
-    train_config = TrainConfig(epochs=run["epochs"], batch_size=run["batch_size"], seed=run["seed"],
-                               device=run.get("device"))
-    factory = named_model_factory(run["model"], dataset)
-    return Objective(dataset, space, train_config, factory, seed=run["seed"], target=run["trials"])
+    space = SearchSpace.from_dict(run.space, where=f"study {study.study_name!r}")
+    train_config = TrainConfig(epochs=run.epochs, batch_size=run.batch_size, seed=run.seed,
+                               device=run.device)
+    factory = named_model_factory(run.model, dataset)
+    return Objective(dataset, space, train_config, factory, seed=run.seed, target=run.trials)
+
+
+def trial_phase(run: RunRecord) -> tuple[float | None, list[Callable[..., None]]]:
+    """The trial phase's timeout (``--timeout``, cut to ``--time-budget``) and the callback
+    that stops it early enough for the confirmation."""
+    timeout = run.timeout
+    if run.end_time is None:
+        return timeout, []
+    left = run.end_time - time.time()
+    return (left if timeout is None else min(timeout, left)), [StopForBudget(run.end_time, run.confirm_runs)]
 
 
 def join(name: str, url: str, *, quota: int | None = None, seed: int | None = None,
@@ -210,17 +295,15 @@ def join(name: str, url: str, *, quota: int | None = None, seed: int | None = No
 
     Returns the number of trials this worker ran.
     """
-    import torch
-
-    from samtune.search._search import cpu_threads
-
     study, run = worker_study(name, url, seed=seed, heartbeat=heartbeat)
     objective = worker_objective(study, run)
-    torch.set_num_threads(cpu_threads(objective.model_factory(), threads or run.get("threads")))
-    report = Progress(run["trials"], enabled=progress, prefix=f"worker {os.getpid()} ")
+    torch.set_num_threads(cpu_threads(objective.model_factory(), threads or run.threads))
+    report = Progress(run.trials, enabled=progress, prefix=f"worker {os.getpid()} ")
     objective.say = lambda text: report.say(report.prefix + text.lstrip())
-    run_trials(study, objective, quota=quota, target=run["trials"], timeout=run.get("timeout"),
-               callbacks=[report])
+    timeout, budget = trial_phase(run)
+    if timeout is None or timeout > 0:
+        run_trials(study, objective, quota=quota, target=run.trials, timeout=timeout,
+                   callbacks=[report, *budget])
     return report.ran
 
 

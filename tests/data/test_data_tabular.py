@@ -45,7 +45,7 @@ def test_folder_with_two_csvs(mixed_csv, tmp_path):
 
 
 def test_target_argument_and_integer_labels(csv_file):
-    rows = [["f1", "f2", "outcome"]] + [[i, i % 7, [2, 10, 1][i % 3]] for i in range(30)]
+    rows = [["f1", "f2", "outcome"]] + [[i % 11, i % 7, [2, 10, 1][i % 3]] for i in range(30)]
     ds = load_data(csv_file(rows), target="outcome")
     assert ds.classes == ["1", "2", "10"]  # numeric sort
     assert ds.input_shape == (2,)
