@@ -55,7 +55,9 @@ class ForgettingPruner(optuna.pruners.BasePruner):
     2. Collapsed perturbation: a SAM-family trial whose latest ``flip_rate`` (fraction of
        examples correct at w and wrong at w + e) is at least ``collapse_flip_rate``, from
        epoch 2 on, prunes: the ascent step undoes most of what the model gets right.
-    3. Inert perturbation: a SAM-family trial whose perturbation raises the training loss by
+    3. Inert perturbation: a SAM-family trial with a loss-ascent or random direction (not
+       the OBF family, whose perturbation aims at output biases and raises the loss only a
+       little by design) whose perturbation raises the training loss by
        less than ``inert_loss_gap`` of its value (``loss_gap / train_loss``, read once, at
        epoch ``max(2, n_warmup_steps)``) prunes: its perturbation
        changes nothing to first order (random directions, a vanishing rho), so the trial is
@@ -76,8 +78,12 @@ class ForgettingPruner(optuna.pruners.BasePruner):
        learning rate can blow up an early validation loss and still end well); accuracies
        and rates are bounded and used as they are. Its prediction plus each
        completed trial's leave-one-out residual gives an empirical predictive distribution
-       (the jackknife). The bar is the ``top_k``-th best completed final value; for a
-       baseline trial, no higher than the best completed baseline's (the best baseline is
+       (the jackknife). For a SAM-family trial the bar is the ``top_k``-th best completed
+       SAM-family final value (the search confirms ``top_k`` SAM-family configurations
+       besides the baseline), and the rule waits until ``n_startup_trials`` SAM-family trials
+       have completed: a predictor fitted on baselines alone has never seen SAM's slower
+       start. For a baseline trial the bar is the ``top_k``-th best completed final value, no
+       higher than the best completed baseline's (the best baseline is
        confirmed too: it is the reference of the verdict, so it must stay well tuned). The
        chance of finishing at or above the bar is the share of those values that reach it,
        counting the trial itself as one more that does: ``(hits + 1) / (n + 1)`` for ``n``
@@ -185,7 +191,8 @@ class ForgettingPruner(optuna.pruners.BasePruner):
             return self._pruned(
                 trial, f"collapsed perturbation: flip rate {flip:.3f} at epoch {step}"
             )
-        if sam and step == max(2, self._n_warmup_steps) and self._inert_loss_gap > 0.0:
+        if (sam and _aims_at_loss(trial) and step == max(2, self._n_warmup_steps)
+                and self._inert_loss_gap > 0.0):
             gap, loss = _get(latest, "loss_gap", math.nan), _get(latest, "train_loss", math.nan)
             if loss > 0.0 and gap / loss < self._inert_loss_gap:  # False when either is NaN
                 return self._pruned(
@@ -198,6 +205,8 @@ class ForgettingPruner(optuna.pruners.BasePruner):
         warmup = step < self._n_warmup_steps
         if len(completed) < self._n_startup_trials or (warmup and not self._hopeless_in_warmup):
             return False
+        if sam and sum(not _is_baseline(t) for t in completed) < self._n_startup_trials:
+            return False  # the predictor has not yet seen how SAM-family trials end
         if self._n_steps is not None and step > self._n_steps // 2:
             return False
         p = self._predict(completed, trial, step)
@@ -263,8 +272,15 @@ class ForgettingPruner(optuna.pruners.BasePruner):
         return Prediction(predicted, bar, (hits + 1) / (len(y) + 1), len(y))
 
     def _bar(self, completed: Sequence[FrozenTrial], *, baseline: bool) -> float:
-        """The top_k-th best completed final value; for a baseline trial, no higher than the
-        best completed baseline's."""
+        """For a SAM-family trial, the top_k-th best completed SAM-family final value (the
+        search confirms top_k SAM-family configurations besides the baseline); for a baseline
+        trial, the top_k-th best completed final, no higher than the best completed
+        baseline's."""
+        if not baseline:
+            sam = sorted((float(t.value) for t in completed
+                          if _finite(t.value) and not _is_baseline(t)), reverse=True)
+            if sam:
+                return sam[min(self._top_k, len(sam)) - 1]
         finals = sorted((float(t.value) for t in completed if _finite(t.value)), reverse=True)
         bar = finals[min(self._top_k, len(finals)) - 1]
         if baseline:
@@ -302,6 +318,19 @@ def _is_baseline(trial: FrozenTrial) -> bool:
         return variant == "sgd"
     history = _history(trial)
     return not history or "flip_rate" not in history[-1]
+
+
+def _aims_at_loss(trial: FrozenTrial) -> bool:
+    """Whether the trial's perturbation is meant to raise the loss (loss-ascent or random
+    directions). OBF-family directions aim at output biases: their loss gap is small by design,
+    so a small gap says nothing about them."""
+    from samtune.optim import get_variant
+
+    variant = trial.params.get("variant")
+    try:
+        return get_variant(variant).direction != "obf"
+    except Exception:  # an unknown or missing variant: judge it as SAM
+        return True
 
 
 def _features(trial: FrozenTrial, step: int) -> np.ndarray | None:

@@ -361,3 +361,45 @@ def test_bad_constructor_args_raise(kwargs: dict) -> None:
     ((key, value),) = kwargs.items()
     with pytest.raises(ValueError, match=f"but got {key}="):
         ForgettingPruner(**kwargs)
+
+
+def test_obf_family_is_never_judged_inert_by_its_loss_gap() -> None:
+    """OBF aims at output biases, not at the loss: a loss gap of 0.1% says nothing about it."""
+    for variant, pruned in (("obf", False), ("gsam-obf", False), ("asam-obf", False),
+                            ("randsam", True), ("sam", True)):
+        study = optuna.create_study(direction="maximize", pruner=ForgettingPruner())
+        history = _history(0.5, sam=True, flip=0.0, epochs=2)
+        for record in history:
+            record["loss_gap"] = 0.001 * record["train_loss"]
+        assert _prunes(study, variant, history) is pruned, variant
+
+
+def test_a_sam_trials_bar_is_the_top_k_th_sam_final_not_the_baselines() -> None:
+    """Baselines end at 0.95 and 0.94, SAM trials at 0.80, 0.78, 0.76: a SAM trial matters
+    when it can enter the top 2 SAM-family configurations (confirmed besides the baseline)."""
+    pruner = ForgettingPruner(n_startup_trials=3, n_warmup_steps=1)
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    for early, final in ((0.80, 0.95), (0.78, 0.94)):
+        _complete(study, "sgd", _history(early, sam=False), final)
+    for early, final in ((0.50, 0.80), (0.48, 0.78), (0.46, 0.76)):
+        _complete(study, "sam", _history(early, sam=True, flip=0.02), final)
+    trial = _run(study, "sam", _history(0.49, sam=True, flip=0.02, epochs=2))
+    result = pruner.predict(study, study._storage.get_trial(trial._trial_id))
+    assert result is not None and result.bar == pytest.approx(0.78)
+    assert not trial.should_prune()  # predicted near 0.79: it can join the top two SAM trials
+    base = _run(study, "sgd", _history(0.60, sam=False, epochs=2))
+    assert pruner.predict(study, study._storage.get_trial(base._trial_id)).bar == pytest.approx(0.94)
+
+
+def test_sam_trials_wait_for_completed_sam_trials_before_the_predictor_judges_them() -> None:
+    """Fitted on baselines alone, the predictor has never seen SAM's slower start."""
+    pruner = ForgettingPruner(n_startup_trials=3, n_warmup_steps=1)
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    for early, _ in SGD_RUNS:
+        _complete(study, "sgd", _history(early, sam=False), _truth(early, sam=False))
+    slow = _history(0.40, sam=True, flip=0.02, epochs=2)
+    assert not _prunes(study, "sam", slow)
+    assert _prunes(study, "sgd", _history(0.40, sam=False, epochs=2))  # a baseline is judged
+    for early, flip in SAM_RUNS[:3]:
+        _complete(study, "sam", _history(early, sam=True, flip=flip), 0.70 + early / 10)
+    assert _prunes(study, "sam", _history(0.10, sam=True, flip=0.02, epochs=2))
