@@ -1,0 +1,112 @@
+"""Which configurations confirmation retrains: an in-memory study driven through ask / tell."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from samtune import SAMConfig
+from samtune.search._confirm import pick_candidates
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def cfg(variant: str, rho: float = 0.05, lr: float = 0.05, **kw) -> SAMConfig:
+    return SAMConfig(variant=variant, rho=0.0 if variant == "sgd" else rho,
+                     base_kwargs={"lr": lr}, **kw)
+
+
+def study_of(trials) -> optuna.Study:
+    """trials: (config or None, value or a TrialState)."""
+    study = optuna.create_study(direction="maximize")
+    for config, outcome in trials:
+        t = study.ask()
+        if config is not None:
+            t.set_user_attr("config", config.to_dict())
+        if isinstance(outcome, TrialState):
+            study.tell(t, state=outcome)
+        else:
+            study.tell(t, outcome)
+    return study
+
+
+def picked(study, top_k=2, fallback=None):
+    out = pick_candidates(study, top_k, fallback or {"lr": 0.07})
+    return [(c.to_dict(), None if t is None else t.number) for c, t in out]
+
+
+def test_the_top_k_distinct_completed_configurations_and_the_best_baseline():
+    study = study_of([
+        (cfg("sgd", lr=0.1), 0.70),            # 0: a baseline, not the best one
+        (cfg("sam", rho=0.1), 0.90),           # 1: best
+        (cfg("asam", rho=1.0), 0.85),          # 2: third distinct
+        (cfg("sam", rho=0.1), 0.88),           # 3: same configuration as 1: not twice
+        (cfg("gsam"), 0.87),                   # 4: second distinct
+        (cfg("sgd", lr=0.2), 0.75),            # 5: the best baseline
+        (cfg("obf"), TrialState.PRUNED),       # pruned and failed trials never count
+        (cfg("randsam"), TrialState.FAIL),
+        (None, 0.99),                          # a completed trial without a config: skipped
+        (cfg("sam", rho=0.3), 0.10),           # worst
+    ])
+    got = picked(study, top_k=2)
+    trials = study.get_trials()
+    assert [n for _, n in got] == [1, 4, 5]
+    assert [c for c, _ in got] == [trials[n].user_attrs["config"] for n in (1, 4, 5)]
+
+
+def test_top_k_three_takes_the_next_distinct_configuration():
+    study = study_of([
+        (cfg("sam", rho=0.1), 0.90), (cfg("sam", rho=0.1), 0.89), (cfg("gsam"), 0.87),
+        (cfg("asam", rho=1.0), 0.85), (cfg("obf"), 0.80), (cfg("sgd"), 0.60),
+    ])
+    assert [n for _, n in picked(study, top_k=3)] == [0, 2, 3, 5]
+
+
+def test_a_baseline_among_the_top_k_is_not_retrained_twice():
+    study = study_of([
+        (cfg("sgd", lr=0.2), 0.95), (cfg("sam"), 0.90), (cfg("sgd", lr=0.1), 0.93),
+        (cfg("asam", rho=1.0), 0.80),
+    ])
+    got = picked(study, top_k=2)
+    assert [n for _, n in got] == [0, 2]
+    assert sum(c["variant"] == "sgd" for c, _ in got) == 2  # both in the top 2, once each
+
+
+def test_without_a_completed_baseline_the_best_trials_base_optimizer_is_the_fallback():
+    study = study_of([
+        (cfg("sam", lr=0.02), 0.80), (cfg("asam", rho=1.0, lr=0.3), 0.90),
+        (cfg("sgd", lr=0.5), TrialState.PRUNED),
+    ])
+    got = pick_candidates(study, 1, {"lr": 0.07})
+    assert [t.number if t else None for _, t in got] == [1, None]
+    fallback = got[-1][0]
+    assert fallback.variant == "sgd" and fallback.rho == 0.0
+    assert fallback.base_kwargs == SAMConfig.from_dict(study.trials[1].user_attrs["config"]).base_kwargs
+    assert fallback.lr == 0.3
+
+
+def test_an_adamw_best_trial_gives_an_adamw_fallback():
+    study = study_of([(SAMConfig(variant="sam", base="adamw", base_kwargs={"lr": 3e-3}), 0.8)])
+    fallback = pick_candidates(study, 2, {"lr": 0.07})[-1][0]
+    assert (fallback.variant, fallback.base, fallback.lr) == ("sgd", "adamw", 3e-3)
+
+
+def test_with_no_completed_trial_the_fallback_uses_the_given_base_settings():
+    study = study_of([(cfg("sam"), TrialState.FAIL)])
+    got = pick_candidates(study, 2, {"lr": 0.07, "momentum": 0.5})
+    assert len(got) == 1
+    config, trial = got[0]
+    assert trial is None
+    assert (config.variant, config.base, config.lr) == ("sgd", "sgd", 0.07)
+    assert config.base_kwargs["momentum"] == 0.5
+
+
+@pytest.mark.parametrize("top_k", [1, 2, 4])
+def test_never_more_than_top_k_plus_the_baseline(top_k):
+    study = study_of([(cfg("sam", rho=0.01 * (i + 1)), 0.5 + 0.01 * i) for i in range(6)]
+                     + [(cfg("sgd"), 0.4)])
+    got = picked(study, top_k=top_k)
+    assert len(got) == top_k + 1
+    assert [n for _, n in got[:-1]] == list(range(5, 5 - top_k, -1))
+    assert got[-1][1] == 6
