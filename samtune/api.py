@@ -14,6 +14,7 @@ from torch import nn
 from samtune.data import Dataset, from_arrays, load_data
 from samtune.errors import ConfigError, NotFittedError, SamtuneError
 from samtune.models import model_signature
+from samtune.models.check import refuse_lazy
 from samtune.optim import SAMConfig, SAMOptimizer, build_optimizer
 from samtune.schedules import lr_factor
 from samtune.search import Recommendation, SearchOptions, search, stored_recommendation
@@ -149,6 +150,7 @@ def autoconfigure(
         raise ConfigError(f"budget (trials) must be a whole number >= 1, but got {budget!r}.")
     if not isinstance(fresh, bool):
         raise ConfigError(f"fresh must be True or False, but got {fresh!r}.")
+    refuse_lazy(model, dataset.input_shape, f"{type(model).__name__} (the module given)")
     signature = model_signature(model)
     url = storage or default_storage_url(AUTO_STUDIES)
     opts = SearchOptions(trials=budget, epochs=search_epochs or epochs, batch_size=batch_size,

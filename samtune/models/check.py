@@ -11,6 +11,23 @@ from samtune.errors import ConfigError
 CHECK_BATCH = 4  # examples in the checked batch (at least 2, so BatchNorm in training mode runs)
 
 
+def _shape(input_shape: tuple[int, ...]) -> str:
+    return "(N, " + ", ".join(str(d) for d in input_shape) + ")"
+
+
+def refuse_lazy(model: nn.Module, input_shape: tuple[int, ...], name: str) -> None:
+    """Raise ``ConfigError`` when ``model`` holds lazy modules not yet initialized: samtune
+    reads parameter shapes, copies the model and builds optimizers before any forward pass."""
+    lazy = sorted({type(m).__name__ for m in model.modules()
+                   if isinstance(m, LazyModuleMixin) and m.has_uninitialized_params()})
+    if lazy:
+        raise ConfigError(
+            f"model {name} has lazy modules ({', '.join(lazy)}) whose parameters do not exist "
+            "before the first forward pass; samtune builds the optimizer and copies the model "
+            "first: give their input sizes (e.g. nn.Linear instead of nn.LazyLinear) for inputs "
+            f"of shape {_shape(input_shape)}")
+
+
 def check_model(model: nn.Module, x: torch.Tensor, num_classes: int, name: str) -> None:
     """Raise ``ConfigError`` (one line: input shape, model, what went wrong) unless ``model``
     maps a batch of ``x``'s rows to ``(N, num_classes)`` logits.
@@ -25,15 +42,8 @@ def check_model(model: nn.Module, x: torch.Tensor, num_classes: int, name: str) 
     samtune.errors.ConfigError: model linear returns 2 outputs per example for inputs of shape (N, 4), but the data has 3 classes; make its last layer output num_classes (3) logits
     """
     batch = x[:CHECK_BATCH]
-    shape = "(N, " + ", ".join(str(d) for d in batch.shape[1:]) + ")"
-    lazy = sorted({type(m).__name__ for m in model.modules()
-                   if isinstance(m, LazyModuleMixin) and m.has_uninitialized_params()})
-    if lazy:
-        raise ConfigError(
-            f"model {name} has lazy modules ({', '.join(lazy)}) whose parameters do not exist "
-            f"before the first forward pass; samtune builds the optimizer and copies the model "
-            f"first: give their input sizes (e.g. nn.Linear instead of nn.LazyLinear) for inputs "
-            f"of shape {shape}")
+    shape = _shape(batch.shape[1:])
+    refuse_lazy(model, batch.shape[1:], name)
     model.train()
     try:
         with torch.no_grad():

@@ -18,7 +18,7 @@ from torch import nn
 import samtune
 from samtune.data import Dataset, load_data
 from samtune.errors import ConfigError, SamtuneError
-from samtune.models.check import check_model
+from samtune.models.check import check_model, refuse_lazy
 from samtune.search._confirm import confirm, pick_candidates
 from samtune.search._objective import Objective, model_factory_from, named_model_factory
 from samtune.search._options import SearchOptions
@@ -188,9 +188,10 @@ def plan(dataset: Dataset, opts: SearchOptions, module: nn.Module | None = None)
     if module is not None:
         from samtune.models import model_signature
 
+        label = f"{type(module).__name__} (the module given)"
+        refuse_lazy(module, dataset.input_shape, label)
         factory = model_factory_from(module)
         model_name = f"module:{model_signature(module)[:16]}"
-        label = f"{type(module).__name__} (the module given)"
     else:
         from samtune.models import default_model_name
 
