@@ -88,6 +88,7 @@ def test_autoconfigure_searches_on_the_users_model_and_loop(tmp_path, loader, cl
     assert auto.optimizer.sam_step == 3 * len(loader)
 
 
+@pytest.mark.slow
 def test_autoconfigure_reuses_a_study_of_the_same_data_and_architecture(tmp_path, loader):
     torch.manual_seed(0)
     first = autoconfigure(TinyNet(), loader, epochs=2, **_tiny(tmp_path, space="quick"))

@@ -46,6 +46,7 @@ def test_help_documents_every_option():
         assert flag in out
 
 
+@pytest.mark.slow
 def test_search_recommend_show_round_trip(tmp_path):
     storage = f"sqlite:///{tmp_path / 's.db'}"
     proc = run("search", "--data", "builtin:wine", "--trials", "2", "--epochs", "1", "--space", "quick",

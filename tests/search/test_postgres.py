@@ -11,6 +11,8 @@ from optuna.trial import TrialState
 
 from tests.pg_server import postgres_server
 
+pytestmark = pytest.mark.slow  # starts a PostgreSQL server
+
 
 @pytest.fixture(scope="module")
 def pg_url():

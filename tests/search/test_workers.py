@@ -57,6 +57,7 @@ def _trials(storage, name, states=None):
     return study.get_trials(states=states)
 
 
+@pytest.mark.slow
 def test_two_workers_reach_the_exact_trial_count(tmp_path):
     storage = f"sqlite:///{tmp_path / 'w.db'}"
     rec = search("builtin:wine", trials=5, epochs=2, workers=2, confirm_seeds=1, top_k=1,
@@ -67,6 +68,7 @@ def test_two_workers_reach_the_exact_trial_count(tmp_path):
     assert rec.study["n_complete"] + rec.study["n_pruned"] == 5
 
 
+@pytest.mark.slow
 def test_a_killed_worker_is_retried_and_the_study_still_finishes(tmp_path, cli):
     storage = f"sqlite:///{tmp_path / 'k.db'}"
     # no pruning: every trial runs its 3 epochs, so the kill lands inside a trial
@@ -97,6 +99,7 @@ def test_a_killed_worker_is_retried_and_the_study_still_finishes(tmp_path, cli):
     assert f"worker {pid} was killed by signal 9" in err
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path, cli):
     storage = f"sqlite:///{tmp_path / 'c.db'}"
     # unpruned trials: long enough for the interrupt to land inside one
@@ -129,6 +132,7 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path, cli):
     assert all(by.value == done_before[n] for n, by in ((t.number, t) for t in trials) if n in done_before)
 
 
+@pytest.mark.slow
 def test_same_seed_one_worker_gives_identical_trials(tmp_path):
     results = []
     for run in ("a", "b"):
@@ -184,6 +188,7 @@ def _pop_all(url, name, barrier, out):
     out.put(popped)
 
 
+@pytest.mark.slow
 def test_each_enqueued_trial_is_popped_by_one_process(tmp_path):
     # SQLite's deferred transactions let two processes pop the same waiting trial
     # (optuna/optuna#4621); samtune's storage begins them immediately.
