@@ -10,7 +10,7 @@ import torch
 
 from samtune.errors import ConfigError
 from samtune.optim._variants import check_rho, get_variant
-from samtune.schedules import RhoSchedule
+from samtune.schedules import PerturbSchedule, RhoSchedule
 
 BASE_OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "sgd": torch.optim.SGD,
@@ -65,6 +65,10 @@ class SAMConfig:
     base_kwargs: dict[str, Any] = field(default_factory=dict)  # lr, momentum, weight_decay, ...
     variant_kwargs: dict[str, Any] = field(default_factory=dict)  # eta, alpha, gamma, C, prob
     max_grad_norm: float | None = None  # clip the final gradient to this norm; None = no clipping
+    # which steps perturb: always, late (start), stochastic (p, seed), periodic (every); the
+    # other steps are the base optimizer's step (see samtune.schedules.PerturbSchedule)
+    perturb: str = "always"
+    perturb_kwargs: dict[str, Any] = field(default_factory=dict)  # start, p, seed, every, ...
 
     def __post_init__(self) -> None:
         spec = get_variant(self.variant)
@@ -79,6 +83,8 @@ class SAMConfig:
         self.variant_kwargs = spec.resolve_kwargs(self.variant_kwargs)
         self.schedule_kwargs = dict(self.schedule_kwargs)
         RhoSchedule(self.schedule, self.rho, self.schedule_kwargs)  # validates
+        self.perturb_kwargs = dict(self.perturb_kwargs)
+        PerturbSchedule(self.perturb, self.perturb_kwargs)  # validates
         if self.m is not None and (isinstance(self.m, bool) or not isinstance(self.m, int) or self.m < 1):
             raise ConfigError(f"m must be a whole number >= 1 or None, but got m={self.m!r}.")
         if self.max_grad_norm is not None and not (
@@ -104,9 +110,22 @@ class SAMConfig:
             kwargs.setdefault("total_steps", int(total_steps))
         return RhoSchedule(self.schedule, self.rho, kwargs)
 
+    def perturb_schedule(self, total_steps: int | None = None) -> PerturbSchedule:
+        kwargs = dict(self.perturb_kwargs)
+        if total_steps is not None and self.perturb == "late":
+            kwargs.setdefault("total_steps", int(total_steps))
+        return PerturbSchedule(self.perturb, kwargs)
+
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON/YAML-ready dict (``from_dict`` inverts it)."""
-        return asdict(self)
+        """Plain JSON/YAML-ready dict (``from_dict`` inverts it).
+
+        ``perturb`` and ``perturb_kwargs`` are left out while they hold their defaults, so the
+        dicts of configurations from before they existed (stored trials, hashes) are unchanged.
+        """
+        d = asdict(self)
+        if self.perturb == "always" and not self.perturb_kwargs:
+            del d["perturb"], d["perturb_kwargs"]
+        return d
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SAMConfig:
@@ -127,6 +146,12 @@ class SAMConfig:
             return f"sgd baseline ({self.base}, lr={self.lr:.3g})"
         m = "batch" if self.m is None else self.m
         return (
-            f"{self.variant} rho={self.rho:.3g} schedule={self.schedule} m={m} "
+            f"{self.variant} rho={self.rho:.3g} schedule={self.schedule} m={m}{self._perturb_text()} "
             f"({self.base}, lr={self.lr:.3g})"
         )
+
+    def _perturb_text(self) -> str:
+        if self.perturb == "always":
+            return ""
+        args = ",".join(f"{k}={v}" for k, v in sorted(self.perturb_kwargs.items()))
+        return f" perturb={self.perturb}" + (f"({args})" if args else "")

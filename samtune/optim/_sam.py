@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from samtune.errors import ConfigError
-from samtune.optim import _msharp, _msharp_grouped, _msharp_linear
+from samtune.optim import _micro, _msharp, _msharp_grouped, _msharp_linear
 from samtune.optim._autotune import MsharpChooser
 from samtune.optim._bn import bn_modules, frozen_bn_stats
 from samtune.optim._config import BASE_OPTIMIZERS, SAMConfig
@@ -61,8 +61,8 @@ class StepOutput:
 
     loss: torch.Tensor  # clean loss L(w), mean over the batch
     outputs: torch.Tensor  # clean logits at w, (B, K) in the batch's order
-    perturbed_loss: torch.Tensor | None = None  # L(w + e); None for the baseline
-    perturbed_outputs: torch.Tensor | None = None  # logits at w + e; None for the baseline
+    perturbed_loss: torch.Tensor | None = None  # L(w + e); None when the step did not perturb
+    perturbed_outputs: torch.Tensor | None = None  # logits at w + e; None likewise
 
 
 def _loss_scale(scaler: torch.amp.GradScaler | None, device: torch.device) -> float:
@@ -118,6 +118,7 @@ class SAMOptimizer(torch.optim.Optimizer):
         self.spec = get_variant(config.variant)
         self.variant_kwargs = dict(config.variant_kwargs)
         self.rho_schedule = config.rho_schedule(total_steps)
+        self.perturb_schedule = config.perturb_schedule(total_steps)
         super().__init__(params, dict(rho=config.rho, **config.base_kwargs))
         self.base_optimizer = BASE_OPTIMIZERS[config.base](self.param_groups, **config.base_kwargs)
         self.param_groups = self.base_optimizer.param_groups
@@ -137,6 +138,7 @@ class SAMOptimizer(torch.optim.Optimizer):
         self._backup: list[torch.Tensor] = []
         self._backup_ids: list[int] | None = None
         self._chooser = MsharpChooser()  # msharp="auto": times both paths, keeps the faster
+        self._perturbing = self.spec.perturbs  # whether the update under way perturbs
 
     # -- bookkeeping ---------------------------------------------------------------------------
 
@@ -256,10 +258,11 @@ class SAMOptimizer(torch.optim.Optimizer):
                 f"m-sharpness (m={self.m}) needs the batch; use optimizer.train_step(model, inputs, "
                 "targets, loss_fn) instead of step(closure)."
             )
-        self._apply_rho_schedule()
+        self._start_update()
         with torch.enable_grad():
             loss = closure()
-        if not self.spec.perturbs:
+        if not self._perturbing:  # the baseline, or a step whose rho is 0 or that the
+            # perturbation schedule leaves out: the base optimizer's step, one pass
             self._update()
             return loss
         params = self._params()
@@ -306,6 +309,10 @@ class SAMOptimizer(torch.optim.Optimizer):
     ) -> StepOutput:
         """Both passes on one batch, then (if ``update``) the base optimizer's step.
 
+        A step that does not perturb (the ``sgd`` baseline, a step whose rho is 0 in every param
+        group, a step the perturbation schedule leaves out) is the base optimizer's step: one
+        forward and backward on the whole batch, whatever m, and ``perturbed_*`` are None.
+
         With m-sharpness, a batch that m does not divide (an epoch's last batch) runs as
         micro-batches of m and one smaller micro-batch of the rest, each weighted by its number
         of examples; a batch smaller than m is one micro-batch. A ``DistributedDataParallel``
@@ -322,24 +329,42 @@ class SAMOptimizer(torch.optim.Optimizer):
         if isinstance(model, nn.parallel.DistributedDataParallel):
             return self._distributed_step(model, inputs, targets, loss_fn, update=update,
                                           scaler=scaler, autocast_dtype=autocast_dtype)
+        if self._acc is None:  # the first batch of an update: this step's rho and gate
+            self._start_update()
+        kw = {"scaler": scaler, "autocast_dtype": autocast_dtype}
+        if not self._perturbing:  # the base optimizer's step, on the whole batch
+            return self._chunk_step(model, inputs, targets, loss_fn, 1, update=update, **kw)
         batch = inputs.shape[0]
-        m = min(self.m or batch, batch)  # fewer examples than m: one micro-batch
-        if batch % m:  # micro-batches of m, then one of the rest: weighted by their examples
-            head = batch - batch % m
-            kw = {"scaler": scaler, "autocast_dtype": autocast_dtype}
-            first = self.train_step(model, inputs[:head], targets[:head], loss_fn, update=False, **kw)
-            rest = self.train_step(model, inputs[head:], targets[head:], loss_fn, update=update, **kw)
-            return _joined(first, rest, head, batch - head)
-        k = batch // m
-        if self._acc is None:
-            self._apply_rho_schedule()
+        k, head, rest = _micro.split(batch, self.m)
+        if rest:  # micro-batches of m, then one of the rest: weighted by their examples
+            first = self._chunk_step(model, inputs[:head], targets[:head], loss_fn, k,
+                                     update=False, **kw)
+            last = self._chunk_step(model, inputs[head:], targets[head:], loss_fn, 1,
+                                    update=update, **kw)
+            return _joined(first, last, head, rest)
+        return self._chunk_step(model, inputs, targets, loss_fn, k, update=update, **kw)
+
+    def _start_update(self) -> None:
+        """Write this step's rho into the param groups and decide whether the step perturbs:
+        the variant perturbs, the perturbation schedule says so and some rho is not 0."""
+        self._apply_rho_schedule()
+        self._perturbing = (
+            self.spec.perturbs
+            and (self.perturb_schedule.is_always or self.perturb_schedule(self.sam_step))
+            and any(g["rho"] != 0 for g in self.param_groups)
+        )
+
+    def _chunk_step(self, model, inputs, targets, loss_fn, k: int, *, update: bool, scaler,
+                    autocast_dtype) -> StepOutput:
+        """Both passes on k equal micro-batches (one pass when the step does not perturb), then
+        the update, or the accumulation of this chunk's final gradient."""
         scale = _loss_scale(scaler, inputs.device)
         autocast = (
             torch.autocast(inputs.device.type, dtype=autocast_dtype)
             if autocast_dtype is not None else nullcontext()
         )
         params = self._params()
-        if not self.spec.perturbs:
+        if not self._perturbing:
             out = self._baseline_pass(model, inputs, targets, loss_fn, autocast, scale)
             if self._acc is None and update:  # fast path: p.grad already holds the final gradient
                 self._scaler, self._final_ready = scaler, True
@@ -347,38 +372,40 @@ class SAMOptimizer(torch.optim.Optimizer):
                 return out
             final = self._grads(params, scale)
         else:
-            impl = self._msharp_impl(model, inputs, k, autocast_dtype is not None)
-            t0 = self._chooser.clock(inputs, k) if self.msharp == "auto" else None
-            args = (model, inputs, targets, loss_fn, k, autocast, scale)
-            try:
-                if impl == "loop":
-                    out, final = self._loop_pass(*args)
-                else:
-                    out, final = _MSHARP_PATHS[impl](self, *args)
-            except (RuntimeError, NotImplementedError) as exc:
-                if impl == "loop" or self.msharp == impl:
-                    raise
-                warnings.warn(
-                    f"{impl} m-sharpness failed for this model ({exc!s:.120}); "
-                    "not using it from now on.", RuntimeWarning, stacklevel=2,
-                )
-                self._chooser.drop(impl)
-                self._failed.add(impl)
-                t0 = None
-                out, final = self._loop_pass(*args)
-            if t0 is not None:
-                self._chooser.record(inputs, k, impl, t0)
+            out, final = self._msharp_pass(model, inputs, targets, loss_fn, k, autocast, scale)
         if self._acc is None and update:  # no accumulation: hand the final gradient over as is
             for p, f in zip(params, final):
                 p.grad = f.mul_(scale) if scaler is not None else f
             self._scaler, self._final_ready = scaler, True
             self.step()  # the instance's step, so lr schedulers see it
             return out
-        self._accumulate(final, batch)
+        self._accumulate(final, inputs.shape[0])
         self.zero_grad(set_to_none=True)
         if update:
             self._finish(params, scaler, scale)
         return out
+
+    def _msharp_pass(self, model, inputs, targets, loss_fn, k, autocast, scale):
+        """Both passes on k micro-batches through the chosen implementation (the loop when a
+        faster one fails on this model under ``msharp="auto"``)."""
+        impl = self._msharp_impl(model, inputs, k, isinstance(autocast, torch.autocast))
+        t0 = self._chooser.clock(inputs, k) if self.msharp == "auto" else None
+        args = (model, inputs, targets, loss_fn, k, autocast, scale)
+        try:
+            result = self._loop_pass(*args) if impl == "loop" else _MSHARP_PATHS[impl](self, *args)
+        except (RuntimeError, NotImplementedError) as exc:
+            if impl == "loop" or self.msharp == impl:
+                raise
+            warnings.warn(
+                f"{impl} m-sharpness failed for this model ({exc!s:.120}); "
+                "not using it from now on.", RuntimeWarning, stacklevel=3,
+            )
+            self._chooser.drop(impl)
+            self._failed.add(impl)
+            return self._loop_pass(*args)
+        if t0 is not None:
+            self._chooser.record(inputs, k, impl, t0)
+        return result
 
     def _distributed_step(self, ddp, inputs, targets, loss_fn, *, update, scaler, autocast_dtype):
         """``train_step`` on a ``DistributedDataParallel`` model: m-sharpness over the global batch.

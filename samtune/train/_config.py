@@ -35,21 +35,17 @@ class TrainConfig:
             raise ConfigError(f"warmup_epochs must be >= 0, but got {self.warmup_epochs!r}.")
 
     def resolve_batch_size(self, n_train: int, m: int | None = None) -> int:
-        """The batch size used on ``n_train`` examples: a multiple of m, at most n_train."""
+        """The batch size used on ``n_train`` examples, at most n_train: a multiple of m, or the
+        whole batch when m is at least the batch (``samtune.optim._micro``'s rule)."""
         if self.batch_size is not None:
             batch = self.batch_size
         else:
             batch = 16
             while batch * 2 <= min(128, n_train / 16):
                 batch *= 2
-        batch = min(batch, n_train)
-        if m is not None:
-            if batch < m:
-                raise ConfigError(
-                    f"m={m} is larger than the batch of {batch} examples; choose a smaller m."
-                )
-            batch -= batch % m
-        return batch
+        from samtune.optim._micro import batch_for  # the m rule; imported here: it loads torch
+
+        return batch_for(min(batch, n_train), m)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
