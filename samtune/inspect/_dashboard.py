@@ -20,7 +20,13 @@ from samtune.errors import SamtuneError
 from samtune.inspect._publish import artifact_store, publish
 from samtune.inspect.cli import DEFAULT_HOST, DEFAULT_PORT
 from samtune.search._search import SETTINGS_ATTR
-from samtune.search._storage import default_storage_url, load_study, open_storage, sqlite_path
+from samtune.search._storage import (
+    default_storage_url,
+    load_study,
+    mask_url,
+    open_storage,
+    sqlite_path,
+)
 
 ARTIFACTS_DIRNAME = "artifacts"  # beside the SQLite file: studies/artifacts
 FALLBACK_ARTIFACT_DIR = Path("samtune-out") / ARTIFACTS_DIRNAME  # for server databases
@@ -60,7 +66,7 @@ def open_target(study: str | None = None, storage: str | None = None,
         chosen = None
         names = [s.study_name for s in optuna.get_all_study_summaries(rdb, include_best_trial=False)]
         if not names:
-            raise SamtuneError(f"storage {url!r} holds no study; run 'samtune search' first.")
+            raise SamtuneError(f"storage {mask_url(url)!r} holds no study; run 'samtune search' first.")
         studies = [s for s in (optuna.load_study(study_name=n, storage=rdb) for n in names)
                    if SETTINGS_ATTR in s.user_attrs]
     directory = Path(artifact_dir) if artifact_dir is not None else default_artifact_dir(url)
