@@ -28,8 +28,20 @@ a_j a_j^T + 1 and the correction (x_j a_j^T + 1) c_j delta_j, with no separate b
 constants; the gradient of (1/k) sum_j L_j through the module's own matmul is then
 (1/k) sum_j grad L_j(w + e_j), the m-sharpness gradient. Weights are never modified.
 
-Only plain SAM and OBF directions (no ASAM scaling, no GSAM decomposition), and only models
-built from Linear layers and parameter-free per-example modules: see :func:`supported`.
+ASAM (``adaptive``): T = |w| + eta elementwise breaks the low rank, so each micro-batch's weight
+gradient G_j = delta_j^T a_j is formed (one batched matmul, the flops of one full-batch weight
+gradient), scaled to E_j = c_j T^2 G_j with c_j = rho / ||T g_j||, and pass 2 runs each layer as
+one batched matmul with W + E_j (``_ShiftedLinear``: its backward gives W the full-batch
+gradient). Memory: two parameter-sized tensors per micro-batch, bounded by ``msharp_memory_mb``.
+
+GSAM (``gsam``): the final gradient is mean_j of g_p,j - alpha (g_j - coef_j g_p,j), with
+coef_j = <g_j, g_p,j> / ||g_p,j||^2. Both are low-rank (g_p,j = delta'_j^T x_j from pass 2's
+output gradients delta' and inputs x), so coef_j needs m x m Gram matrices only, and the mean
+is two full-batch matmuls with rows weighted per micro-batch (:func:`_gsam_final`). OBF
+replaces g_j by its own direction in both, as in the loop.
+
+Every direction but randsam's noise, and only models built from Linear layers and
+parameter-free per-example modules: see :func:`supported`.
 """
 
 from __future__ import annotations
@@ -55,6 +67,7 @@ _PER_EXAMPLE = (
     nn.ReLU, nn.GELU, nn.Tanh, nn.Sigmoid, nn.SiLU, nn.LeakyReLU, nn.ELU, nn.Softplus,
 )
 
+ADAPTIVE_COPIES = 2  # ASAM: parameter-sized tensors per micro-batch (T G_j, then E_j in place; bmm out)
 Layer = tuple[nn.Linear, "int | None", "int | None"]  # module, index of weight / bias in params
 
 
@@ -99,9 +112,18 @@ def supported(opt: SAMOptimizer, model: nn.Module) -> bool:
     return _direction_ok(opt) and _layers(opt, model) is not None
 
 
+def fits(opt: SAMOptimizer, k: int) -> bool:
+    """Whether k micro-batches fit the memory bound: ASAM forms each micro-batch's weight
+    gradient and perturbation (ADAPTIVE_COPIES parameter-sized tensors per micro-batch); SAM's
+    and GSAM's low-rank factors are the size of the batch's activations."""
+    if not opt.spec.adaptive:
+        return True
+    per_micro = ADAPTIVE_COPIES * sum(p.numel() * p.element_size() for p in opt._params())
+    return k * per_micro <= opt.msharp_memory_mb * 2**20
+
+
 def _direction_ok(opt: SAMOptimizer) -> bool:
-    spec = opt.spec  # plain SAM and OBF directions; ASAM and GSAM need the full G_j
-    return spec.direction in ("loss", "obf") and not spec.adaptive and not spec.gsam
+    return opt.spec.direction in ("loss", "obf")  # randsam's noise is not low-rank
 
 
 def _micro_losses(loss_fn, out: torch.Tensor, targets: torch.Tensor, k: int,
@@ -131,6 +153,60 @@ def _hooked(layers: list[Layer], hook: Callable) -> Iterator[None]:
     finally:
         for h in handles:
             h.remove()
+
+
+@contextmanager
+def _forwards_replaced(layers: list[Layer], make: Callable) -> Iterator[None]:
+    """Each layer's forward replaced by ``make(layer)`` for the body (an instance attribute,
+    always removed again)."""
+    try:
+        for mod, _, _ in layers:
+            mod.forward = make(mod)
+        yield
+    finally:
+        for mod, _, _ in layers:
+            mod.__dict__.pop("forward", None)
+
+
+class _ShiftedLinear(torch.autograd.Function):
+    """x_j (W + E_j)^T + b + e_b,j for the k micro-batches of x, (B, in) -> (B, out).
+
+    E_j and e_b,j are constants; the backward gives x its gradient through W + E_j and W, b the
+    sum over micro-batches (one full-batch matmul): the gradient of sum_j L_j(w + e_j).
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, e_w, e_b, k):
+        dtype = (e_w if e_w is not None else e_b).dtype
+        xs = x.reshape(k, -1, x.shape[-1])
+        xs = xs if xs.dtype == dtype else xs.to(dtype)
+        w_t = weight.detach().mT.to(dtype)
+        w_k = w_t.unsqueeze(0) if e_w is None else e_w.add(w_t)  # (k, in, out): (W + E_j)^T
+        shift = None if bias is None else bias.detach().to(dtype)
+        if e_b is not None:
+            shift = e_b if shift is None else e_b.add(shift)
+        if shift is None:
+            out = torch.matmul(xs, w_k)
+        else:
+            out = torch.baddbmm(shift.expand(k, 1, -1), xs, w_k.expand(k, -1, -1))
+        ctx.save_for_backward(xs, w_k)
+        ctx.shapes = (x.dtype, weight.dtype, None if bias is None else bias.dtype)
+        return out.reshape(x.shape[0], -1).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        xs, w_k = ctx.saved_tensors
+        x_dtype, w_dtype, b_dtype = ctx.shapes
+        k = xs.shape[0]
+        g = grad.reshape(k, -1, grad.shape[-1]).to(w_k.dtype)
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.matmul(g, w_k.mT).reshape(-1, xs.shape[-1]).to(x_dtype)
+        if ctx.needs_input_grad[1]:
+            grad_w = (g.flatten(0, 1).mT @ xs.flatten(0, 1)).to(w_dtype)
+        if b_dtype is not None and ctx.needs_input_grad[2]:
+            grad_b = g.sum((0, 1)).to(b_dtype)
+        return grad_x, grad_w, grad_b, None, None, None
 
 
 def _layer_input(mod: nn.Module, args: tuple, seen, batch: int) -> torch.Tensor:
@@ -165,8 +241,13 @@ def fused_pass(
     layers = cached[1]
     if layers is None or not _direction_ok(opt):
         raise RuntimeError(
-            "fused m-sharpness needs a sam or obf variant (no asam, no gsam) and a model of "
+            "fused m-sharpness needs a loss or obf direction (not randsam) and a model of "
             "nn.Linear layers and per-example, parameter-free modules."
+        )
+    if not fits(opt, k):
+        raise RuntimeError(
+            f"fused m-sharpness: ASAM's {k} per-micro-batch weight copies exceed "
+            f"msharp_memory_mb={opt.msharp_memory_mb:g}."
         )
     params, rhos = opt._params(), opt._rhos()
     batch = inputs.shape[0]
@@ -193,66 +274,102 @@ def fused_pass(
     zs = [seen[mod][1] for mod, _, _ in layers]
     deltas = torch.autograd.grad(obj * scale if scale != 1.0 else obj, zs, allow_unused=True)
 
-    # micro-batch norms from Gram matrices, then each layer's low-rank perturbation
+    # micro-batch norms, then each layer's perturbation: low-rank for SAM, per micro-batch for ASAM
     with torch.no_grad():
-        shift = _low_rank_shifts(layers, seen, zs, deltas, rhos, k, m, scale)
+        directions = _directions(layers, seen, zs, deltas, k, m, scale)
+        if opt.spec.adaptive:
+            shift = _adaptive_shifts(layers, directions, rhos, k, opt.variant_kwargs["eta"])
+        else:
+            shift = _low_rank_shifts(layers, directions, rhos, k)
 
-    # pass 2: the forward at w + e_j, for every j at once, through output corrections
-    called: set[nn.Module] = set()
+    # pass 2: the forward at w + e_j, for every j at once: low-rank output corrections (SAM),
+    # or each micro-batch's own weights W + E_j in one batched matmul (ASAM)
+    called: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def perturb(mod, args, out):
         x = _layer_input(mod, args, called, batch)
-        called.add(mod)
-        a_t, d_w, e_b, fold = shift[mod]
-        with torch.autocast(out.device.type, enabled=False):  # low-rank maths in float32 or up
-            x = x.reshape(k, m, -1)
-            if x.dtype != a_t.dtype:
-                x = x.to(a_t.dtype)
-            if d_w is None:
-                corr = e_b.expand(k, m, -1)
-            elif fold:  # bias folded in: (x_j a_j^T + 1) c_j delta_j = x_j E_j^T + e_b,j
-                corr = torch.bmm(torch.bmm(x, a_t).add_(1.0), d_w)
-            elif e_b is None:
-                corr = torch.bmm(torch.bmm(x, a_t), d_w)  # x_j E_j^T = (x_j a_j^T) c_j delta_j
-            else:
-                corr = torch.baddbmm(e_b, torch.bmm(x, a_t), d_w)
-            corr = corr.reshape(out.shape)
-            return out + (corr if corr.dtype == out.dtype else corr.to(out.dtype))
+        with torch.autocast(out.device.type, enabled=False):  # correction maths in float32 or up
+            corr = _correction(shift[mod], x, k, m).reshape(out.shape)
+            p_z = out + (corr if corr.dtype == out.dtype else corr.to(out.dtype))
+        called[mod] = (x.detach(), p_z)
+        return p_z
 
-    with _hooked(layers, perturb), torch.enable_grad(), autocast:
+    def shifted_forward(mod):
+        def forward(*args):
+            x = _layer_input(mod, args, called, batch)
+            _, e_w, e_b = shift[mod]
+            kind = x.device.type
+            out_dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) \
+                else torch.promote_types(x.dtype, mod.weight.dtype)  # what nn.Linear returns
+            with torch.autocast(kind, enabled=False):  # the maths in float32 or up
+                p_z = _ShiftedLinear.apply(x, mod.weight, mod.bias, e_w, e_b, k)
+            p_z = p_z if p_z.dtype == out_dtype else p_z.to(out_dtype)
+            called[mod] = (x.detach(), p_z)
+            return p_z
+        return forward
+
+    if opt.spec.adaptive:
+        route = _forwards_replaced(layers, shifted_forward)
+    else:
+        route = _hooked(layers, perturb)
+    with route, torch.enable_grad(), autocast:
         p_out = model(inputs)
         _check_output(p_out, batch)
         p_losses = _micro_losses(loss_fn, p_out, targets, k, counted)
-        p_obj = p_losses.sum() / k
     if len(called) != len(layers):
         raise RuntimeError(
             "fused m-sharpness: the perturbed forward ran other layers than the clean one."
         )
-    grads = torch.autograd.grad(p_obj * scale if scale != 1.0 else p_obj, params, allow_unused=True)
-    final = [
-        torch.zeros_like(p) if g is None else (g / scale if scale != 1.0 else g)
-        for p, g in zip(params, grads)
-    ]
+    if opt.spec.gsam:
+        final = _gsam_final(opt, layers, directions, called, p_losses.sum(), k, m, scale)
+    else:
+        p_obj = p_losses.sum() / k
+        grads = torch.autograd.grad(p_obj * scale if scale != 1.0 else p_obj, params,
+                                    allow_unused=True)
+        final = [
+            torch.zeros_like(p) if g is None else (g / scale if scale != 1.0 else g)
+            for p, g in zip(params, grads)
+        ]
     output = StepOutput(
         losses.mean().detach(), out.detach(), p_losses.mean().detach(), p_out.detach()
     )
     return output, final
 
 
-def _low_rank_shifts(layers, seen, zs, deltas, rhos, k: int, m: int, scale: float) -> dict:
-    """Per layer: (a^T, c delta, e_b, fold), the factors of every micro-batch's perturbation.
+def _directions(layers, seen, zs, deltas, k: int, m: int, scale: float) -> list[tuple]:
+    """Per layer, the factors of every micro-batch's direction g_j: (a, delta), (k, m, ...) each
+    in float32 or up and unscaled; G_j = delta_j^T a_j (weight), s_j = delta_j^T 1 (bias)."""
+    out = []
+    for (mod, _, _), z, d in zip(layers, zs, deltas):
+        dtype = torch.promote_types(mod.weight.dtype, torch.float32)
+        a, d = seen[mod][0], torch.zeros_like(z) if d is None else d
+        a = (a if a.dtype == dtype else a.to(dtype)).reshape(k, m, -1)
+        d = (d if d.dtype == dtype else d.to(dtype)).reshape(k, m, -1)
+        out.append((a, d / scale if scale != 1.0 else d))
+    return out
+
+
+def _rho_coefficients(sq_norms: list[torch.Tensor], k: int):
+    """rho / (||d_j|| + EPS) per micro-batch, (k, 1, 1), one tensor per distinct rho."""
+    inv_norm = 1.0 / (torch.stack(sq_norms).sum(0).sqrt() + EPS)  # (k,)
+    coef: dict[float, torch.Tensor] = {}
+
+    def c(rho: float) -> torch.Tensor:
+        if rho not in coef:
+            coef[rho] = (rho * inv_norm).view(k, 1, 1)
+        return coef[rho]
+
+    return c
+
+
+def _low_rank_shifts(layers, directions, rhos, k: int) -> dict:
+    """SAM's e_j, per layer as ("low-rank", a^T, c delta, e_b, fold): E_j = (c_j delta_j)^T a_j.
 
     ``fold``: weight and bias share a rho, so the bias is the weight of a constant input 1:
     its gradient is delta_j^T 1 and the Gram matrix of the inputs becomes a_j a_j^T + 1.
     """
     grams, parts = [], []
-    for (mod, w, b), z, d in zip(layers, zs, deltas):
-        dtype = torch.promote_types(mod.weight.dtype, torch.float32)
-        a, d = seen[mod][0], torch.zeros_like(z) if d is None else d
-        a = (a if a.dtype == dtype else a.to(dtype)).reshape(k, m, -1)
-        d = (d if d.dtype == dtype else d.to(dtype)).reshape(k, m, -1)
-        if scale != 1.0:
-            d = d / scale
+    for (_, w, b), (a, d) in zip(layers, directions):
         fold = w is not None and b is not None and rhos[w] == rhos[b]
         s = None if fold or b is None else d.sum(1)  # (k, out): the bias gradients s_j
         if w is not None:  # ||G_j||^2 = sum((a_j a_j^T) * (delta_j delta_j^T)), bias folded in
@@ -263,20 +380,111 @@ def _low_rank_shifts(layers, seen, zs, deltas, rhos, k: int, m: int, scale: floa
         if s is not None:
             grams.append(s.pow(2).sum(1))
         parts.append((a.mT, d, s, fold))
-    inv_norm = 1.0 / (torch.stack(grams).sum(0).sqrt() + EPS)  # (k,)
-    coef: dict[float, torch.Tensor] = {}
-
-    def c(rho: float) -> torch.Tensor:  # rho / norm_j, per micro-batch, one per distinct rho
-        if rho not in coef:
-            coef[rho] = (rho * inv_norm).view(k, 1, 1)
-        return coef[rho]
-
+    c = _rho_coefficients(grams, k)
     shift = {}
     for (mod, w, b), (a_t, d, s, fold) in zip(layers, parts):
         d_w = d * c(rhos[w]) if w is not None else None
         e_b = None if s is None else s.unsqueeze(1) * c(rhos[b])
-        shift[mod] = (a_t, d_w, e_b, fold)  # E_j = d_w,j^T a_j (+ the folded bias), e_b,j
+        shift[mod] = ("low-rank", a_t, d_w, e_b, fold)
     return shift
+
+
+def _adaptive_shifts(layers, directions, rhos, k: int, eta: float) -> dict:
+    """ASAM's e_j = rho T^2 g_j / ||T g_j||, T = |w| + eta, per layer as ("full", E_j^T, e_b).
+
+    The elementwise T breaks the low rank of g_j, so each micro-batch's weight gradient is
+    formed, G_j = delta_j^T a_j (one batched matmul: the flops of one full-batch weight
+    gradient), and so is its perturbation E_j.
+    """
+    sq, parts = [], []
+    for (mod, w, b), (a, d) in zip(layers, directions):
+        tg_w = tg_b = t_w = t_b = None
+        if w is not None:
+            t_w = mod.weight.detach().abs().add(eta)
+            tg_w = torch.bmm(d.mT, a).mul_(t_w)  # T G_j, (k, out, in)
+            sq.append(torch.linalg.vector_norm(tg_w, dim=(1, 2)).square())
+        if b is not None:
+            t_b = mod.bias.detach().abs().add(eta)
+            tg_b = d.sum(1).mul_(t_b)  # T s_j, (k, out)
+            sq.append(torch.linalg.vector_norm(tg_b, dim=1).square())
+        parts.append((tg_w, t_w, tg_b, t_b))
+    c = _rho_coefficients(sq, k)
+    shift = {}
+    for (mod, w, b), (tg_w, t_w, tg_b, t_b) in zip(layers, parts):
+        e_w = None if tg_w is None else tg_w.mul_(t_w).mul_(c(rhos[w])).mT  # E_j^T, (k, in, out)
+        e_b = None if tg_b is None else tg_b.mul_(t_b).unsqueeze(1).mul_(c(rhos[b]))  # (k, 1, out)
+        shift[mod] = ("full", e_w, e_b)
+    return shift
+
+
+def _correction(shift: tuple, x: torch.Tensor, k: int, m: int) -> torch.Tensor:
+    """x_j E_j^T + e_b,j for every micro-batch j, (k, m, out): the forward at w + e_j minus
+    the one at w."""
+    x = x.reshape(k, m, -1)
+    if shift[0] == "full":
+        _, e_w, e_b = shift
+        if x.dtype != (e_w if e_w is not None else e_b).dtype:
+            x = x.to((e_w if e_w is not None else e_b).dtype)
+        if e_w is None:
+            return e_b.expand(k, m, -1)
+        return torch.bmm(x, e_w) if e_b is None else torch.baddbmm(e_b, x, e_w)
+    _, a_t, d_w, e_b, fold = shift
+    if x.dtype != a_t.dtype:
+        x = x.to(a_t.dtype)
+    if d_w is None:
+        return e_b.expand(k, m, -1)
+    if fold:  # bias folded in: (x_j a_j^T + 1) c_j delta_j = x_j E_j^T + e_b,j
+        return torch.bmm(torch.bmm(x, a_t).add_(1.0), d_w)
+    if e_b is None:
+        return torch.bmm(torch.bmm(x, a_t), d_w)  # x_j E_j^T = (x_j a_j^T) c_j delta_j
+    return torch.baddbmm(e_b, torch.bmm(x, a_t), d_w)
+
+
+def _gsam_final(opt, layers, directions, called, p_obj, k: int, m: int, scale: float):
+    """GSAM's final gradient, mean_j of g_p,j - alpha (g_j - coef_j g_p,j), from low-rank factors.
+
+    With g_p,j = delta'_j^T x_j (this pass's output gradients and inputs), coef_j =
+    <g_j, g_p,j> / (||g_p,j||^2 + EPS) needs only m x m Gram matrices (bias folded in as a
+    constant input 1), and the mean is two full-batch matmuls with rows weighted per micro-batch:
+    sum_j ((1 + alpha coef_j) / k) delta'_j^T x_j - (alpha / k) sum_j delta_j^T a_j.
+    """
+    alpha = opt.variant_kwargs["alpha"]
+    p_zs = [called[mod][1] for mod, _, _ in layers]
+    p_deltas = torch.autograd.grad(p_obj * scale if scale != 1.0 else p_obj, p_zs,
+                                   allow_unused=True)
+    with torch.no_grad():
+        dots, sq, factors = [], [], []
+        for (mod, w, b), (a, d), p_z, p_d in zip(layers, directions, p_zs, p_deltas):
+            x = called[mod][0]
+            p_d = torch.zeros_like(p_z) if p_d is None else p_d
+            p_d = (p_d if p_d.dtype == a.dtype else p_d.to(a.dtype)).reshape(k, m, -1)
+            if scale != 1.0:
+                p_d = p_d / scale
+            x = (x if x.dtype == a.dtype else x.to(a.dtype)).reshape(k, m, -1)
+            if w is not None:  # <G_j, G'_j> = sum((a_j x_j^T) * (delta_j delta'_j^T))
+                cross, gram = torch.bmm(a, x.mT), torch.bmm(x, x.mT)
+                if b is not None:
+                    cross.add_(1.0)
+                    gram.add_(1.0)
+            else:  # bias only
+                cross = gram = torch.ones(k, m, m, dtype=a.dtype, device=a.device)
+            dots.append((cross * torch.bmm(d, p_d.mT)).sum((1, 2)))
+            sq.append((gram * torch.bmm(p_d, p_d.mT)).sum((1, 2)))
+            factors.append((a, d, x, p_d))
+        coef = torch.stack(dots).sum(0) / (torch.stack(sq).sum(0) + EPS)  # (k,)
+        row = ((1.0 + alpha * coef) / k).view(k, 1, 1)
+        grads: dict[int, torch.Tensor] = {}
+        for (_, w, b), (a, d, x, p_d) in zip(layers, factors):
+            p_dw = (p_d * row).flatten(0, 1)  # (B, out)
+            d_flat = d.flatten(0, 1)
+            if w is not None:
+                g_w = p_dw.mT @ x.flatten(0, 1)
+                grads[w] = g_w.sub_(d_flat.mT @ a.flatten(0, 1), alpha=alpha / k)
+            if b is not None:
+                grads[b] = p_dw.sum(0).sub_(d_flat.sum(0), alpha=alpha / k)
+        params = opt._params()
+        return [grads[i].to(p.dtype) if i in grads else torch.zeros_like(p)
+                for i, p in enumerate(params)]
 
 
 def _check_output(out: torch.Tensor, batch: int) -> None:

@@ -446,7 +446,8 @@ class SAMOptimizer(torch.optim.Optimizer):
     def _msharp_candidates(self, model, inputs, k: int, autocast: bool) -> list[str]:
         """The implementations that reproduce the loop for this model, the loop last."""
         names = []
-        if "fused" not in self._failed and _msharp_linear.supported(self, model):
+        if "fused" not in self._failed and _msharp_linear.supported(self, model) \
+                and _msharp_linear.fits(self, k):
             names.append("fused")
         if "grouped" not in self._failed and _msharp_grouped.supported(self, model) \
                 and _msharp_grouped.chunk_size(self, k) >= 2:

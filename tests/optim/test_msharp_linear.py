@@ -13,7 +13,7 @@ from torch import nn
 from samtune import SAMConfig, build_optimizer
 from samtune.models import build_model
 from samtune.optim import SAMOptimizer
-from samtune.optim._msharp_linear import fused_pass, supported
+from samtune.optim._msharp_linear import fits, fused_pass, supported
 from tests.optim.conftest import mlp
 
 OBF = {
@@ -22,7 +22,8 @@ OBF = {
     "obf-softmax-g0": {"prob": "softmax", "gamma": 0.0},
     "obf-softmax-g1": {"prob": "softmax", "gamma": 1.0},
 }
-VARIANTS = ["sam", *OBF]
+COMPOSED = ["asam", "gsam", "gsam-obf", "asam-obf"]
+VARIANTS = ["sam", *OBF, *COMPOSED]
 
 
 def deep(seed: int = 0) -> nn.Module:
@@ -39,6 +40,10 @@ def deep(seed: int = 0) -> nn.Module:
 def _config(variant: str, rho: float = 0.3, **kw) -> SAMConfig:
     if variant in OBF:
         return SAMConfig(variant="obf", rho=rho, variant_kwargs=OBF[variant], **kw)
+    if "gsam" in variant:  # a large alpha, so a wrong decomposition shows
+        kw.setdefault("variant_kwargs", {"alpha": 0.7, **({"gamma": 1.0} if "obf" in variant else {})})
+    if variant == "asam-obf":
+        kw.setdefault("variant_kwargs", {"gamma": 1.0, "eta": 0.05})
     return SAMConfig(variant=variant, rho=rho, **kw)
 
 
@@ -90,7 +95,7 @@ def test_fused_equals_the_loop_on_a_deeper_model(variant, k):
     _assert_equal(loop, fused)
 
 
-@pytest.mark.parametrize("variant", ["sam", "obf-softmax-g1"])
+@pytest.mark.parametrize("variant", ["sam", "obf-softmax-g1", *COMPOSED])
 def test_weight_and_bias_in_groups_with_different_rho(variant):
     x, y = _data(32)
 
@@ -104,7 +109,7 @@ def test_weight_and_bias_in_groups_with_different_rho(variant):
     _assert_equal(loop, fused)
 
 
-@pytest.mark.parametrize("variant", ["sam", "obf-sigmoid-g1"])
+@pytest.mark.parametrize("variant", ["sam", "obf-sigmoid-g1", *COMPOSED])
 def test_a_grad_scaler_scale_is_undone(variant):
     x, y = _data(32)
     loop, fused = _both(mlp(), lambda mod: build_optimizer(mod, _config(variant)), x, y, 4,
@@ -125,7 +130,7 @@ def test_other_loss_functions_go_micro_batch_by_micro_batch():
         _assert_equal(loop, fused)
 
 
-@pytest.mark.parametrize("variant", ["sam", "obf-sigmoid-g1"])
+@pytest.mark.parametrize("variant", ["sam", "obf-sigmoid-g1", *COMPOSED])
 def test_bf16_autocast_is_close(variant):
     x, y = _data(64)
     loop, fused = _both(deep(), lambda mod: build_optimizer(mod, _config(variant)), x, y, 8,
@@ -159,10 +164,19 @@ def test_samtune_mlp_is_supported():
         assert supported(build_optimizer(model, _config("obf-sigmoid-g1")), model)
 
 
-@pytest.mark.parametrize("variant", ["sgd", "asam", "gsam", "randsam", "gsam-obf", "asam-obf"])
+@pytest.mark.parametrize("variant", ["sgd", "randsam"])
 def test_other_variants_are_refused(variant):
     model = mlp()
     assert not supported(build_optimizer(model, SAMConfig(variant=variant, rho=0.1)), model)
+
+
+def test_asam_beyond_the_memory_bound_is_refused():
+    model = mlp()
+    opt = build_optimizer(model, _config("asam"), msharp_memory_mb=1e-3)
+    assert supported(opt, model) and not fits(opt, 4)
+    with pytest.raises(RuntimeError, match="msharp_memory_mb"):
+        fused_pass(opt, model, *_data(32), F.cross_entropy, 4, nullcontext(), 1.0)
+    assert fits(build_optimizer(model, _config("gsam"), msharp_memory_mb=1e-3), 4)
 
 
 class _MyLinear(nn.Linear):
