@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -39,11 +40,33 @@ def test_usage_errors_exit_2(args):
     assert info.value.code == 2
 
 
+def _search_flags_of_the_parser() -> set[str]:
+    import argparse
+
+    from samtune.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    search = sub.choices["search"]
+    return {s for a in search._actions for s in a.option_strings if s.startswith("--") and s != "--help"}
+
+
+def _search_flags_of_the_readme() -> set[str]:
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parents[2] / "README.md").read_text()
+    usage = text[text.index("samtune search --data PATH"):text.index("samtune worker --study")]
+    return set(re.findall(r"--[a-z][a-z-]*", usage))
+
+
 def test_help_documents_every_option():
     out = run("search", "--help").stdout
-    for flag in ("--data", "--trials", "--timeout", "--epochs", "--batch-size", "--study", "--storage",
-                 "--pruner", "--space", "--lr", "--model", "--target", "--seed", "--out", "--confirm-seeds"):
-        assert flag in out
+    flags = _search_flags_of_the_parser()
+    assert {"--data", "--trials", "--top-k", "--device", "--threads", "--workers", "--heartbeat",
+            "--quiet"} <= flags
+    for flag in flags:
+        assert re.search(rf"^  {re.escape(flag)}\b.*\S", out, re.M), flag  # listed, with text
+    assert _search_flags_of_the_readme() == flags  # README's usage block names exactly these
 
 
 @pytest.mark.slow
