@@ -177,7 +177,6 @@ def _impls(variant: str) -> list[str]:
     names = ["auto", "loop", "vmap"]
     if DIRECTION[variant] != "random":
         names.append("grouped")
-    if DIRECTION[variant] in ("loss", "obf") and variant not in ADAPTIVE | GSAM:
         names.append("fused")
     return names
 
@@ -189,7 +188,12 @@ def test_train_step_with_m_matches_the_reference(variant, msharp):
     model = make_model()
     steps = 5 if msharp == "auto" else 2  # "auto" takes turns among the implementations
     ref = reference_steps(variant, copy.deepcopy(model), x, y, m=4, steps=steps)
-    samtune_steps(variant, model, x, y, m=4, steps=steps, msharp=msharp)
+    try:
+        samtune_steps(variant, model, x, y, m=4, steps=steps, msharp=msharp)
+    except RuntimeError as exc:  # a forced path that does not cover this variant says so
+        if msharp in ("fused", "grouped") and f"{msharp} m-sharpness needs" in str(exc):
+            pytest.skip(f"{msharp} does not cover {variant}: {exc}")
+        raise
     assert_same_weights(model, ref, variant)
 
 
