@@ -80,9 +80,20 @@ def test_a_flat_channel_is_only_centered():
     assert out.dtype == np.float32
 
 
+def test_channel_statistics_are_accumulated_in_float64():
+    """Pixels far from zero with a small spread: float32 accumulation would be off by ~1e-3."""
+    rng = np.random.default_rng(4)
+    x = (1e4 + rng.normal(0.0, 1.0, (64, 1, 16, 16))).astype(np.float32)
+    x64 = x.astype(np.float64)
+    expected = (x64 - x64.mean()) / x64.std()
+    assert np.abs(fit_channel_norm(x)(x) - expected).max() < 1e-5
+
+
 def test_standard_scaler_of_an_empty_split_keeps_the_width():
     apply = fit_standard_scaler(np.arange(12.0).reshape(4, 3))
     assert apply(np.zeros((0, 3))).shape == (0, 3)
+    assert apply(np.zeros((0, 3))).dtype == np.float32  # like every other split
+    assert apply(np.ones((2, 3))).dtype == np.float32
     assert np.allclose(apply(np.array([[4.5, 5.5, 6.5]])), 0.0)
 
 
@@ -90,7 +101,12 @@ def test_resize_is_a_no_op_at_the_same_size_and_resizes_otherwise():
     x = np.random.default_rng(0).random((2, 1, 6, 6)).astype(np.float32)
     assert resize_images(x, None) is x and resize_images(x, 6) is x
     out = resize_images(x, 3)
-    assert out.shape == (2, 1, 3, 3)
+    assert out.shape == (2, 1, 3, 3) and out.dtype == np.float32
+    assert resize_images(x.astype(np.float64), 3).dtype == np.float32
+    # antialiased: a low-pass filter, not a point sample of every other pixel
+    samples = resize_images(x, 2)
+    assert samples.var() < 0.5 * x[..., 1::3, 1::3].var()
+    assert np.allclose(resize_images(np.ones((1, 1, 6, 6), np.float32), 2), 1.0)
     assert np.allclose(out.mean(axis=(2, 3)), x.mean(axis=(2, 3)), atol=0.02)  # a low-pass filter
     assert np.allclose(resize_images(np.full((1, 2, 6, 6), 0.3, np.float32), 4), 0.3)
     assert resize_images(x[:0], 3).shape == (0, 1, 6, 6)

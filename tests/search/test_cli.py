@@ -84,3 +84,22 @@ def test_search_recommend_show_round_trip(tmp_path):
     assert show.returncode == 0 and "variant" in show.stdout and "2 complete" in show.stdout
     missing = run("show", "--study", "other", "--storage", storage)
     assert missing.returncode == 2 and "no study named 'other'" in missing.stderr
+
+
+@pytest.mark.parametrize("exc, code", [(RuntimeError("boom"), 1), (KeyboardInterrupt(), 130)])
+def test_an_internal_error_exits_1_and_an_interrupt_130(exc, code, monkeypatch, capsys, tmp_path):
+    import samtune.search._search as search_module
+
+    def fail(*args, **kwargs):
+        raise exc
+
+    monkeypatch.setattr(search_module, "load_data", fail)
+    args = ["search", "--data", "builtin:wine", "--storage", f"sqlite:///{tmp_path / 's.db'}"]
+    assert main(args) == code
+    err = capsys.readouterr().err.strip()
+    if code == 1:
+        assert err == "internal error: RuntimeError: boom (rerun with --debug for the traceback)"
+        with pytest.raises(RuntimeError, match="boom"):
+            main(["--debug", *args])
+    else:
+        assert err.startswith("interrupted:") and "resume" in err
