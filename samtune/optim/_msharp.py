@@ -11,29 +11,30 @@ in ``_sam.py`` (up to float rounding), BatchNorm running statistics included (``
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from samtune.optim._bn import bn_modules, compose_running_stats, frozen_bn_stats
+from samtune.optim._context import PathContext, as_context
+from samtune.optim._output import StepOutput
 from samtune.optim._perturb import obf_surrogate, random_direction
 
-if TYPE_CHECKING:
-    from samtune.optim._sam import SAMOptimizer, StepOutput
 
-
-def _names(opt: SAMOptimizer, model: nn.Module) -> list[str] | None:
+def _names(ctx: PathContext | Any, model: nn.Module) -> list[str] | None:
     """Model names of the optimizer's parameters, in the optimizer's order (None if foreign)."""
+    ctx = as_context(ctx)
     by_id = {id(p): n for n, p in model.named_parameters()}
-    names = [by_id.get(id(p)) for p in opt._params()]
+    names = [by_id.get(id(p)) for p in ctx.params]
     return None if any(n is None for n in names) else names  # type: ignore[return-value]
 
 
-def supported(opt: SAMOptimizer, model: nn.Module, *, autocast: bool = False) -> bool:
+def supported(ctx: PathContext | Any, model: nn.Module, *, autocast: bool = False) -> bool:
     """Whether the vectorized path can reproduce the loop for this model."""
-    if _names(opt, model) is None:
+    ctx = as_context(ctx)
+    if _names(ctx, model) is None:
         return False
     bns = bn_modules(model)
     if autocast and bns:  # torch's batching rule for batch_norm rejects low-precision inputs
@@ -42,27 +43,29 @@ def supported(opt: SAMOptimizer, model: nn.Module, *, autocast: bool = False) ->
     return all(mod.momentum is not None for _, mod in bns)
 
 
-def chunk_size(opt: SAMOptimizer, model: nn.Module, k: int, inputs: torch.Tensor | None = None) -> int:
+def chunk_size(ctx: PathContext | Any, model: nn.Module, k: int, inputs: torch.Tensor | None = None) -> int:
     """Micro-batches per batched call so that one call's tensors fit ``msharp_memory_mb``.
 
     Per micro-batch: 4 parameter-sized stacked tensors (gradient, e, w + e, perturbed gradient)
     plus the activations a micro-batch's forward saves for its backward, measured once per
     micro-batch shape when ``inputs`` (the batch) is given.
     """
-    per_micro = 4 * sum(p.numel() * p.element_size() for p in opt._params())
+    ctx = as_context(ctx)
+    per_micro = 4 * sum(p.numel() * p.element_size() for p in ctx.params)
     if inputs is not None:
-        per_micro += saved_activation_bytes(opt, model, inputs[: inputs.shape[0] // k])
-    fit = int(opt.msharp_memory_mb * 2**20 // max(1, per_micro))
+        per_micro += saved_activation_bytes(ctx, model, inputs[: inputs.shape[0] // k])
+    fit = int(ctx.memory_mb * 2**20 // max(1, per_micro))
     return max(1, min(k, fit))
 
 
-def saved_activation_bytes(opt: SAMOptimizer, model: nn.Module, x: torch.Tensor) -> int:
+def saved_activation_bytes(ctx: PathContext | Any, model: nn.Module, x: torch.Tensor) -> int:
     """Bytes the forward of ``x`` keeps for backward (cached per shape; weights excluded).
 
     One forward with ``saved_tensors_hooks`` counting what autograd would keep, with BatchNorm
     statistics frozen and the random state restored, so training is not changed by it.
     """
-    cache = opt.__dict__.setdefault("_saved_bytes", {})
+    ctx = as_context(ctx)
+    cache = ctx.cache.setdefault("_saved_bytes", {})
     key = (tuple(x.shape), x.dtype, x.device)
     if key not in cache:
         weights = {p.data_ptr() for p in model.parameters()}
@@ -85,14 +88,13 @@ def saved_activation_bytes(opt: SAMOptimizer, model: nn.Module, x: torch.Tensor)
 
 
 def vectorized_pass(
-    opt: SAMOptimizer, model: nn.Module, inputs, targets, loss_fn, k: int, autocast, scale: float
+    ctx: PathContext | Any, model: nn.Module, inputs, targets, loss_fn, k: int, autocast, scale: float
 ) -> tuple[StepOutput, list[torch.Tensor]]:
-    from samtune.optim._sam import StepOutput
-
-    names = _names(opt, model)
+    ctx = as_context(ctx)
+    names = _names(ctx, model)
     if names is None:
         raise RuntimeError("the optimizer's parameters are not all parameters of this model")
-    params = opt._params()
+    params = ctx.params
     diff = {n: p.detach() for n, p in zip(names, params)}
     named_bns = bn_modules(model)
     stat_names = [
@@ -102,8 +104,8 @@ def vectorized_pass(
     state = {n: t.detach() for n, t in model.named_parameters() if n not in diff}
     state.update({n: b for n, b in model.named_buffers() if n not in stat_names})
     start = {n: b.detach().clone() for n, b in model.named_buffers() if n in stat_names}
-    obf = {k_: opt.variant_kwargs[k_] for k_ in ("gamma", "C", "prob")} \
-        if opt.spec.direction == "obf" else None
+    obf = {k_: ctx.variant_kwargs[k_] for k_ in ("gamma", "C", "prob")} \
+        if ctx.spec.direction == "obf" else None
 
     def stacked(c: int) -> dict[str, torch.Tensor]:
         return {n: b.unsqueeze(0).repeat(c, *([1] * b.dim())) for n, b in start.items()}
@@ -126,19 +128,19 @@ def vectorized_pass(
     m = inputs.shape[0] // k
     xs = inputs.reshape(k, m, *inputs.shape[1:])
     ys = targets.reshape(k, m, *targets.shape[1:])
-    c = chunk_size(opt, model, k, inputs)
+    c = chunk_size(ctx, model, k, inputs)
     final = [torch.zeros_like(p) for p in params]
     outs, pouts, losses, plosses, stats_after = [], [], [], [], []
     for lo in range(0, k, c):
         xc, yc = xs[lo:lo + c], ys[lo:lo + c]
         n_c = xc.shape[0]
         stats = stacked(n_c)
-        if opt.spec.direction == "random":
+        if ctx.spec.direction == "random":
             with torch.no_grad():
                 out, loss = vmap(forward, in_dims=(None, 0, 0, 0), randomness="different")(
                     diff, stats, xc, yc
                 )
-            direction = random_direction(params, n_c, opt.generator)
+            direction = random_direction(params, n_c, ctx.generator)
         else:
             g, (out, loss) = vmap(
                 grad(clean_objective, has_aux=True),
@@ -147,14 +149,14 @@ def vectorized_pass(
             direction = [g[n] / scale if scale != 1.0 else g[n] for n in names]
         stats_after.append(stats)
         with torch.no_grad():
-            e = opt._perturbation(direction, params)
+            e = ctx.perturbation(direction, params)
             shifted = {n: diff[n].unsqueeze(0) + e_n for n, e_n in zip(names, e)}  # w + e_j
         gp, (p_out, p_loss) = vmap(
             grad(perturbed_objective, has_aux=True), in_dims=(0, 0, 0, 0), randomness="different"
         )(shifted, stacked(n_c), xc, yc)
         g_p = [gp[n] / scale if scale != 1.0 else gp[n] for n in names]
         with torch.no_grad():
-            for acc, f in zip(final, opt._final(direction, g_p)):
+            for acc, f in zip(final, ctx.final(direction, g_p)):
                 acc.add_(f.sum(0), alpha=1.0 / k)
         outs.append(out.reshape(-1, *out.shape[2:]))
         pouts.append(p_out.reshape(-1, *p_out.shape[2:]))

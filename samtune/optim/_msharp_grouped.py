@@ -32,19 +32,19 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, nullcontext
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from samtune.optim import _msharp_loop
 from samtune.optim._bn import STAT_NAMES, bn_modules, compose_running_stats
+from samtune.optim._context import PathContext, as_context
 from samtune.optim._msharp_linear import _counted, _micro_losses
+from samtune.optim._output import StepOutput
 from samtune.optim._perturb import obf_surrogate
-
-if TYPE_CHECKING:
-    from samtune.optim._sam import SAMOptimizer, StepOutput
 
 _CONVS = {nn.Conv1d: F.conv1d, nn.Conv2d: F.conv2d, nn.Conv3d: F.conv3d}
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.GroupNorm)
@@ -74,7 +74,7 @@ def _layout_free(mod: nn.Module) -> bool:
     return kind in _LAYOUT_FREE
 
 
-def _layers(opt: SAMOptimizer, model: nn.Module) -> tuple[list[nn.Module], bool] | None:
+def _layers(ctx: PathContext | Any, model: nn.Module) -> tuple[list[nn.Module], bool] | None:
     """The layers that hold parameters, and whether the model needs the check against the loop.
 
     None when the model is unsupported: a parameter of the optimizer outside the model's Conv,
@@ -82,7 +82,8 @@ def _layers(opt: SAMOptimizer, model: nn.Module) -> tuple[list[nn.Module], bool]
     BatchNorm with a cumulative average (momentum=None). Other parameter-free modules (a
     custom activation, a ResNet block) are allowed and make the model need the check.
     """
-    index = {id(p) for p in opt._params()}
+    ctx = as_context(ctx)
+    index = {id(p) for p in ctx.params}
     found: set[int] = set()
     layers, custom = [], False
     for mod in model.modules():
@@ -109,27 +110,30 @@ def _layers(opt: SAMOptimizer, model: nn.Module) -> tuple[list[nn.Module], bool]
     return (layers, custom) if index <= found else None
 
 
-def _cached(opt: SAMOptimizer, model: nn.Module) -> list:
+def _cached(ctx: PathContext | Any, model: nn.Module) -> list:
     """[model, :func:`_layers`, checked against the loop]: the static check, once per model."""
-    cached = opt.__dict__.get("_grouped_layers")
+    ctx = as_context(ctx)
+    cached = ctx.cache.get("_grouped_layers")
     if cached is None or cached[0] is not model:
-        cached = opt.__dict__["_grouped_layers"] = [model, _layers(opt, model), False]
+        cached = ctx.cache["_grouped_layers"] = [model, _layers(ctx, model), False]
     return cached
 
 
-def supported(opt: SAMOptimizer, model: nn.Module) -> bool:
+def supported(ctx: PathContext | Any, model: nn.Module) -> bool:
     """Whether :func:`grouped_pass` can run this optimizer on this model."""
-    return opt.spec.direction != "random" and _cached(opt, model)[1] is not None
+    ctx = as_context(ctx)
+    return ctx.spec.direction != "random" and _cached(ctx, model)[1] is not None
 
 
-def chunk_size(opt: SAMOptimizer, k: int) -> int:
+def chunk_size(ctx: PathContext | Any, k: int) -> int:
     """Micro-batches per grouped call: its stacked weights must fit ``msharp_memory_mb``.
 
     The activations are those of the micro-batches' own examples (a chunk of c micro-batches
     holds c/k of what a full-batch pass holds), so only the stacked copies are counted.
     """
-    per_micro = STACKED_COPIES * sum(p.numel() * p.element_size() for p in opt._params())
-    return max(1, min(k, int(opt.msharp_memory_mb * 2**20 // max(1, per_micro))))
+    ctx = as_context(ctx)
+    per_micro = STACKED_COPIES * sum(p.numel() * p.element_size() for p in ctx.params)
+    return max(1, min(k, int(ctx.memory_mb * 2**20 // max(1, per_micro))))
 
 
 def pack(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -233,11 +237,12 @@ def _packed_forwards(layers: list[nn.Module], packed: _Packed) -> Iterator[None]
         yield
 
 
-def _grouped_passes(opt, model, layers, x, y, loss_fn, k, autocast, scale, stats):
+def _grouped_passes(ctx, model, layers, x, y, loss_fn, k, autocast, scale, stats):
     """Both passes for one chunk of k micro-batches: outputs, losses and the summed final gradient."""
-    params = opt._params()
+    ctx = as_context(ctx)
+    params = ctx.params
     counted = _counted(loss_fn, y, k)
-    obf = opt._obf_kwargs() if opt.spec.direction == "obf" else None
+    obf = ctx.obf_kwargs() if ctx.spec.direction == "obf" else None
     xp = pack(x, k)
 
     def objective(weights: list[torch.Tensor], clean: bool):
@@ -254,12 +259,12 @@ def _grouped_passes(opt, model, layers, x, y, loss_fn, k, autocast, scale, stats
     g = torch.autograd.grad(obj * scale if scale != 1.0 else obj, clean, allow_unused=True)
     with torch.no_grad():
         direction = _unscaled(clean, g, scale)
-        e = opt._perturbation(direction, params)
+        e = ctx.perturbation(direction, params)
         shifted = [c.detach().add_(e_n).requires_grad_() for c, e_n in zip(clean, e)]  # w + e_j
     p_out, p_losses, p_obj = objective(shifted, False)
     gp = torch.autograd.grad(p_obj * scale if scale != 1.0 else p_obj, shifted, allow_unused=True)
     with torch.no_grad():
-        final = [f.sum(0) for f in opt._final(direction, _unscaled(shifted, gp, scale))]
+        final = [f.sum(0) for f in ctx.final(direction, _unscaled(shifted, gp, scale))]
     return out.detach(), losses.detach(), p_out.detach(), p_losses.detach(), final
 
 
@@ -272,14 +277,15 @@ def _unscaled(weights, grads, scale: float) -> list[torch.Tensor]:
 
 
 def grouped_pass(
-    opt: SAMOptimizer, model: nn.Module, inputs, targets, loss_fn, k: int, autocast, scale: float
+    ctx: PathContext | Any, model: nn.Module, inputs, targets, loss_fn, k: int, autocast, scale: float
 ) -> tuple[StepOutput, list[torch.Tensor]]:
     """Both m-sharpness passes as grouped passes; same contract as ``vectorized_pass``.
 
     Raises RuntimeError when the model does not fit (the caller then uses another path).
     """
-    cached = _cached(opt, model)
-    if not supported(opt, model):
+    ctx = as_context(ctx)
+    cached = _cached(ctx, model)
+    if not supported(ctx, model):
         raise RuntimeError(
             "grouped m-sharpness needs every optimized parameter in a Conv, Linear, BatchNorm or "
             "GroupNorm layer, no other module with parameters, buffers or hooks, and a variant "
@@ -287,16 +293,15 @@ def grouped_pass(
         )
     layers, custom = cached[1]
     if custom and not cached[2]:
-        _check_against_loop(opt, model, layers, inputs, targets, loss_fn, k, autocast, scale)
+        _check_against_loop(ctx, model, layers, inputs, targets, loss_fn, k, autocast, scale)
         cached[2] = True
-    return _run(opt, model, layers, inputs, targets, loss_fn, k, autocast, scale)
+    return _run(ctx, model, layers, inputs, targets, loss_fn, k, autocast, scale)
 
 
-def _run(opt, model, layers, inputs, targets, loss_fn, k, autocast, scale):
-    from samtune.optim._sam import StepOutput
-
+def _run(ctx, model, layers, inputs, targets, loss_fn, k, autocast, scale):
+    ctx = as_context(ctx)
     m = inputs.shape[0] // k
-    c = chunk_size(opt, k)
+    c = chunk_size(ctx, k)
     stats: dict = {}
     final: list[torch.Tensor] | None = None
     parts = []
@@ -304,7 +309,7 @@ def _run(opt, model, layers, inputs, targets, loss_fn, k, autocast, scale):
         n = min(c, k - lo)
         rows = slice(lo * m, (lo + n) * m)
         part = _grouped_passes(
-            opt, model, layers, inputs[rows], targets[rows], loss_fn, n, autocast, scale, stats
+            ctx, model, layers, inputs[rows], targets[rows], loss_fn, n, autocast, scale, stats
         )
         if final is None:
             final = part[4]
@@ -329,7 +334,7 @@ def _commit_running_stats(stats: dict, k: int) -> None:
         mod.num_batches_tracked.add_(k)
 
 
-def _check_against_loop(opt, model, layers, inputs, targets, loss_fn, k, autocast, scale) -> None:
+def _check_against_loop(ctx, model, layers, inputs, targets, loss_fn, k, autocast, scale) -> None:
     """Compare a grouped step with the loop on this batch's first two micro-batches (any mixing
     of micro-batches shows there); raise when they disagree.
 
@@ -343,21 +348,22 @@ def _check_against_loop(opt, model, layers, inputs, targets, loss_fn, k, autocas
     itself fails there) is compared in its own precision instead, with ``CHECK_RTOL``
     (5e-2 under autocast).
     """
+    ctx = as_context(ctx)
     k, rows = min(k, 2), min(k, 2) * (inputs.shape[0] // k)  # two micro-batches show any mixing
     inputs, targets = inputs[:rows], targets[:rows]
     x64 = inputs.double() if inputs.is_floating_point() else inputs
     y64 = targets.double() if targets.is_floating_point() else targets
     with _float64(model):
         try:
-            ref = _reference(opt, model, x64, y64, loss_fn, k, _NO_AUTOCAST, 1.0)
+            ref = _reference(ctx, model, x64, y64, loss_fn, k, _NO_AUTOCAST, 1.0)
         except RuntimeError:
             ref = None  # this model or loss does not run in float64
         if ref is not None:
-            gap = _gap_to(ref, opt, model, layers, x64, y64, loss_fn, k, _NO_AUTOCAST, 1.0)
+            gap = _gap_to(ref, ctx, model, layers, x64, y64, loss_fn, k, _NO_AUTOCAST, 1.0)
             rtol = CHECK_RTOL_FLOAT64
     if ref is None:
-        ref = _reference(opt, model, inputs, targets, loss_fn, k, autocast, scale)
-        gap = _gap_to(ref, opt, model, layers, inputs, targets, loss_fn, k, autocast, scale)
+        ref = _reference(ctx, model, inputs, targets, loss_fn, k, autocast, scale)
+        gap = _gap_to(ref, ctx, model, layers, inputs, targets, loss_fn, k, autocast, scale)
         rtol = 5e-2 if isinstance(autocast, torch.autocast) else CHECK_RTOL
     if not gap <= rtol:
         raise RuntimeError(
@@ -419,24 +425,26 @@ def _bn_stats(model: nn.Module) -> list[torch.Tensor]:
     return [b.clone() for _, mod in bn_modules(model) for b in (mod.running_mean, mod.running_var)]
 
 
-def _reference(opt, model, inputs, targets, loss_fn, k, autocast, scale) -> list[torch.Tensor]:
+def _reference(ctx, model, inputs, targets, loss_fn, k, autocast, scale) -> list[torch.Tensor]:
     """The loop's final gradients and BatchNorm statistics on this batch, leaving no trace."""
+    ctx = as_context(ctx)
     try:
         with _isolated(model, inputs.device):
-            _, final = opt._loop_pass(model, inputs, targets, loss_fn, k, autocast, scale)
+            _, final = _msharp_loop.loop_pass(ctx, model, inputs, targets, loss_fn, k, autocast, scale)
             return [*final, *_bn_stats(model)]
     finally:
-        opt._clear_grads(opt._params())
+        ctx.clear_grads()
 
 
-def _gap_to(ref, opt, model, layers, inputs, targets, loss_fn, k, autocast, scale) -> float:
+def _gap_to(ref, ctx, model, layers, inputs, targets, loss_fn, k, autocast, scale) -> float:
     """The grouped step's relative difference from ``ref`` on this batch, leaving no trace."""
+    ctx = as_context(ctx)
     try:
         with _isolated(model, inputs.device):
-            _, final = _run(opt, model, layers, inputs, targets, loss_fn, k, autocast, scale)
+            _, final = _run(ctx, model, layers, inputs, targets, loss_fn, k, autocast, scale)
             return _relative_gap([*final, *_bn_stats(model)], ref)
     finally:
-        opt._clear_grads(opt._params())
+        ctx.clear_grads()
 
 
 def _relative_gap(got: list[torch.Tensor], ref: list[torch.Tensor]) -> float:

@@ -48,16 +48,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from samtune.optim._context import PathContext, as_context
+from samtune.optim._output import StepOutput
 from samtune.optim._perturb import EPS, obf_surrogate
-
-if TYPE_CHECKING:
-    from samtune.optim._sam import SAMOptimizer, StepOutput
 
 # Parameter-free modules that treat every example on its own (exact types: a subclass may
 # override forward). samtune's own ``mlp`` (samtune/models/mlp.py) is an nn.Sequential of
@@ -86,13 +85,14 @@ def _per_example(mod: nn.Module) -> bool:
     return False
 
 
-def _layers(opt: SAMOptimizer, model: nn.Module) -> list[Layer] | None:
+def _layers(ctx: PathContext | Any, model: nn.Module) -> list[Layer] | None:
     """The Linear layers holding the optimizer's parameters; None if the model is unsupported.
 
     Unsupported: a module outside the whitelist, a buffer that requires grad, an optimizer
     parameter outside the model's Linear layers, or one shared by two layers.
     """
-    index = {id(p): i for i, p in enumerate(opt._params())}
+    ctx = as_context(ctx)
+    index = {id(p): i for i, p in enumerate(ctx.params)}
     layers, found = [], 0
     for mod in model.modules():
         if not _per_example(mod) or any(b.requires_grad for b in mod.buffers(recurse=False)):
@@ -107,23 +107,26 @@ def _layers(opt: SAMOptimizer, model: nn.Module) -> list[Layer] | None:
     return layers if index and found == len(index) else None
 
 
-def supported(opt: SAMOptimizer, model: nn.Module) -> bool:
+def supported(ctx: PathContext | Any, model: nn.Module) -> bool:
     """Whether :func:`fused_pass` reproduces the loop for this optimizer and model."""
-    return _direction_ok(opt) and _layers(opt, model) is not None
+    ctx = as_context(ctx)
+    return _direction_ok(ctx) and _layers(ctx, model) is not None
 
 
-def fits(opt: SAMOptimizer, k: int) -> bool:
+def fits(ctx: PathContext | Any, k: int) -> bool:
     """Whether k micro-batches fit the memory bound: ASAM forms each micro-batch's weight
     gradient and perturbation (ADAPTIVE_COPIES parameter-sized tensors per micro-batch); SAM's
     and GSAM's low-rank factors are the size of the batch's activations."""
-    if not opt.spec.adaptive:
+    ctx = as_context(ctx)
+    if not ctx.spec.adaptive:
         return True
-    per_micro = ADAPTIVE_COPIES * sum(p.numel() * p.element_size() for p in opt._params())
-    return k * per_micro <= opt.msharp_memory_mb * 2**20
+    per_micro = ADAPTIVE_COPIES * sum(p.numel() * p.element_size() for p in ctx.params)
+    return k * per_micro <= ctx.memory_mb * 2**20
 
 
-def _direction_ok(opt: SAMOptimizer) -> bool:
-    return opt.spec.direction in ("loss", "obf")  # randsam's noise is not low-rank
+def _direction_ok(ctx: PathContext | Any) -> bool:
+    ctx = as_context(ctx)
+    return ctx.spec.direction in ("loss", "obf")  # randsam's noise is not low-rank
 
 
 def _micro_losses(loss_fn, out: torch.Tensor, targets: torch.Tensor, k: int,
@@ -226,30 +229,29 @@ def _layer_input(mod: nn.Module, args: tuple, seen, batch: int) -> torch.Tensor:
 
 
 def fused_pass(
-    opt: SAMOptimizer, model: nn.Module, inputs, targets, loss_fn, k: int, autocast, scale: float
+    ctx: PathContext | Any, model: nn.Module, inputs, targets, loss_fn, k: int, autocast, scale: float
 ) -> tuple[StepOutput, list[torch.Tensor]]:
     """Both m-sharpness passes in two full-batch forwards; same contract as ``vectorized_pass``.
 
     Raises RuntimeError when the model or a forward does not fit the assumptions (the caller
     falls back to another path).
     """
-    from samtune.optim._sam import StepOutput
-
-    cached = opt.__dict__.get("_fused_layers")
+    ctx = as_context(ctx)
+    cached = ctx.cache.get("_fused_layers")
     if cached is None or cached[0] is not model:  # the static check, once per model
-        cached = opt.__dict__["_fused_layers"] = (model, _layers(opt, model))
+        cached = ctx.cache["_fused_layers"] = (model, _layers(ctx, model))
     layers = cached[1]
-    if layers is None or not _direction_ok(opt):
+    if layers is None or not _direction_ok(ctx):
         raise RuntimeError(
             "fused m-sharpness needs a loss or obf direction (not randsam) and a model of "
             "nn.Linear layers and per-example, parameter-free modules."
         )
-    if not fits(opt, k):
+    if not fits(ctx, k):
         raise RuntimeError(
             f"fused m-sharpness: ASAM's {k} per-micro-batch weight copies exceed "
-            f"msharp_memory_mb={opt.msharp_memory_mb:g}."
+            f"msharp_memory_mb={ctx.memory_mb:g}."
         )
-    params, rhos = opt._params(), opt._rhos()
+    params, rhos = ctx.params, ctx.rhos
     batch = inputs.shape[0]
     m = batch // k
 
@@ -264,8 +266,8 @@ def fused_pass(
         _check_output(out, batch)
         counted = _counted(loss_fn, targets, k)
         losses = _micro_losses(loss_fn, out, targets, k, counted)
-        if opt.spec.direction == "obf":  # per-example, so k x the batch mean = sum_j obj_j
-            obj = obf_surrogate(out, targets, **opt._obf_kwargs()) * k
+        if ctx.spec.direction == "obf":  # per-example, so k x the batch mean = sum_j obj_j
+            obj = obf_surrogate(out, targets, **ctx.obf_kwargs()) * k
         else:
             obj = losses.sum()
     missing = [mod for mod, _, _ in layers if mod not in seen]
@@ -277,8 +279,8 @@ def fused_pass(
     # micro-batch norms, then each layer's perturbation: low-rank for SAM, per micro-batch for ASAM
     with torch.no_grad():
         directions = _directions(layers, seen, zs, deltas, k, m, scale)
-        if opt.spec.adaptive:
-            shift = _adaptive_shifts(layers, directions, rhos, k, opt.variant_kwargs["eta"])
+        if ctx.spec.adaptive:
+            shift = _adaptive_shifts(layers, directions, rhos, k, ctx.variant_kwargs["eta"])
         else:
             shift = _low_rank_shifts(layers, directions, rhos, k)
 
@@ -308,7 +310,7 @@ def fused_pass(
             return p_z
         return forward
 
-    if opt.spec.adaptive:
+    if ctx.spec.adaptive:
         route = _forwards_replaced(layers, shifted_forward)
     else:
         route = _hooked(layers, perturb)
@@ -320,8 +322,8 @@ def fused_pass(
         raise RuntimeError(
             "fused m-sharpness: the perturbed forward ran other layers than the clean one."
         )
-    if opt.spec.gsam:
-        final = _gsam_final(opt, layers, directions, called, p_losses.sum(), k, m, scale)
+    if ctx.spec.gsam:
+        final = _gsam_final(ctx, layers, directions, called, p_losses.sum(), k, m, scale)
     else:
         p_obj = p_losses.sum() / k
         grads = torch.autograd.grad(p_obj * scale if scale != 1.0 else p_obj, params,
@@ -440,7 +442,7 @@ def _correction(shift: tuple, x: torch.Tensor, k: int, m: int) -> torch.Tensor:
     return torch.baddbmm(e_b, torch.bmm(x, a_t), d_w)
 
 
-def _gsam_final(opt, layers, directions, called, p_obj, k: int, m: int, scale: float):
+def _gsam_final(ctx, layers, directions, called, p_obj, k: int, m: int, scale: float):
     """GSAM's final gradient, mean_j of g_p,j - alpha (g_j - coef_j g_p,j), from low-rank factors.
 
     With g_p,j = delta'_j^T x_j (this pass's output gradients and inputs), coef_j =
@@ -448,7 +450,8 @@ def _gsam_final(opt, layers, directions, called, p_obj, k: int, m: int, scale: f
     constant input 1), and the mean is two full-batch matmuls with rows weighted per micro-batch:
     sum_j ((1 + alpha coef_j) / k) delta'_j^T x_j - (alpha / k) sum_j delta_j^T a_j.
     """
-    alpha = opt.variant_kwargs["alpha"]
+    ctx = as_context(ctx)
+    alpha = ctx.variant_kwargs["alpha"]
     p_zs = [called[mod][1] for mod, _, _ in layers]
     p_deltas = torch.autograd.grad(p_obj * scale if scale != 1.0 else p_obj, p_zs,
                                    allow_unused=True)
@@ -482,7 +485,7 @@ def _gsam_final(opt, layers, directions, called, p_obj, k: int, m: int, scale: f
                 grads[w] = g_w.sub_(d_flat.mT @ a.flatten(0, 1), alpha=alpha / k)
             if b is not None:
                 grads[b] = p_dw.sum(0).sub_(d_flat.sum(0), alpha=alpha / k)
-        params = opt._params()
+        params = ctx.params
         return [grads[i].to(p.dtype) if i in grads else torch.zeros_like(p)
                 for i, p in enumerate(params)]
 

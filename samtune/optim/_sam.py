@@ -21,7 +21,6 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -29,40 +28,24 @@ import torch.nn.functional as F
 from torch import nn
 
 from samtune.errors import ConfigError
-from samtune.optim import _micro, _msharp, _msharp_grouped, _msharp_linear
+from samtune.optim import _micro, _msharp_loop, _paths
 from samtune.optim._autotune import MsharpChooser
 from samtune.optim._bn import bn_modules, frozen_bn_stats
 from samtune.optim._config import BASE_OPTIMIZERS, SAMConfig
-from samtune.optim._perturb import gsam_gradient, obf_surrogate, perturbation, random_direction
+from samtune.optim._context import PathContext
+from samtune.optim._output import StepOutput, joined
 from samtune.optim._variants import get_variant
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 CPU_MSHARP_MEMORY_MB = 256.0  # default bound of the stacked micro-batch tensors on the CPU
 GPU_MSHARP_MEMORY_SHARE = 0.25  # on a GPU: this share of its free memory when first needed
-MSHARP_MODES = ("auto", "fused", "grouped", "vmap", "loop")
-_MSHARP_PATHS = {
-    "vmap": _msharp.vectorized_pass,
-    "fused": _msharp_linear.fused_pass,
-    "grouped": _msharp_grouped.grouped_pass,
-}
-
-
+MSHARP_MODES = ("auto", *_paths.list_paths())  # "auto", "fused", "grouped", "vmap", "loop"
 def default_msharp_memory_mb(device: torch.device) -> float:
     """``msharp_memory_mb`` when none is given: see :attr:`SAMOptimizer.msharp_memory_mb`."""
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return GPU_MSHARP_MEMORY_SHARE * free / 2**20
     return CPU_MSHARP_MEMORY_MB
-
-
-@dataclass
-class StepOutput:
-    """What ``train_step`` returns: detached tensors, no host synchronisation."""
-
-    loss: torch.Tensor  # clean loss L(w), mean over the batch
-    outputs: torch.Tensor  # clean logits at w, (B, K) in the batch's order
-    perturbed_loss: torch.Tensor | None = None  # L(w + e); None when the step did not perturb
-    perturbed_outputs: torch.Tensor | None = None  # logits at w + e; None likewise
 
 
 def _loss_scale(scaler: torch.amp.GradScaler | None, device: torch.device) -> float:
@@ -72,18 +55,6 @@ def _loss_scale(scaler: torch.amp.GradScaler | None, device: torch.device) -> fl
         return 1.0
     return float(scaler.scale(torch.ones((), device=device)))
 
-
-def _joined(a: StepOutput, b: StepOutput, n_a: int, n_b: int) -> StepOutput:
-    """The output of a batch run as two parts of n_a and n_b examples."""
-    def mean(x: torch.Tensor | None, y: torch.Tensor | None) -> torch.Tensor | None:
-        return None if x is None or y is None else (x * n_a + y * n_b) / (n_a + n_b)
-
-    def cat(x: torch.Tensor | None, y: torch.Tensor | None) -> torch.Tensor | None:
-        return None if x is None or y is None else torch.cat([x, y])
-
-    return StepOutput(mean(a.loss, b.loss), cat(a.outputs, b.outputs),
-                      mean(a.perturbed_loss, b.perturbed_loss),
-                      cat(a.perturbed_outputs, b.perturbed_outputs))
 
 
 class SAMOptimizer(torch.optim.Optimizer):
@@ -135,8 +106,7 @@ class SAMOptimizer(torch.optim.Optimizer):
         self._final_ready = False
         self._scaler: torch.amp.GradScaler | None = None
         self._failed: set[str] = set()  # implementations that raised on this model ("auto")
-        self._backup: list[torch.Tensor] = []
-        self._backup_ids: list[int] | None = None
+        self._path_cache: dict[str, Any] = {}  # what the m-sharpness paths keep between steps
         self._chooser = MsharpChooser()  # msharp="auto": times both paths, keeps the faster
         self._perturbing = self.spec.perturbs  # whether the update under way perturbs
 
@@ -174,47 +144,23 @@ class SAMOptimizer(torch.optim.Optimizer):
         for group in self.param_groups:
             group["rho"] = self.rho_schedule(self.sam_step, lr=group["lr"], lr_max=group["lr_max"])
 
-    def _grads(self, params: list[torch.nn.Parameter], scale: float = 1.0) -> list[torch.Tensor]:
-        """The gradients in ``p.grad``, unscaled; not copied when ``scale`` is 1.
+    def path_context(self) -> PathContext:
+        """What the m-sharpness paths see of this optimizer (this step's rhos)."""
+        return PathContext(self.spec, self.variant_kwargs, self._params(), self._rhos(),
+                           self.msharp_memory_mb, self.generator, self._path_cache)
 
-        The caller must not let a later backward accumulate into them: the passes zero the
-        gradients with ``set_to_none=True``, so autograd allocates fresh ones.
-        """
-        grads = [torch.zeros_like(p) if p.grad is None else p.grad.detach() for p in params]
-        return torch._foreach_div(grads, scale) if scale != 1.0 else grads
+    def _grads(self, params: list[torch.nn.Parameter], scale: float = 1.0) -> list[torch.Tensor]:
+        return _msharp_loop.grads(params, scale)
 
     def _climb(self, params: list[torch.nn.Parameter], e: list[torch.Tensor]) -> list[torch.Tensor]:
         """Move to w + e (parameter-shaped); returns a bit-exact copy of w for :meth:`_restore`."""
-        ids = [id(p) for p in params] + [params[0].dtype if params else None]
-        if self._backup_ids != ids:  # buffers reused from step to step (same tensors and dtype)
-            self._backup = [torch.empty_like(p) for p in params]
-            self._backup_ids = ids
-        torch._foreach_copy_(self._backup, params)
-        torch._foreach_add_(params, e)
-        return self._backup
+        ctx = self.path_context()
+        ctx.params = list(params)
+        return _msharp_loop.climb(ctx, e)
 
     @staticmethod
     def _restore(params: list[torch.nn.Parameter], backup: list[torch.Tensor]) -> None:
-        torch._foreach_copy_(params, backup)  # back to w, bit for bit
-
-    def _direction(self, params, scale: float = 1.0) -> list[torch.Tensor]:
-        """The ascent direction of one batch (parameter-shaped): p.grad, or noise for randsam."""
-        if self.spec.direction == "random":
-            return [n[0] for n in random_direction(params, 1, self.generator)]
-        return self._grads(params, scale)
-
-    def _perturbation(self, direction, params, batched: bool = True) -> list[torch.Tensor]:
-        return perturbation(
-            direction, params, self._rhos(), batched=batched,
-            adaptive=self.spec.adaptive, eta=self.variant_kwargs.get("eta", 0.01),
-        )
-
-    def _final_one(self, direction, g_p) -> list[torch.Tensor]:
-        """:meth:`_final` for one batch (parameter-shaped tensors, no micro-batch axis)."""
-        if not self.spec.gsam:
-            return g_p
-        return [f[0] for f in self._final([d.unsqueeze(0) for d in direction],
-                                          [g.unsqueeze(0) for g in g_p])]
+        _msharp_loop.restore(params, backup)
 
     @staticmethod
     def _clear_grads(params: list[torch.nn.Parameter]) -> None:
@@ -222,11 +168,11 @@ class SAMOptimizer(torch.optim.Optimizer):
         for p in params:
             p.grad = None
 
+    def _perturbation(self, direction, params, batched: bool = True) -> list[torch.Tensor]:
+        return self.path_context().perturbation(direction, params, batched)
+
     def _final(self, direction, g_p) -> list[torch.Tensor]:
-        """The gradient handed to the base optimizer (GSAM's decomposition uses the direction)."""
-        if self.spec.gsam:
-            return gsam_gradient(direction, g_p, self.variant_kwargs["alpha"])
-        return list(g_p)
+        return self.path_context().final(direction, g_p)
 
     def _obf_kwargs(self) -> dict[str, Any]:
         return {k: self.variant_kwargs[k] for k in ("gamma", "C", "prob")}
@@ -265,15 +211,15 @@ class SAMOptimizer(torch.optim.Optimizer):
             # perturbation schedule leaves out: the base optimizer's step, one pass
             self._update()
             return loss
-        params = self._params()
-        direction = self._direction(params)
-        backup = self._climb(params, self._perturbation(direction, params, batched=False))
-        self._clear_grads(params)  # fresh tensors: direction keeps the ascent gradient
+        ctx = self.path_context()
+        direction = _msharp_loop.direction(ctx)
+        backup = _msharp_loop.climb(ctx, ctx.perturbation(direction, ctx.params, batched=False))
+        ctx.clear_grads()  # fresh tensors: direction keeps the ascent gradient
         with frozen_bn_stats(bn_modules(self.model)), torch.enable_grad():
             closure()
-        self._restore(params, backup)
+        _msharp_loop.restore(ctx.params, backup)
         if self.spec.gsam:
-            for p, f in zip(params, self._final_one(direction, self._grads(params))):
+            for p, f in zip(ctx.params, ctx.final_one(direction, _msharp_loop.grads(ctx.params))):
                 p.grad = f
         self._update()
         return loss
@@ -341,7 +287,7 @@ class SAMOptimizer(torch.optim.Optimizer):
                                      update=False, **kw)
             last = self._chunk_step(model, inputs[head:], targets[head:], loss_fn, 1,
                                     update=update, **kw)
-            return _joined(first, last, head, rest)
+            return joined(first, last, head, rest)
         return self._chunk_step(model, inputs, targets, loss_fn, k, update=update, **kw)
 
     def _start_update(self) -> None:
@@ -386,25 +332,26 @@ class SAMOptimizer(torch.optim.Optimizer):
         return out
 
     def _msharp_pass(self, model, inputs, targets, loss_fn, k, autocast, scale):
-        """Both passes on k micro-batches through the chosen implementation (the loop when a
-        faster one fails on this model under ``msharp="auto"``)."""
-        impl = self._msharp_impl(model, inputs, k, isinstance(autocast, torch.autocast))
+        """Both passes on k micro-batches through the chosen path (the loop when a faster one
+        fails on this model under ``msharp="auto"``)."""
+        ctx = self.path_context()
+        name = self._msharp_impl(ctx, model, inputs, k, isinstance(autocast, torch.autocast))
         t0 = self._chooser.clock(inputs, k) if self.msharp == "auto" else None
-        args = (model, inputs, targets, loss_fn, k, autocast, scale)
+        args = (ctx, model, inputs, targets, loss_fn, k, autocast, scale)
         try:
-            result = self._loop_pass(*args) if impl == "loop" else _MSHARP_PATHS[impl](self, *args)
+            result = _paths.get_path(name).run(*args)
         except (RuntimeError, NotImplementedError) as exc:
-            if impl == "loop" or self.msharp == impl:
+            if name == "loop" or self.msharp == name:
                 raise
             warnings.warn(
-                f"{impl} m-sharpness failed for this model ({exc!s:.120}); "
-                "not using it from now on.", RuntimeWarning, stacklevel=3,
+                f"{name} m-sharpness failed for this model ({exc!s:.120}); "
+                "not using it from now on.", RuntimeWarning, stacklevel=4,
             )
-            self._chooser.drop(impl)
-            self._failed.add(impl)
-            return self._loop_pass(*args)
+            self._chooser.drop(name)
+            self._failed.add(name)
+            return _paths.get_path("loop").run(*args)
         if t0 is not None:
-            self._chooser.record(inputs, k, impl, t0)
+            self._chooser.record(inputs, k, name, t0)
         return result
 
     def _distributed_step(self, ddp, inputs, targets, loss_fn, *, update, scaler, autocast_dtype):
@@ -435,27 +382,15 @@ class SAMOptimizer(torch.optim.Optimizer):
             self._finish(self._params(), scaler, _loss_scale(scaler, inputs.device))
         return out
 
-    def _msharp_impl(self, model: nn.Module, inputs: torch.Tensor, k: int, autocast: bool) -> str:
-        """The m-sharpness implementation for k micro-batches (see ``_autotune.MsharpChooser``)."""
+    def _msharp_impl(self, ctx: PathContext, model: nn.Module, inputs: torch.Tensor, k: int,
+                     autocast: bool) -> str:
+        """The m-sharpness path for k micro-batches (see ``_autotune.MsharpChooser``)."""
         if k == 1 or self.msharp == "loop":
             return "loop"
         if self.msharp != "auto":
             return self.msharp
-        return self._chooser.choose(k, lambda: self._msharp_candidates(model, inputs, k, autocast))
-
-    def _msharp_candidates(self, model, inputs, k: int, autocast: bool) -> list[str]:
-        """The implementations that reproduce the loop for this model, the loop last."""
-        names = []
-        if "fused" not in self._failed and _msharp_linear.supported(self, model) \
-                and _msharp_linear.fits(self, k):
-            names.append("fused")
-        if "grouped" not in self._failed and _msharp_grouped.supported(self, model) \
-                and _msharp_grouped.chunk_size(self, k) >= 2:
-            names.append("grouped")
-        if "vmap" not in self._failed and _msharp.supported(self, model, autocast=autocast) \
-                and _msharp.chunk_size(self, model, k, inputs) >= 2:
-            names.append("vmap")
-        return names + ["loop"]
+        return self._chooser.choose(
+            k, lambda: _paths.candidates(ctx, model, k, inputs, autocast, self._failed))
 
     @property
     def msharp_choice(self) -> dict[int, str]:
@@ -490,55 +425,4 @@ class SAMOptimizer(torch.optim.Optimizer):
 
     def _loop_pass(self, model, inputs, targets, loss_fn, k, autocast, scale):
         """The reference: a Python loop over the k micro-batches, each with its own e_j."""
-        if k == 1:
-            return self._sam_pass(model, bn_modules(model), inputs, targets, loss_fn, autocast, scale)
-        bns = bn_modules(model)
-        final: list[torch.Tensor] | None = None
-        parts = []
-        for x_j, y_j in zip(inputs.chunk(k), targets.chunk(k)):
-            part, final_j = self._sam_pass(model, bns, x_j, y_j, loss_fn, autocast, scale)
-            if final is None:
-                final = torch._foreach_div(final_j, k)
-            else:
-                torch._foreach_add_(final, final_j, alpha=1.0 / k)
-            parts.append(part)
-        output = StepOutput(
-            torch.stack([o.loss for o in parts]).mean(), torch.cat([o.outputs for o in parts]),
-            torch.stack([o.perturbed_loss for o in parts]).mean(),
-            torch.cat([o.perturbed_outputs for o in parts]),
-        )
-        return output, final
-
-    def _sam_pass(self, model, bns, inputs, targets, loss_fn, autocast, scale):
-        """Both passes on one (micro-)batch: the clean pass at w, the perturbed one at w + e.
-
-        Returns the outputs and the final gradient (unscaled). The gradients are taken from
-        ``p.grad`` without copies; ``p.grad`` is left to the caller.
-        """
-        params = self._params()
-        self._clear_grads(params)
-        with torch.enable_grad(), autocast:
-            if self.spec.direction == "random":
-                with torch.no_grad():
-                    out = model(inputs)
-                    loss = loss_fn(out, targets)
-            else:
-                out = model(inputs)
-                loss = loss_fn(out, targets)
-                obj = obf_surrogate(out, targets, **self._obf_kwargs()) \
-                    if self.spec.direction == "obf" else loss
-        if self.spec.direction != "random":
-            (obj * scale if scale != 1.0 else obj).backward()
-        with torch.no_grad():
-            direction = self._direction(params, scale)
-            backup = self._climb(params, self._perturbation(direction, params, batched=False))
-        self._clear_grads(params)  # fresh tensors: direction keeps the ascent gradient
-        with frozen_bn_stats(bns), torch.enable_grad(), autocast:
-            p_out = model(inputs)
-            p_loss = loss_fn(p_out, targets)
-        (p_loss * scale if scale != 1.0 else p_loss).backward()
-        with torch.no_grad():
-            self._restore(params, backup)
-            final = self._final_one(direction, self._grads(params, scale))
-        output = StepOutput(loss.detach(), out.detach(), p_loss.detach(), p_out.detach())
-        return output, final
+        return _msharp_loop.loop_pass(self, model, inputs, targets, loss_fn, k, autocast, scale)

@@ -129,12 +129,15 @@ def test_auto_mode_uses_the_loop_when_memory_does_not_fit(batch):
 
 
 def test_auto_mode_drops_a_path_that_fails_at_run_time(batch, monkeypatch):
-    from samtune.optim import _sam
+    import dataclasses
+
+    from samtune.optim import _paths
 
     def broken(*args):
         raise RuntimeError("boom")
 
-    monkeypatch.setitem(_sam._MSHARP_PATHS, "fused", broken)
+    fused = _paths.get_path("fused")
+    monkeypatch.setitem(_paths._REGISTRY, "fused", dataclasses.replace(fused, run=broken))
     model, ref = mlp(), mlp()
     cfg = SAMConfig(variant="sam", m=8, base_kwargs={"lr": 0.1})
     opt, ref_opt = build_optimizer(model, cfg), build_optimizer(ref, cfg, msharp="loop")
