@@ -29,13 +29,13 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from bank.grid import Cell, Job, plan  # noqa: E402
-from bank.store import DATA_DIR, Store, encode_u8, task_path  # noqa: E402
+from bank.store import DATA_DIR, Store, compact, encode_u8, task_path  # noqa: E402
 from bank.tasks import QUICK_TASKS, TASKS, Task  # noqa: E402
 
 ALL_TASKS = {**TASKS, **QUICK_TASKS}
 
 BANK_SEED_OFFSET = 700_000  # bank seeds never coincide with search or confirmation seeds
-COST_ROUNDS, COST_STEPS, COST_WARMUP = 7, 12, 25
+COST_ROUNDS, COST_STEPS, COST_WARMUP = 15, 20, 25
 
 
 def bank_seed(seed: int) -> int:
@@ -199,8 +199,20 @@ def build(names: list[str], jobs: int, data_dir: Path = DATA_DIR, log=print) -> 
             if finished % 25 == 0 or not inflight:
                 log(f"{finished} job(s) done, {len(inflight)} queued, "
                     f"{time.monotonic() - t_start:.0f} s elapsed")
+    for name in names:
+        compact(task_path(name, data_dir))
     log(f"bank complete in {time.monotonic() - t_start:.0f} s")
     return stores
+
+
+def _rewrite(store: Store, path: Path) -> None:
+    path.unlink(missing_ok=True)
+    out = Store(path)
+    out.append(store.header)
+    for key in store.keys():
+        for _, rec in sorted(store.runs[key].items()):
+            out.append(rec)
+    compact(path)
 
 
 def status(names: list[str], data_dir: Path) -> None:
@@ -219,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=2, help="worker processes (one thread each)")
     p.add_argument("--data-dir", type=Path, default=DATA_DIR)
     p.add_argument("--status", action="store_true", help="print what is stored and exit")
+    p.add_argument("--recost", action="store_true",
+                   help="measure every step cost again (the old cost records are dropped)")
     args = p.parse_args(argv)
     names = [n for n in args.tasks.split(",") if n]
     unknown = [n for n in names if n not in ALL_TASKS]
@@ -228,6 +242,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.status:
         status(names, args.data_dir)
         return 0
+    if args.recost:
+        for name in names:
+            store = Store(task_path(name, args.data_dir))
+            store.costs.clear()
+            store.path = None  # rewrite without the costs, then measure them again
+            _rewrite(store, task_path(name, args.data_dir))
     build(names, args.jobs, args.data_dir, log=lambda s: print(s, file=sys.stderr, flush=True))
     return 0
 

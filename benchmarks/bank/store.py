@@ -131,6 +131,20 @@ class Store:
         return self.runs[key][seed]["history"]
 
 
+def compact(path: Path) -> None:
+    """Rewrite an appended file as one gzip stream, latest record per run/cost kept (appended
+    members compress poorly, each with its own dictionary). Atomic: a temporary file replaces
+    the old one."""
+    store = Store(path)
+    records = [store.header] + [r for key in store.keys() for _, r in sorted(store.runs[key].items())]
+    records += [store.costs[k] for k in sorted(store.costs)]
+    tmp = path.with_suffix(".tmp")
+    with gzip.open(tmp, "wt", compresslevel=9) as fh:
+        for rec in records:
+            fh.write(json.dumps(rec, separators=(",", ":")) + "\n")
+    tmp.replace(path)
+
+
 def task_path(name: str, data_dir: Path = DATA_DIR) -> Path:
     return data_dir / f"{name}.jsonl.gz"
 

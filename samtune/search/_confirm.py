@@ -27,7 +27,8 @@ def _key(config: dict[str, Any]) -> str:
 def pick_candidates(
     study: optuna.Study, top_k: int, base_fallback: dict[str, Any]
 ) -> list[tuple[SAMConfig, FrozenTrial | None]]:
-    """The top-k distinct completed configurations, plus the best baseline trial.
+    """The top-k distinct completed SAM-family configurations, plus the best baseline trial
+    (a baseline never takes one of the k places).
 
     With no completed baseline trial, the baseline is the best trial's base optimizer alone:
     an untuned fallback (its trial is None; ``confirm`` describes it as such).
@@ -41,6 +42,8 @@ def pick_candidates(
     seen: set[str] = set()
     for t in done:
         k = _key(t.user_attrs["config"])
+        if t.user_attrs["config"]["variant"] == "sgd":
+            continue
         if k not in seen and len(picked) < top_k:
             seen.add(k)
             picked.append((SAMConfig.from_dict(t.user_attrs["config"]), t))

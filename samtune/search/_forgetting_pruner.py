@@ -313,6 +313,8 @@ def _get(record: Mapping[str, Any], key: str, default: float) -> float:
 
 
 def _is_baseline(trial: FrozenTrial) -> bool:
+    if trial.user_attrs.get("stage") == "baseline":  # the staged search's baseline trials
+        return True
     variant = trial.params.get("variant")
     if variant is not None:
         return variant == "sgd"

@@ -18,6 +18,7 @@ from torch import nn
 from samtune.optim import SAMConfig
 from samtune.search._progress import EpochProgress
 from samtune.search._space import SearchSpace
+from samtune.search._stages import TRIAL_STAGE, advance, sample_baseline, trial_space
 from samtune.search._storage import heartbeat_interval
 from samtune.train import Callback, TrainConfig, TrainResult, seed_everything, train
 
@@ -95,8 +96,17 @@ class Objective:
             trial.set_user_attr("fail_reason", "interrupted (Ctrl-C); rerun the command to resume")
             raise
 
+    def advance_stage(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        """Optuna callback: move the staged search on (``_stages.advance``) after a trial."""
+        what = advance(study, self.space, self.target if self.target is not None else 10**9)
+        if what and self.say is not None:
+            self.say(what)
+
     def _run(self, trial: optuna.Trial) -> float:
-        config = self.space.sample(trial)
+        fixed = trial.study._storage.get_trial_system_attrs(trial._trial_id).get("fixed_params")
+        stage, space = trial_space(trial.study, self.space, fixed)
+        trial.set_user_attr(TRIAL_STAGE, stage)
+        config = sample_baseline(trial, space, fixed) if stage == "baseline" else space.sample(trial)
         trial.set_user_attr("config", config.to_dict())
         trial.set_user_attr("config_text", config.describe())
         callbacks: list[Callback] = [OptunaReporter(trial)]

@@ -3,14 +3,15 @@
 Schema (``recommendation.json`` / ``.yaml``, and the study's ``recommendation`` user attribute):
 verdict ("use" or "keep-baseline"), summary (one sentence), config (SAMConfig dict to apply),
 test_accuracy {mean, std, per_seed}, baseline {config, test_accuracy, tuned (False: no baseline
-trial completed, the baseline is an untuned fallback; absent in older files)}, gain (mean test accuracy
+trial completed, the baseline is an untuned fallback; absent in older files), tuning {trials,
+completed, lr_tried, lr, lr_on_edge}: how the staged search tuned it}, gain (mean test accuracy
 of config minus the baseline's; 0 for keep-baseline), evidence (the best SAM-family candidate's
 gain and the noise bound it had to exceed: seed_spread, test_se, n_test, bound; see
 ``noise_bound``; empty when no SAM-family configuration was confirmed), cost_multiplier
 (step time of config over the baseline's,
 measured side by side), candidates (every confirmed configuration), train (epochs, batch_size,
 model), dataset {fingerprint, path, classes, split_sizes, ...}, study {name, storage, n_trials,
-n_complete, n_pruned}, compute {search_epochs, confirmation_epochs, epochs}, samtune_version.
+n_complete, n_pruned, n_complete_searched (completed trials that were not enqueued)}, compute {search_epochs, confirmation_epochs, epochs}, samtune_version.
 """
 
 from __future__ import annotations
@@ -197,7 +198,7 @@ def build_recommendation(
         config=SAMConfig.from_dict(chosen["config"]),
         test_accuracy=chosen["test_accuracy"],
         baseline={"config": baseline["config"], "test_accuracy": baseline["test_accuracy"],
-                  "tuned": tuned},
+                  "tuned": tuned, "tuning": baseline_tuning(study)},
         gain=gain,
         cost_multiplier=round(cost, 3) if math.isfinite(cost) else float("nan"),
         summary=summary,
@@ -209,11 +210,27 @@ def build_recommendation(
         dataset={**dataset.describe(), "path": data},
         study={"name": study.study_name, "storage": storage_url, "n_trials": len(trials),
                "n_complete": sum(t.state == TrialState.COMPLETE for t in trials),
-               "n_pruned": sum(t.state == TrialState.PRUNED for t in trials)},
+               "n_pruned": sum(t.state == TrialState.PRUNED for t in trials),
+               "n_complete_searched": sum(t.state == TrialState.COMPLETE
+                                          and "fixed_params" not in t.system_attrs
+                                          for t in trials)},
         compute={"search_epochs": search_epochs, "confirmation_epochs": confirm_epochs,
                  "epochs": search_epochs + confirm_epochs},
         samtune_version=samtune.__version__,
     )
+
+
+def baseline_tuning(study: optuna.Study) -> dict[str, Any]:
+    """How the staged search tuned the baseline: trials, the lrs tried, the lr it chose and
+    whether that lr sits on the edge of what was tried (empty for an unstaged study)."""
+    from samtune.search._stages import STAGE_ATTR
+
+    record = study.user_attrs.get(STAGE_ATTR)
+    if not record:
+        return {}
+    return {"trials": record["baseline_trials"], "completed": record["baseline_completed"],
+            "lr_tried": record["lr_tried"], "lr": record["baseline_lr"],
+            "lr_on_edge": record["lr_on_edge"]}
 
 
 def _noise_text(evidence: dict[str, Any], seeds: int = 2) -> str:

@@ -26,6 +26,7 @@ from samtune.search._progress import Progress, fmt_time
 from samtune.search._pruners import make_pruner
 from samtune.search._recommendation import Recommendation, build_recommendation
 from samtune.search._space import SearchSpace
+from samtune.search._stages import enqueue_stage
 from samtune.search._storage import (
     default_storage_url,
     default_study_name,
@@ -49,6 +50,7 @@ from samtune.train import TrainConfig
 
 __all__ = ["SearchOptions", "cpu_threads", "search", "stored_recommendation"]
 
+SEARCH_PLAN = "staged-1"  # baseline lr first, then the SAM family around it (see _stages)
 SETTINGS_ATTR = "samtune"  # study user attribute holding what the study was made with
 RESOLVE_GAIN = 0.03  # warn when the test split cannot show a gain this large (3 pp)
 HASHED = ("fingerprint", "space")  # settings shown shortened in the refusal message
@@ -57,13 +59,14 @@ HASHED = ("fingerprint", "space")  # settings shown shortened in the refusal mes
 def _settings(data: Any, space: SearchSpace, train: TrainConfig, model: str) -> dict[str, Any]:
     return {"fingerprint": data.fingerprint, "space": space.digest(), "space_name": space.name,
             "epochs": train.epochs, "batch_size": train.batch_size, "model": model,
-            "dataset": data.describe(), "samtune_version": samtune.__version__}
+            "dataset": data.describe(), "samtune_version": samtune.__version__,
+            "search": SEARCH_PLAN}
 
 
 def differences(stored: dict[str, Any], settings: dict[str, Any]) -> list[str]:
     """What differs between a study's stored settings and a request's, one phrase each."""
     labels = {"fingerprint": "data (fingerprint)", "space": "search space", "epochs": "--epochs",
-              "batch_size": "batch size", "model": "model"}
+              "batch_size": "batch size", "model": "model", "search": "search plan"}
     out = []
     for key, label in labels.items():
         old, new = stored.get(key), settings[key]
@@ -88,38 +91,12 @@ def _check_same(study: optuna.Study, settings: dict[str, Any]) -> None:
         )
 
 
-def _has_run(trial: optuna.trial.FrozenTrial, params: dict[str, Any]) -> bool:
-    """Whether ``trial`` runs (or ran) the warm-start ``params``."""
-    fixed = trial.system_attrs.get("fixed_params")
-    if fixed is not None:
-        return fixed == params
-    return all(k in trial.params and trial.params[k] == v for k, v in params.items())
-
-
-def enqueue_warm_start(study: optuna.Study, warm: list[dict[str, Any]], target: int) -> int:
-    """Enqueue the warm-start configurations that no live trial holds, as many as the trials
-    still to run; returns how many were enqueued.
-
-    Live: waiting, running, complete or pruned. A failed or interrupted warm-start trial is
-    not live, so it runs again on resume (Optuna's ``skip_if_exists`` would count it as done).
-    Enqueuing only as many as the trials still to run leaves none waiting in a study that has
-    reached its target; a top-up enqueues the rest.
-    """
-    live = study.get_trials(deepcopy=False, states=(
-        TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED))
-    missing = [p for p in warm if not any(_has_run(t, p) for t in live)]
-    finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in live)
-    room = target - finished - sum(t.state == TrialState.WAITING for t in live)
-    for params in missing[:max(0, room)]:
-        study.enqueue_trial(params)
-    return min(len(missing), max(0, room))
-
-
 def open_search_study(
     name: str, storage_url: str, settings: dict[str, Any], space: SearchSpace,
     pruner: optuna.pruners.BasePruner, seed: int, heartbeat: int, target: int,
 ) -> optuna.Study:
-    """Create the study once (or load it), refuse a mismatch, enqueue the warm start."""
+    """Create the study once (or load it), refuse a mismatch, enqueue what its stage misses
+    (the baseline grid first; see ``_stages``)."""
     storage = open_storage(storage_url, heartbeat=heartbeat)
     sampler = make_sampler(seed)
     names = {s.study_name for s in optuna.get_all_study_summaries(storage)}
@@ -133,7 +110,7 @@ def open_search_study(
                                     pruner=pruner, direction="maximize")
     if SETTINGS_ATTR not in study.user_attrs:
         study.set_user_attr(SETTINGS_ATTR, settings)
-    enqueue_warm_start(study, space.warm_start_params(), target)
+    enqueue_stage(study, space, target)
     return study
 
 

@@ -29,7 +29,8 @@ def top_trials_table(study: optuna.Study, n: int = 10) -> str:
     rows = []
     for rank, t in enumerate(done[:n], 1):
         p = t.params
-        rows.append([str(rank), str(t.number), _fmt(p.get("variant")), _fmt(p.get("rho")),
+        variant = p.get("variant", t.user_attrs.get("config", {}).get("variant"))  # baselines: lr only
+        rows.append([str(rank), str(t.number), _fmt(variant), _fmt(p.get("rho")),
                      _fmt(p.get("m")), _fmt(p.get("schedule")),
                      _fmt(p.get("lr", t.user_attrs.get("config", {}).get("base_kwargs", {}).get("lr"))),
                      _fmt(t.user_attrs.get("early_flip_rate")), f"{t.value:.4f}"])

@@ -160,6 +160,7 @@ def run_trials(study: optuna.Study, objective: Objective, *, quota: int | None, 
         else:
             ran += 1
 
+    stages = [objective.advance_stage] if hasattr(objective, "advance_stage") else []
     deadline = None if timeout is None else time.monotonic() + timeout
     while finished(study) < target and (quota is None or ran < quota):
         left = None if deadline is None else deadline - time.monotonic()
@@ -173,7 +174,7 @@ def run_trials(study: optuna.Study, objective: Objective, *, quota: int | None, 
         try:
             study.optimize(objective, n_trials=None if quota is None else quota - ran,
                            timeout=left, gc_after_trial=False, catch=(TrialSurplus,),
-                           callbacks=[StopAtTarget(target), count, *callbacks])
+                           callbacks=[StopAtTarget(target), count, *callbacks, *stages])
             if not surplus:
                 return
         except (ValueError, optuna.exceptions.UpdateFinishedTrialError) as exc:

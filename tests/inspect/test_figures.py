@@ -30,7 +30,7 @@ def test_forgetting_vs_accuracy_plots_early_signals_of_complete_trials(synthetic
     complete = [t for t in synthetic.trials if t.state == TrialState.COMPLETE]
     flips = {(tr.name, tr.xaxis): tr for tr in fig.data}
     sam = flips[("sam", "x")]
-    expected = [t for t in complete if t.params["variant"] == "sam"]
+    expected = [t for t in complete if t.user_attrs["config"]["variant"] == "sam"]
     assert list(sam.x) == [t.user_attrs["early_flip_rate"] for t in expected]
     assert list(sam.y) == [t.value for t in expected]
     assert ("sgd", "x") not in flips  # the baseline has no perturbed pass, hence no flip rate

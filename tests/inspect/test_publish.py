@@ -60,7 +60,7 @@ def test_publish_attaches_curves_note_and_figures(fresh, tmp_path):
         rows = list(csv.DictReader(io.StringIO(stored)))
         assert [float(r["val_acc"]) for r in rows] == [h["val_acc"] for h in t.user_attrs["history"]]
         assert "forgetting_rate" in rows[0]
-        if t.params["variant"] != "sgd":
+        if t.user_attrs["config"]["variant"] != "sgd":
             assert [float(r["flip_rate"]) for r in rows] == [h["flip_rate"] for h in t.user_attrs["history"]]
     from optuna.artifacts import get_all_artifact_meta
 

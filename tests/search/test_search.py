@@ -52,14 +52,21 @@ def test_trials_carry_config_history_and_plottable_metrics(tiny):
     search("builtin:wine", **tiny)
     study = _study(tiny["storage"])
     first = study.trials[0]
-    assert first.params["variant"] == "sgd"  # the warm start comes first
-    assert study.trials[1].params == {"variant": "sam", "rho": 0.05, "lr": 0.05, "schedule": "constant", "m": None}
+    # the baseline comes first (3 trials: one baseline lr, the middle of the space's range),
+    # then the SAM family's warm starts at the tuned lr
+    middle = (0.01 * 0.2) ** 0.5  # the quick space's lr range, 0.01-0.2
+    assert first.params == {"lr": pytest.approx(middle, rel=1e-2)}
+    assert first.user_attrs["stage"] == "baseline"
+    assert first.user_attrs["config"]["variant"] == "sgd"
+    assert study.trials[1].params == {"variant": "sam", "rho": 0.05, "lr": first.params["lr"],
+                                      "schedule": "constant", "m": None}
+    assert study.trials[1].user_attrs["stage"] == "family"
     for t in study.get_trials(states=(TrialState.COMPLETE,)):
-        assert SAMConfig.from_dict(t.user_attrs["config"]).variant == t.params["variant"]
+        assert SAMConfig.from_dict(t.user_attrs["config"]).variant == t.params.get("variant", "sgd")
         assert len(t.user_attrs["history"]) == 2
         assert t.user_attrs["final_val_acc"] == pytest.approx(t.value)
         assert t.user_attrs["step_time"] > 0
-        if t.params["variant"] != "sgd":
+        if t.params.get("variant", "sgd") != "sgd":
             assert 0 <= t.user_attrs["early_flip_rate"] <= 1
         else:
             assert "early_flip_rate" not in t.user_attrs

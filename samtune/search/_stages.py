@@ -1,0 +1,207 @@
+"""The staged search: tune the baseline first, then search the SAM family around its lr.
+
+A practitioner tunes the baseline before trying SAM, and tries SAM at and around the tuned
+learning rate; a verdict against a baseline tuned less than the SAM family is worthless.
+
+1. **Baseline.** ``baseline_points(trials)`` sgd trials (5 for 20 trials or more, a quarter of
+   the trials below) on a log grid over the space's lr range are enqueued first. When they are
+   finished and the best of three or more sits on an edge of the lrs tried,
+   one more trial beyond that edge (a factor ``EDGE_FACTOR``) is enqueued, up to
+   ``MAX_EXTENSIONS`` times, and never beyond ``LR_BOUNDS``: a fixed range cannot fit every
+   data set.
+2. **Family.** Once the baseline is settled, the study's ``samtune_stage`` user attribute
+   records its best lr and the SAM-family space: the space's variants without the baseline,
+   lr within a factor ``FAMILY_LR_FACTOR`` of the tuned lr, and the space's SAM-family warm
+   starts at the tuned lr, enqueued at once. Every later trial samples from it.
+
+Every decision is read from the study (trials' ``stage`` attribute, the study attribute), so a
+resumed study or a worker on another machine continues where the study stands.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from samtune.optim import get_variant
+from samtune.search._space import SearchSpace
+
+STAGE_ATTR = "samtune_stage"  # study user attribute, set when the baseline stage is settled
+TRIAL_STAGE = "stage"  # trial user attribute: "baseline" or "family"
+BASELINE_POINTS = 5  # baseline trials on the space's lr range before any extension (at most)
+TRIALS_PER_POINT = 4  # with fewer trials, fewer points: a quarter of --trials, at least one
+MIN_POINTS_TO_EXTEND = 3  # with fewer points, "on the edge" says nothing
+EDGE_FACTOR = 2.5  # lr step beyond an edge (about the grid's own spacing on the default range)
+MAX_EXTENSIONS = 3  # edge steps at most: 2.5^3 ~ 16x beyond the range
+LR_BOUNDS = (1e-4, 10.0)  # what SAMConfig accepts (lr <= 10) and a sane floor
+FAMILY_LR_FACTOR = 2.0  # the SAM family's lr within [tuned / 2, tuned * 2]
+
+
+def _lr_range(space: SearchSpace) -> tuple[float, float] | None:
+    return None if not isinstance(space.lr, dict) else (space.lr["low"], space.lr["high"])
+
+
+def baseline_points(trials: int) -> int:
+    """How many baseline lrs a search of ``trials`` trials starts with."""
+    return max(1, min(BASELINE_POINTS, trials // TRIALS_PER_POINT))
+
+
+def baseline_lrs(space: SearchSpace, trials: int = 10**9) -> list[float]:
+    """The baseline stage's first lrs: the centres of ``baseline_points(trials)`` equal steps
+    of the space's log lr range (one point: its geometric middle)."""
+    rng = _lr_range(space)
+    if rng is None:
+        return [float(space.lr)]
+    lo, hi = rng
+    n = baseline_points(trials)
+    span = math.log(hi) - math.log(lo)
+    return [float(f"{math.exp(math.log(lo) + (i + 0.5) * span / n):.3g}") for i in range(n)]
+
+
+def baseline_space(space: SearchSpace) -> SearchSpace:
+    """The baseline stage samples sgd only, over the space's lr range (an enqueued edge
+    extension beyond it is suggested from a range widened to hold it: ``sample_baseline``).
+
+    Its trials suggest only ``lr`` (``sample_baseline``): Optuna refuses a categorical
+    parameter whose choices change from trial to trial, so ``variant`` is left to the family's
+    trials, with the family's variants as its choices."""
+    return SearchSpace(**{**space.__dict__, "variants": ["sgd"], "warm_start": []})
+
+
+def sample_baseline(trial: optuna.Trial, space: SearchSpace, fixed: dict[str, Any] | None = None):
+    """A baseline trial's configuration: sgd at the suggested (or the fixed) lr."""
+    from samtune.optim import SAMConfig
+
+    lr: float = space.lr  # type: ignore[assignment]
+    if isinstance(space.lr, dict):
+        low, high = space.lr["low"], space.lr["high"]
+        if fixed and "lr" in fixed:  # an edge extension lies beyond the range
+            low, high = min(low, fixed["lr"]), max(high, fixed["lr"])
+        lr = trial.suggest_float("lr", low, high, log=space.lr["log"])
+    return SAMConfig(variant="sgd", rho=0.0, base=space.base,
+                     base_kwargs={**space.base_kwargs, "lr": lr})
+
+
+def family_space(space: SearchSpace, tuned_lr: float) -> SearchSpace:
+    """The SAM family's space around the tuned baseline lr (a fixed lr stays fixed)."""
+    variants = [v for v in space.variants if get_variant(v).perturbs]
+    lr: dict[str, Any] | float = space.lr
+    if _lr_range(space) is not None:
+        lr = {"low": max(LR_BOUNDS[0], tuned_lr / FAMILY_LR_FACTOR),
+              "high": min(LR_BOUNDS[1], tuned_lr * FAMILY_LR_FACTOR), "log": True}
+    warm = [{**ws, "lr": tuned_lr} for ws in space.warm_start if ws.get("variant") in variants]
+    return SearchSpace(**{**space.__dict__, "variants": variants, "lr": lr, "warm_start": warm})
+
+
+def stage_record(study: optuna.Study) -> dict[str, Any] | None:
+    return study.user_attrs.get(STAGE_ATTR)
+
+
+def trial_space(study: optuna.Study, space: SearchSpace,
+                fixed: dict[str, Any] | None = None) -> tuple[str, SearchSpace]:
+    """The stage a new trial belongs to and the space it samples from (``fixed``: the trial's
+    enqueued params; an enqueued baseline runs as one even after the stage moved on)."""
+    record = stage_record(study)
+    if (record is None or (fixed is not None and "variant" not in fixed)
+            or not any(get_variant(v).perturbs for v in space.variants)):
+        return "baseline", baseline_space(space)
+    return "family", SearchSpace.from_dict(record["space"], where="the study's family space")
+
+
+def _baseline_trials(study: optuna.Study, states: tuple[TrialState, ...]) -> list[FrozenTrial]:
+    def baseline(t: FrozenTrial) -> bool:
+        fixed = t.system_attrs.get("fixed_params")
+        if t.state == TrialState.WAITING:
+            return fixed is not None and "variant" not in fixed
+        return t.user_attrs.get(TRIAL_STAGE) == "baseline"
+    return [t for t in study.get_trials(deepcopy=False, states=states) if baseline(t)]
+
+
+def _has_run(trial: FrozenTrial, params: dict[str, Any]) -> bool:
+    """Whether ``trial`` runs (or ran) the warm-start ``params``."""
+    fixed = trial.system_attrs.get("fixed_params")
+    if fixed is not None:
+        return fixed == params
+    return all(k in trial.params and trial.params[k] == v for k, v in params.items())
+
+
+def enqueue_warm_start(study: optuna.Study, warm: list[dict[str, Any]], target: int) -> int:
+    """Enqueue the warm-start configurations that no live trial holds, as many as the trials
+    still to run; returns how many were enqueued.
+
+    Live: waiting, running, complete or pruned. A failed or interrupted warm-start trial is
+    not live, so it runs again on resume (Optuna's ``skip_if_exists`` would count it as done).
+    Enqueuing only as many as the trials still to run leaves none waiting in a study that has
+    reached its target; a top-up enqueues the rest.
+    """
+    live = study.get_trials(deepcopy=False, states=(
+        TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED))
+    missing = [p for p in warm if not any(_has_run(t, p) for t in live)]
+    finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in live)
+    room = target - finished - sum(t.state == TrialState.WAITING for t in live)
+    for params in missing[:max(0, room)]:
+        study.enqueue_trial(params)
+    return min(len(missing), max(0, room))
+
+
+def baseline_params(space: SearchSpace, trials: int) -> list[dict[str, Any]]:
+    fixed = _lr_range(space) is None
+    return [{} if fixed else {"lr": lr} for lr in baseline_lrs(space, trials)]
+
+
+def enqueue_stage(study: optuna.Study, space: SearchSpace, target: int) -> None:
+    """Enqueue what the study's current stage still misses (a new or resumed study): the
+    baseline grid, or the family's warm starts, then move on if the baseline is settled."""
+    record = stage_record(study)
+    if record is not None:
+        family = SearchSpace.from_dict(record["space"], where="the study's family space")
+        enqueue_warm_start(study, family.warm_start_params(), target)
+        return
+    enqueue_warm_start(study, baseline_params(space, target), target)
+    advance(study, space, target)
+
+
+def advance(study: optuna.Study, space: SearchSpace, target: int) -> str | None:
+    """Move the study on when its baseline stage is done: extend the lr grid beyond an edge
+    the best baseline sits on, or settle the stage and enqueue the family's warm starts.
+    Returns what it did (for the progress line), None when nothing changed."""
+    if stage_record(study) is not None or not any(get_variant(v).perturbs for v in space.variants):
+        return None
+    if _baseline_trials(study, (TrialState.WAITING, TrialState.RUNNING)):
+        return None
+    done = [t for t in _baseline_trials(study, (TrialState.COMPLETE,))
+            if t.value is not None and math.isfinite(t.value)]
+    if not done:
+        return None
+    best = max(done, key=lambda t: t.value)
+    best_lr = float(best.user_attrs.get("config", {}).get("base_kwargs", {}).get(
+        "lr", best.params.get("lr", space.lr if not isinstance(space.lr, dict) else 0.05)))
+    rng = _lr_range(space)
+    lrs = sorted(float(t.params["lr"]) for t in _baseline_trials(
+        study, (TrialState.COMPLETE, TrialState.PRUNED)) if "lr" in t.params) or [best_lr]
+    on_edge = (rng is not None and len(lrs) >= MIN_POINTS_TO_EXTEND
+               and (best_lr <= lrs[0] or best_lr >= lrs[-1]))
+    if on_edge:
+        steps = sum(lr < rng[0] * 0.999 or lr > rng[1] * 1.001 for lr in lrs)
+        nxt = best_lr / EDGE_FACTOR if best_lr <= lrs[0] else best_lr * EDGE_FACTOR
+        if steps < MAX_EXTENSIONS and LR_BOUNDS[0] <= nxt <= LR_BOUNDS[1]:
+            nxt = float(f"{nxt:.3g}")
+            if enqueue_warm_start(study, [{"lr": nxt}], target):
+                return (f"baseline: the best lr {best_lr:.3g} is on the edge of the lrs tried "
+                        f"({lrs[0]:.3g}-{lrs[-1]:.3g}); trying lr {nxt:.3g}")
+    family = family_space(space, best_lr)
+    study.set_user_attr(STAGE_ATTR, {
+        "stage": "family", "baseline_lr": best_lr, "baseline_trial": best.number,
+        "baseline_value": float(best.value), "baseline_trials": len(lrs),
+        "baseline_completed": len(done), "lr_tried": [lrs[0], lrs[-1]],
+        "lr_on_edge": bool(on_edge), "space": family.to_dict()})
+    enqueue_warm_start(study, family.warm_start_params(), target)
+    span = (f"lr {family.lr['low']:.3g}-{family.lr['high']:.3g}" if isinstance(family.lr, dict)
+            else f"lr {family.lr:.3g}")
+    edge = " (on the edge of the lrs tried)" if on_edge else ""
+    return (f"baseline tuned: lr {best_lr:.3g}{edge}, val {best.value:.4f}, best of {len(lrs)} "
+            f"baseline trial(s) over lr {lrs[0]:.3g}-{lrs[-1]:.3g}; searching the SAM family "
+            f"at {span}")

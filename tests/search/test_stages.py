@@ -1,0 +1,121 @@
+"""The staged search: the baseline's lr first (extended beyond the range's edges), then the SAM
+family around it. An in-memory study and an objective that trains nothing: its value is a
+known function of the configuration."""
+
+from __future__ import annotations
+
+import math
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from samtune.search._space import SearchSpace
+from samtune.search._stages import (
+    STAGE_ATTR,
+    advance,
+    baseline_lrs,
+    baseline_points,
+    enqueue_stage,
+    sample_baseline,
+    trial_space,
+)
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def space() -> SearchSpace:
+    return SearchSpace.load("default").with_batch_size(64)
+
+
+def run(study: optuna.Study, sp: SearchSpace, n: int, peak_lr: float, *, sam_bonus: float = 0.0,
+        target: int = 30) -> None:
+    """``n`` trials whose value peaks at ``peak_lr`` (log distance), SAM-family + ``sam_bonus``."""
+    def objective(trial: optuna.Trial) -> float:
+        fixed = study._storage.get_trial_system_attrs(trial._trial_id).get("fixed_params")
+        stage, s = trial_space(study, sp, fixed)
+        config = sample_baseline(trial, s, fixed) if stage == "baseline" else s.sample(trial)
+        trial.set_user_attr("stage", stage)
+        trial.set_user_attr("config", config.to_dict())
+        return -abs(math.log(config.lr / peak_lr)) + (sam_bonus if config.perturbs else 0.0)
+
+    enqueue_stage(study, sp, target)
+    study.optimize(objective, n_trials=n, callbacks=[lambda st, t: advance(st, sp, target)])
+
+
+def lrs_of(study: optuna.Study, stage: str) -> list[float]:
+    return [t.user_attrs["config"]["base_kwargs"]["lr"] for t in study.trials
+            if t.user_attrs.get("stage") == stage]
+
+
+def test_baseline_grid_is_centred_in_the_lr_range_and_shrinks_with_the_trials():
+    sp = space()  # lr 0.005-0.3
+    assert [baseline_points(t) for t in (1, 3, 8, 12, 16, 20, 60)] == [1, 1, 2, 3, 4, 5, 5]
+    assert baseline_lrs(sp, 3) == [pytest.approx(math.sqrt(0.005 * 0.3), rel=1e-2)]
+    grid = baseline_lrs(sp, 24)
+    assert len(grid) == 5 and 0.005 < grid[0] < grid[-1] < 0.3
+    ratios = [b / a for a, b in zip(grid, grid[1:])]
+    assert max(ratios) == pytest.approx(min(ratios), rel=1e-2)  # equal steps on a log scale
+    assert baseline_lrs(sp.fix_lr(0.1), 24) == [0.1]
+
+
+def test_the_baseline_comes_first_then_the_family_around_the_tuned_lr():
+    sp = space()
+    study = optuna.create_study(direction="maximize")
+    run(study, sp, 12, peak_lr=0.04)
+    base = lrs_of(study, "baseline")
+    assert base == baseline_lrs(sp, 30)  # the grid, nothing else: 0.0387 is inside it
+    assert [t.user_attrs["stage"] for t in study.trials[:5]] == ["baseline"] * 5
+    record = study.user_attrs[STAGE_ATTR]
+    assert record["baseline_lr"] == pytest.approx(0.0387) and not record["lr_on_edge"]
+    family = [t for t in study.trials if t.user_attrs.get("stage") == "family"]
+    assert family and all(t.user_attrs["config"]["variant"] != "sgd" for t in family)
+    assert all(0.0387 / 2 - 1e-9 <= t.user_attrs["config"]["base_kwargs"]["lr"] <= 0.0387 * 2 + 1e-9
+               for t in family)
+    # the space's SAM-family warm starts run first, at the tuned lr
+    assert [t.params["variant"] for t in family[:4]] == ["sam", "asam", "gsam", "obf"]
+    assert all(t.params["lr"] == pytest.approx(0.0387) for t in family[:4])
+
+
+def test_a_best_lr_on_the_edge_extends_the_grid_beyond_the_range():
+    sp = space()
+    study = optuna.create_study(direction="maximize")
+    run(study, sp, 10, peak_lr=0.6)
+    base = lrs_of(study, "baseline")
+    assert base[:5] == baseline_lrs(sp, 30)
+    assert base[5:] == [pytest.approx(0.199 * 2.5, rel=1e-2), pytest.approx(0.199 * 6.25, rel=1e-2)]
+    record = study.user_attrs[STAGE_ATTR]
+    assert record["baseline_lr"] == pytest.approx(0.498, rel=1e-2)
+    assert not record["lr_on_edge"]  # 1.24 was tried and was worse
+    assert record["lr_tried"][-1] == pytest.approx(1.24, rel=1e-2)
+
+
+def test_extensions_stop_after_three_steps_and_say_the_lr_is_on_the_edge():
+    sp = space()
+    study = optuna.create_study(direction="maximize")
+    run(study, sp, 9, peak_lr=9.0)
+    assert len(lrs_of(study, "baseline")) == 5 + 3
+    record = study.user_attrs[STAGE_ATTR]
+    assert record["lr_on_edge"] and record["baseline_lr"] == pytest.approx(3.11, rel=1e-2)
+
+
+def test_a_failed_baseline_trial_runs_again_on_resume():
+    sp = space()
+    study = optuna.create_study(direction="maximize")
+    enqueue_stage(study, sp, 30)
+    trial = study.ask()
+    study.tell(trial, state=TrialState.FAIL)  # interrupted: Ctrl-C in the first trial
+    enqueue_stage(study, sp, 30)  # the resumed search
+    waiting = [t.system_attrs["fixed_params"] for t in study.get_trials(states=(TrialState.WAITING,))]
+    assert sorted(p["lr"] for p in waiting) == sorted(baseline_lrs(sp, 30))
+
+
+def test_a_resumed_study_keeps_its_settled_stage():
+    sp = space()
+    study = optuna.create_study(direction="maximize")
+    run(study, sp, 6, peak_lr=0.04)
+    record = dict(study.user_attrs[STAGE_ATTR])
+    enqueue_stage(study, sp, 30)
+    assert study.user_attrs[STAGE_ATTR] == record
+    stage, s = trial_space(study, sp, None)
+    assert stage == "family" and "sgd" not in s.variants
