@@ -25,8 +25,8 @@ RHO = {"sgd": 0.0, "sam": 0.3, "asam": 1.5, "gsam": 0.3, "obf": 0.3, "randsam": 
        "gsam-obf": 0.3, "asam-obf": 1.5}
 # Variant hyperparameters away from their defaults, so that ignoring one shows.
 VARIANT_KWARGS = {
-    "asam": {"eta": 0.05}, "gsam": {"alpha": 0.5}, "obf": {"gamma": 0.5, "C": 4.0},
-    "gsam-obf": {"alpha": 0.5, "gamma": 0.5, "C": 4.0}, "asam-obf": {"eta": 0.05, "gamma": 0.5},
+    "asam": {"eta": 0.05}, "gsam": {"alpha": 0.5}, "obf": {"gamma": 0.5, "C": 10.0},
+    "gsam-obf": {"alpha": 0.5, "gamma": 0.5, "C": 10.0}, "asam-obf": {"eta": 0.05, "gamma": 0.5},
 }
 DIRECTION = {"sgd": None, "sam": "loss", "asam": "loss", "gsam": "loss", "obf": "obf",
              "randsam": "random", "gsam-obf": "obf", "asam-obf": "obf"}
@@ -243,3 +243,62 @@ def test_train_step_returns_the_clean_and_perturbed_losses_of_the_reference():
         p_loss = F.cross_entropy(ref(x), y)
     assert torch.allclose(out.loss, loss.detach(), atol=1e-12)
     assert torch.allclose(out.perturbed_loss, p_loss, atol=1e-12)
+
+
+@pytest.mark.parametrize("variant", ["sam", "asam"])
+def test_param_groups_with_their_own_rho_share_one_global_norm(variant):
+    """rho lives in the param groups: each group climbs by its own rho along the global direction."""
+    x, y = make_batch()
+    model = make_model()
+    ref = copy.deepcopy(model)
+    first, second = list(model[0].parameters()), list(model[2].parameters())
+    groups = [{"params": first, "rho": 0.1}, {"params": second, "rho": 0.7}]
+    opt = build_optimizer(groups, config(variant))
+    calls = []
+
+    def closure():
+        calls.append(1)
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    params = list(ref.parameters())
+    rhos = [0.1, 0.1, 0.7, 0.7]
+    g = torch.autograd.grad(F.cross_entropy(ref(x), y), params)
+    if variant == "asam":
+        T = [p.detach().abs() + 0.05 for p in params]
+        n = _norm([t * gi for t, gi in zip(T, g)])
+        e = [r * t * t * gi / n for r, t, gi in zip(rhos, T, g)]
+    else:
+        n = _norm(list(g))
+        e = [r * gi / n for r, gi in zip(rhos, g)]
+    with torch.no_grad():
+        for p, ei in zip(params, e):
+            p.add_(ei)
+    g_p = torch.autograd.grad(F.cross_entropy(ref(x), y), params)
+    with torch.no_grad():
+        for p, ei in zip(params, e):
+            p.sub_(ei)
+    sgd = torch.optim.SGD(params, lr=LR, momentum=MOMENTUM, weight_decay=WD)
+    for p, gp in zip(params, g_p):
+        p.grad = gp
+    sgd.step()
+    assert len(calls) == 2
+    assert_same_weights(model, ref, variant)
+
+
+def test_the_obf_logit_gradient_defaults_to_sigmoid_probabilities():
+    from samtune.optim import obf_logit_grad
+
+    z = torch.tensor([[2.0, -1.0, 0.5], [0.0, 3.0, -2.0]])
+    t = torch.tensor([0, 2])
+    got = obf_logit_grad(z, t, gamma=1.0)
+    onehot = F.one_hot(t, 3).float()
+    p = torch.sigmoid(z)
+    p_y = (p * onehot).sum(1, keepdim=True)
+    lam = 1 / 3
+    alpha = torch.clamp((1 - lam / p_y) / (1 - lam), min=0.0)
+    assert torch.allclose(got, (1 / 3 - onehot) - alpha * (p - onehot), atol=1e-7)
+    assert not torch.allclose(got, obf_logit_grad(z, t, gamma=1.0, prob="softmax"))
