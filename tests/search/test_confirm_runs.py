@@ -1,0 +1,119 @@
+"""``confirm``: each candidate retrained with its seeds, scored on the test split (tiny runs),
+and ``pick_candidates`` telling configurations apart by content, not key order."""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+import optuna
+import pytest
+import torch
+from torch import nn
+
+from samtune import SAMConfig
+from samtune.data import from_arrays
+from samtune.search import _confirm
+from samtune.search._confirm import CONFIRM_SEED_OFFSET, FALLBACK, confirm, pick_candidates
+from samtune.train import TrainConfig, TrainResult
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@pytest.fixture(scope="module")
+def data():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(120, 4, generator=g)
+    return from_arrays((x, (x[:, 0] + 0.3 * x[:, 1] > 0).long()), seed=0)
+
+
+def factory():
+    return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+
+
+def _trial(config: SAMConfig, value: float):
+    study = optuna.create_study(direction="maximize")
+    t = study.ask()
+    t.set_user_attr("config", config.to_dict())
+    study.tell(t, value)
+    return study.trials[0]
+
+
+def test_each_candidate_runs_its_seeds_and_is_scored_on_the_test_split(data, monkeypatch):
+    seeds_used, models = [], []
+    real = _confirm.run_config
+
+    def recording(config, d, train_config, model_factory, *, seed, callbacks=None):
+        seeds_used.append(seed)
+        result = real(config, d, train_config, model_factory, seed=seed, callbacks=callbacks)
+        models.append(result.model)
+        return result
+
+    monkeypatch.setattr(_confirm, "run_config", recording)
+    sam = SAMConfig(variant="sam", rho=0.05, base_kwargs={"lr": 0.1})
+    base = SAMConfig(variant="sgd", rho=0.0, base_kwargs={"lr": 0.1})
+    trial = _trial(sam, 0.75)
+    runs = []
+    out = confirm([(sam, trial), (base, None)], data, TrainConfig(epochs=2, batch_size=16), factory,
+                  seeds=3, seed=4, on_run=lambda *a: runs.append(a))
+    assert seeds_used == [CONFIRM_SEED_OFFSET + 4000 + s for s in range(3)] * 2
+    assert [(d, t, c.variant, s) for d, t, c, s, _ in runs] == [
+        (i + 1, 6, v, s) for i, (v, s) in enumerate((v, s) for v in ("sam", "sgd") for s in range(3))]
+    for j, (c, (config, _trial_of_c)) in enumerate(zip(out, [(sam, trial), (base, None)])):
+        accs = c["test_accuracy"]["per_seed"]
+        assert len(accs) == 3 and [a for *_, a in runs[3 * j:3 * j + 3]] == accs
+        for s, (acc, correct) in enumerate(zip(accs, c["correct"])):
+            model = models[3 * j + s]
+            with torch.no_grad():
+                want = model.eval()(data.x_test).argmax(-1) == data.y_test
+            assert torch.equal(correct, want) and acc == int(want.sum()) / len(want)
+        assert c["test_accuracy"]["mean"] == pytest.approx(statistics.fmean(accs))
+        assert c["test_accuracy"]["std"] == pytest.approx(statistics.stdev(accs))
+        assert c["config"] == config.to_dict() and c["epochs"] == 6 and c["step_time"] > 0
+    assert (out[0]["trial"], out[0]["val_accuracy"], out[0]["tuned"]) == (0, 0.75, True)
+    assert out[0]["description"] == sam.describe()
+    assert (out[1]["trial"], out[1]["val_accuracy"], out[1]["tuned"]) == (None, None, False)
+    assert out[1]["description"] == f"{FALLBACK} {base.describe()}"
+
+
+def test_a_diverged_seed_scores_nan_and_is_left_out_of_the_mean(data, monkeypatch):
+    calls = []
+    real = _confirm.run_config
+
+    def second_diverges(config, d, train_config, model_factory, *, seed, callbacks=None):
+        calls.append(seed)
+        if len(calls) == 2:
+            return TrainResult(history=[], diverged=True, reason="boom", epochs_trained=1,
+                               step_time=0.5)
+        return real(config, d, train_config, model_factory, seed=seed, callbacks=callbacks)
+
+    monkeypatch.setattr(_confirm, "run_config", second_diverges)
+    sam = SAMConfig(variant="sam", base_kwargs={"lr": 0.1})
+    [c] = confirm([(sam, _trial(sam, 0.5))], data, TrainConfig(epochs=1, batch_size=16), factory,
+                  seeds=3)
+    accs = c["test_accuracy"]["per_seed"]
+    assert math.isnan(accs[1]) and len(c["correct"]) == 2
+    assert c["test_accuracy"]["mean"] == pytest.approx(statistics.fmean([accs[0], accs[2]]))
+    assert c["epochs"] == 1 + 1 + 1
+
+
+def test_one_seed_has_no_spread_and_progress_lines_come_with_say(data):
+    sam = SAMConfig(variant="sam", base_kwargs={"lr": 0.1})
+    lines = []
+    [c] = confirm([(sam, None)], data, TrainConfig(epochs=1, batch_size=16), factory, seeds=1,
+                  say=lines.append)
+    assert c["test_accuracy"]["std"] == 0.0 and c["tuned"] and c["description"] == sam.describe()
+
+
+def test_the_same_configuration_in_another_key_order_is_one_candidate():
+    study = optuna.create_study(direction="maximize")
+    cfg = SAMConfig(variant="sam", rho=0.1, base_kwargs={"lr": 0.1}).to_dict()
+    reordered = {k: cfg[k] for k in reversed(list(cfg))}
+    reordered["base_kwargs"] = {k: cfg["base_kwargs"][k] for k in reversed(list(cfg["base_kwargs"]))}
+    for config, value in ((cfg, 0.9), (reordered, 0.89),
+                          (SAMConfig(variant="asam", rho=1.0).to_dict(), 0.8),
+                          (SAMConfig(variant="sgd", rho=0.0).to_dict(), 0.7)):
+        t = study.ask()
+        t.set_user_attr("config", config)
+        study.tell(t, value)
+    assert [t.number for _, t in pick_candidates(study, 2, {"lr": 0.05})] == [0, 2, 3]
