@@ -183,15 +183,17 @@ class _ShiftedLinear(torch.autograd.Function):
         dtype = (e_w if e_w is not None else e_b).dtype
         xs = x.reshape(k, -1, x.shape[-1])
         xs = xs if xs.dtype == dtype else xs.to(dtype)
-        w_t = weight.detach().mT.to(dtype)
-        w_k = w_t.unsqueeze(0) if e_w is None else e_w.add(w_t)  # (k, in, out): (W + E_j)^T
+        w = weight.detach().to(dtype)
+        # (k, out, in): W + E_j, in place (E_j is not needed again); same layout, no strided add
+        w_k = w.unsqueeze(0) if e_w is None else e_w.add_(w)
         shift = None if bias is None else bias.detach().to(dtype)
         if e_b is not None:
             shift = e_b if shift is None else e_b.add(shift)
+        w_kt = w_k.expand(k, -1, -1).mT  # a transposed operand: bmm reads it as it lies
         if shift is None:
-            out = torch.matmul(xs, w_k)
+            out = torch.bmm(xs, w_kt)
         else:
-            out = torch.baddbmm(shift.expand(k, 1, -1), xs, w_k.expand(k, -1, -1))
+            out = torch.baddbmm(shift.expand(k, 1, -1), xs, w_kt)
         ctx.save_for_backward(xs, w_k)
         ctx.shapes = (x.dtype, weight.dtype, None if bias is None else bias.dtype)
         return out.reshape(x.shape[0], -1).to(x.dtype)
@@ -204,7 +206,7 @@ class _ShiftedLinear(torch.autograd.Function):
         g = grad.reshape(k, -1, grad.shape[-1]).to(w_k.dtype)
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
-            grad_x = torch.matmul(g, w_k.mT).reshape(-1, xs.shape[-1]).to(x_dtype)
+            grad_x = torch.bmm(g, w_k.expand(k, -1, -1)).reshape(-1, xs.shape[-1]).to(x_dtype)
         if ctx.needs_input_grad[1]:
             grad_w = (g.flatten(0, 1).mT @ xs.flatten(0, 1)).to(w_dtype)
         if b_dtype is not None and ctx.needs_input_grad[2]:
@@ -413,7 +415,7 @@ def _adaptive_shifts(layers, directions, rhos, k: int, eta: float) -> dict:
     c = _rho_coefficients(sq, k)
     shift = {}
     for (mod, w, b), (tg_w, t_w, tg_b, t_b) in zip(layers, parts):
-        e_w = None if tg_w is None else tg_w.mul_(t_w).mul_(c(rhos[w])).mT  # E_j^T, (k, in, out)
+        e_w = None if tg_w is None else tg_w.mul_(t_w).mul_(c(rhos[w]))  # E_j, (k, out, in)
         e_b = None if tg_b is None else tg_b.mul_(t_b).unsqueeze(1).mul_(c(rhos[b]))  # (k, 1, out)
         shift[mod] = ("full", e_w, e_b)
     return shift
