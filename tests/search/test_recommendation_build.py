@@ -1,0 +1,168 @@
+"""``build_recommendation`` against answers worked out by hand: every field of the result, the
+summary sentence of each verdict, and the noise bound's corner cases."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import optuna
+import pytest
+import torch
+from optuna.trial import TrialState
+
+import samtune
+from samtune.errors import SamtuneError
+from samtune.search._recommendation import Recommendation, build_recommendation, noise_bound
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+N = 100  # test examples
+
+
+def _mask(right: int) -> torch.Tensor:
+    m = torch.zeros(N, dtype=torch.bool)
+    m[:right] = True
+    return m
+
+
+def _cand(variant, rights, step_time, *, description=None, trial=None, val=None, tuned=None):
+    accs = [r / N for r in rights]
+    mean = sum(accs) / len(accs)
+    std = (sum((a - mean) ** 2 for a in accs) / (len(accs) - 1)) ** 0.5 if len(accs) > 1 else 0.0
+    c = {"config": samtune.SAMConfig(variant=variant, rho=0.0 if variant == "sgd" else 0.1).to_dict(),
+         "description": description or f"{variant} c", "trial": trial, "val_accuracy": val,
+         "test_accuracy": {"mean": mean, "std": std, "per_seed": accs},
+         "correct": [_mask(r) for r in rights], "step_time": step_time, "epochs": 4}
+    if tuned is not None:
+        c["tuned"] = tuned
+    return c
+
+
+def _study():
+    study = optuna.create_study(direction="maximize")
+    for state, epochs in ((TrialState.COMPLETE, 3), (TrialState.PRUNED, 1), (TrialState.COMPLETE, 3),
+                          (TrialState.FAIL, 0)):
+        t = study.ask()
+        t.set_user_attr("history", [{}] * epochs)
+        if state == TrialState.COMPLETE:
+            study.tell(t, 0.5)
+        else:
+            study.tell(t, state=state)
+    return study
+
+
+def _build(confirmed, study=None):
+    dataset = SimpleNamespace(describe=lambda: {"classes": ["a", "b"], "fingerprint": "f"})
+    train = SimpleNamespace(epochs=4, batch_size=32)
+    return build_recommendation(study or _study(), confirmed, dataset, train, "mlp", "sqlite:///s.db",
+                                "data.csv")
+
+
+def test_a_clear_gain_is_used_and_every_field_holds_its_known_value():
+    base = _cand("sgd", [60, 60], 1.0, description="base", trial=0, val=0.6)
+    sam = _cand("sam", [90, 90], 2.5, description="sam best", trial=2, val=0.9)
+    asam = _cand("asam", [70, 70], 4.0, description="asam", trial=3, val=0.7)
+    rec = _build([base, asam, sam])
+    # paired difference: 30 examples gained, none lost -> mean 0.3, sd over 100 examples
+    d = torch.tensor([1.0] * 30 + [0.0] * 70)
+    se = d.std().item() / 10
+    assert rec.verdict == "use" and rec.config.variant == "sam"
+    assert rec.gain == pytest.approx(0.3) and rec.cost_multiplier == 2.5
+    assert rec.test_accuracy == sam["test_accuracy"]
+    assert rec.baseline["config"] == base["config"] and rec.baseline["tuned"] is True
+    assert rec.baseline["test_accuracy"] == base["test_accuracy"]
+    assert rec.evidence == {"candidate": "sam best", "gain": pytest.approx(0.3), "seed_spread": 0.0,
+                            "test_se": pytest.approx(se), "n_test": N, "bound": pytest.approx(2 * se)}
+    assert rec.summary == (f"use sam best: test accuracy 0.9000 vs baseline 0.6000 (+30.00 pp; "
+                           f"noise bound {200 * se:.2f} pp (seed spread 0.00 pp, 2 x test-split SE "
+                           f"{200 * se:.2f} pp))")
+    assert [c["description"] for c in rec.candidates] == ["sam best", "asam", "base"]
+    assert [c["cost_multiplier"] for c in rec.candidates] == [2.5, 4.0, 1.0]
+    assert rec.candidates[0] == {"description": "sam best", "config": sam["config"], "trial": 2,
+                                 "val_accuracy": 0.9, "test_accuracy": sam["test_accuracy"],
+                                 "cost_multiplier": 2.5}
+    assert rec.train == {"epochs": 4, "batch_size": 32, "model": "mlp"}
+    assert rec.dataset == {"classes": ["a", "b"], "fingerprint": "f", "path": "data.csv"}
+    assert {k: rec.study[k] for k in ("name", "storage", "n_trials", "n_complete", "n_pruned")} == {
+        "name": rec.study["name"], "storage": "sqlite:///s.db", "n_trials": 4, "n_complete": 2,
+        "n_pruned": 1}
+    assert rec.compute == {"search_epochs": 7, "confirmation_epochs": 12, "epochs": 19}
+    assert rec.samtune_version == samtune.__version__
+
+
+def test_a_worse_sam_keeps_the_baseline_and_says_by_how_much():
+    base = _cand("sgd", [80, 82], 1.0, description="base")
+    sam = _cand("sam", [70, 72], 2.0, description="sam")
+    rec = _build([sam, base])
+    assert (rec.verdict, rec.config.variant, rec.gain, rec.cost_multiplier) == ("keep-baseline", "sgd", 0.0, 1.0)
+    assert rec.test_accuracy == base["test_accuracy"]
+    assert rec.evidence["gain"] == pytest.approx(-0.1)
+    spread = 100 * base["test_accuracy"]["std"]
+    assert rec.summary.startswith("SAM does not help here: keep the tuned baseline (base); the best "
+                                  "SAM-family configuration (sam) scored 0.7100, 10.00 pp worse than "
+                                  "the baseline (noise bound ")
+    assert f"seed spread {spread:.2f} pp" in rec.summary
+
+
+def test_a_gain_within_the_noise_keeps_the_untuned_baseline_and_says_why():
+    base = _cand("sgd", [80], 1.0, description="fallback base", tuned=False)
+    sam = _cand("sam", [81], 2.0, description="sam")
+    rec = _build([base, sam])
+    assert rec.verdict == "keep-baseline" and rec.baseline["tuned"] is False
+    assert rec.summary == (
+        "SAM does not help here: keep the baseline, an fallback base (no baseline trial completed, "
+        "so its learning rate is the best trial's; rerun with more --trials to tune it); the best "
+        "SAM-family configuration (sam) scored 0.8100, +1.00 pp, not above the noise bound 2.00 pp "
+        "(no seed spread with one seed, 2 x test-split SE 2.00 pp)")
+
+
+def test_a_gain_against_the_untuned_baseline_names_it():
+    base = _cand("sgd", [50, 50], 1.0, description="b", tuned=False)
+    sam = _cand("sam", [90, 90], 3.0, description="s")
+    rec = _build([base, sam])
+    assert rec.verdict == "use" and "vs the untuned fallback baseline 0.5000" in rec.summary
+
+
+def test_a_gain_equal_to_the_bound_is_not_enough():
+    base = {**_cand("sgd", [50, 50], 1.0), "correct": []}
+    sam = {**_cand("sam", [60, 60], 1.0), "correct": []}
+    base["test_accuracy"]["std"] = 0.1  # seed spread 0.1 = the gain
+    rec = _build([base, sam])
+    assert rec.evidence["bound"] == pytest.approx(0.1) and rec.verdict == "keep-baseline"
+    assert rec.evidence["test_se"] is None and rec.evidence["n_test"] == 0
+
+
+def test_without_sam_candidates_or_baseline_step_time():
+    base = _cand("sgd", [50], math.nan, description="b")  # no step timed
+    rec = _build([base])
+    assert rec.summary == ("SAM does not help here: keep the tuned baseline (b); no SAM-family "
+                           "configuration was confirmed")
+    assert rec.evidence == {} and math.isnan(rec.cost_multiplier)
+
+
+def test_a_diverged_candidate_ranks_last():
+    base = _cand("sgd", [50], 1.0, description="b")
+    nan = _cand("sam", [60], 1.0, description="nan")
+    nan["test_accuracy"]["mean"] = math.nan
+    ok = _cand("asam", [10], 1.0, description="low")
+    rec = _build([nan, base, ok])
+    assert [c["description"] for c in rec.candidates] == ["b", "low", "nan"]
+
+
+def test_noise_bound_with_one_test_example_has_no_standard_error():
+    one = {"test_accuracy": {"std": 0.02}, "correct": [torch.tensor([True])]}
+    other = {"test_accuracy": {"std": 0.01}, "correct": [torch.tensor([False])]}
+    got = noise_bound(one, other)
+    assert got["n_test"] == 1 and math.isnan(got["test_se"]) and got["bound"] == 0.02
+    two = noise_bound({"test_accuracy": {"std": 0.0}, "correct": [torch.tensor([True, False])]},
+                      {"test_accuracy": {"std": 0.0}, "correct": [torch.tensor([False, False])]})
+    assert two["n_test"] == 2 and two["test_se"] == pytest.approx(0.5)  # sd([1, 0]) / sqrt(2)
+
+
+def test_a_recommendation_without_a_config_is_refused():
+    d = Recommendation.example().to_dict()
+    del d["config"]
+    with pytest.raises(SamtuneError, match="not a samtune recommendation"):
+        Recommendation.from_dict(d)
+    with pytest.raises(SamtuneError, match="unknown verdict 'maybe'"):
+        Recommendation.from_dict({**Recommendation.example().to_dict(), "verdict": "maybe"})
