@@ -59,12 +59,25 @@ WARM = (Cell("sgd", 0.05), Cell("sam", 0.05, 0.05), Cell("asam", 0.05, 1.0),
         Cell("gsam", 0.05, 0.05, None, "lr_prop"), Cell("obf", 0.05, 0.05))
 
 
-def make_pruner(name: str, epochs: int, top_k: int = 2):
+def make_pruner(name: str, epochs: int, top_k: int = 2, val_size: int | None = None):
     import optuna
 
     from samtune.search import make_pruner as samtune_pruner
     from samtune.search._forgetting_pruner import ForgettingPruner
 
+    if name.startswith("forgetting:"):  # forgetting:KEY=VALUE,...: ForgettingPruner's arguments
+        kwargs = {"n_startup_trials": 3, "n_warmup_steps": max(2, epochs // 5), "n_steps": epochs,
+                  "top_k": top_k}
+        for item in name.split(":", 1)[1].split(","):
+            key, _, value = item.partition("=")
+            if key == "val_z":  # the bar lowered by val_z standard errors of the val split
+                kwargs["val_size"], kwargs["val_noise_z"] = val_size, float(value)
+            elif key == "n_warmup_frac":
+                kwargs["n_warmup_steps"] = max(2, round(epochs * float(value)))
+            else:
+                kwargs[key] = type(kwargs[key])(float(value)) if key in kwargs else float(value)
+        kwargs = {k: (bool(v) if k == "hopeless_in_warmup" else v) for k, v in kwargs.items()}
+        return ForgettingPruner(**kwargs)
     if name == "forgetting-no-inert":
         return ForgettingPruner(n_startup_trials=3, n_warmup_steps=max(2, epochs // 5),
                                 n_steps=epochs, top_k=top_k, inert_loss_gap=0.0)
@@ -135,7 +148,8 @@ def simulate(store: Store, pruner_name: str, n_trials: int, rng: random.Random,
                                                                       n_trials - len(warm)))
     chosen = [(k, rng.choice(store.seeds(k)[:SEEDS])) for k in order[:n_trials]]
     trials = [({"variant": variant_of(store, k)}, records(store, k, s)) for k, s in chosen]
-    pruned = replay(trials, make_pruner(pruner_name, epochs))
+    pruned = replay(trials, make_pruner(pruner_name, epochs,
+                                        val_size=int(store.header.get("sizes", {}).get("val", 0)) or None))
     trained = sum(p if p is not None else len(h) for p, (_, h) in zip(pruned, trials))
     full = sum(len(h) for _, h in trials)
     completed = [(k, h[-1]["val_acc"]) for (k, _), p, (_, h) in zip(chosen, pruned, trials)
@@ -151,14 +165,15 @@ def simulate(store: Store, pruner_name: str, n_trials: int, rng: random.Random,
             "regret_pp": 100 * (best_acc - store.mean_acc(confirmed)) if confirmed else math.nan}
 
 
-def pruner_table(stores: dict[str, Store], searches: int, n_trials: int, seed: int) -> dict:
+def pruner_table(stores: dict[str, Store], searches: int, n_trials: int, seed: int,
+                 pruners: tuple[str, ...] = PRUNERS) -> dict:
     out: dict[str, Any] = {}
     for name, store in stores.items():
         t = truth(store)
         good = {k for k in store.keys() if len(store.seeds(k)) >= SEEDS
                 and within_noise(store, t.best, k)}
         per = {}
-        for pruner in PRUNERS:
+        for pruner in pruners:
             rng = random.Random(seed)
             sims = [simulate(store, pruner, n_trials, rng, good, t.best_acc) for _ in range(searches)]
             g = sum(s["good_trials"] for s in sims)
@@ -285,7 +300,7 @@ def quick_store(folder: Path) -> dict[str, Store]:
 
 def summarize(pruners: dict[str, Any]) -> dict[str, Any]:
     out = {}
-    for p in PRUNERS:
+    for p in next(iter(pruners.values()))["pruners"]:
         vals = [t["pruners"][p] for t in pruners.values()]
         rates = [v["good_pruned_rate"] for v in vals if math.isfinite(v["good_pruned_rate"])]
         out[p] = {"epochs_ratio": statistics.fmean(v["epochs_ratio"] for v in vals),
@@ -314,6 +329,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trials", type=int, default=24, help="trials per simulated search")
     p.add_argument("--fit", type=int, default=12, help="runs the predictor is fitted on")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--pruners", default=",".join(PRUNERS),
+                   help="comma-separated; forgetting:KEY=VALUE;... passes ForgettingPruner arguments "
+                        "(';' between arguments)")
+    p.add_argument("--no-signals", action="store_true", help="the pruner table only")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--json", action="store_true")
     p.add_argument("--out", type=Path, default=None)
@@ -332,12 +351,13 @@ def main(argv: list[str] | None = None) -> int:
         print("error: no bank tasks stored; build them with python benchmarks/bank/build.py",
               file=sys.stderr)
         return 2
-    pruners = pruner_table(stores, args.searches, args.trials, args.seed)
+    names = tuple(n.replace(";", ",") for n in args.pruners.split(",") if n)
+    pruners = pruner_table(stores, args.searches, args.trials, args.seed, names)
     result = {"benchmark": "replay", "quick": args.quick, "searches": args.searches,
               "trials": args.trials, "pruners": pruners, "summary": summarize(pruners),
-              "signals": {n: signal_ranks(s) for n, s in stores.items()},
-              "predictor": {n: predictor_ablation(s, args.fit, 30, args.seed)
-                            for n, s in stores.items()},
+              "signals": {} if args.no_signals else {n: signal_ranks(s) for n, s in stores.items()},
+              "predictor": {} if args.no_signals else {
+                  n: predictor_ablation(s, args.fit, 30, args.seed) for n, s in stores.items()},
               "wall_s": round(time.monotonic() - t0, 1)}
     out = args.out or (None if args.quick else DEFAULT_OUT)
     if out is not None:

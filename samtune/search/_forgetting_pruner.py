@@ -140,6 +140,8 @@ class ForgettingPruner(optuna.pruners.BasePruner):
         min_probability: float = 0.5,
         ridge_alpha: float = 1.0,
         hopeless_in_warmup: bool = True,
+        val_size: int | None = None,
+        val_noise_z: float = 1.0,
     ) -> None:
         if n_startup_trials < 0:
             raise ValueError(f"n_startup_trials cannot be negative but got {n_startup_trials=}.")
@@ -155,6 +157,10 @@ class ForgettingPruner(optuna.pruners.BasePruner):
             raise ValueError(f"top_k must be at least 1 but got {top_k=}.")
         if not 0.0 < min_probability <= 1.0:
             raise ValueError(f"min_probability must be in (0, 1] but got {min_probability=}.")
+        if val_size is not None and val_size < 1:
+            raise ValueError(f"val_size must be at least 1 but got {val_size=}.")
+        if not val_noise_z >= 0.0:
+            raise ValueError(f"val_noise_z must be >= 0 but got {val_noise_z=}.")
         if not ridge_alpha > 0.0:
             raise ValueError(f"ridge_alpha must be positive but got {ridge_alpha=}.")
         self._n_startup_trials = n_startup_trials
@@ -166,6 +172,8 @@ class ForgettingPruner(optuna.pruners.BasePruner):
         self._min_probability = min_probability
         self._ridge_alpha = ridge_alpha
         self._hopeless_in_warmup = hopeless_in_warmup
+        self._val_size = val_size
+        self._val_noise_z = val_noise_z
         self.last_reason: str | None = None
         self._reasons: dict[int, str] = {}
 
@@ -268,6 +276,10 @@ class ForgettingPruner(optuna.pruners.BasePruner):
         x_clipped = np.where(_UNBOUNDED[keep], clipped, x_now[keep])
         predicted = float(np.concatenate([[1.0], (x_clipped - mean) / std[keep]]) @ coef)
         bar = self._bar(completed, baseline=x_now[-1] == 1.0)
+        if self._val_size is not None and 0.0 < bar < 1.0:
+            # the completed trials' finals are measured on val_size examples: a trial within
+            # val_noise_z standard errors of the bar may be as good as the trial that set it
+            bar -= self._val_noise_z * math.sqrt(bar * (1.0 - bar) / self._val_size)
         hits = int(np.sum(predicted + loo >= bar))
         return Prediction(predicted, bar, (hits + 1) / (len(y) + 1), len(y))
 

@@ -235,7 +235,8 @@ def _search(data: str | Dataset, model: nn.Module | None, opts: SearchOptions) -
     storage_url = opts.storage or default_storage_url(name)
     shown_url = mask_url(storage_url)
     warn_small_test(dataset)
-    pruner = make_pruner(opts.pruner, epochs=opts.epochs, seed=opts.seed, top_k=opts.top_k)
+    pruner = make_pruner(opts.pruner, epochs=opts.epochs, seed=opts.seed, top_k=opts.top_k,
+                         val_size=len(dataset.y_val))
     study = open_search_study(name, storage_url, p.settings, p.space, pruner, opts.seed,
                               opts.heartbeat, opts.trials)
     loadable = from_spec and model is None
@@ -245,7 +246,7 @@ def _search(data: str | Dataset, model: nn.Module | None, opts: SearchOptions) -
         seed=opts.seed, target=opts.target, drop=list(opts.drop),
         model=p.model_name if loadable else None, pruner=opts.pruner, device=opts.device,
         threads=opts.threads, timeout=opts.timeout, top_k=opts.top_k, end_time=end_time,
-        confirm_runs=opts.top_k + 1)
+        confirm_runs=opts.top_k + 1, val_size=len(dataset.y_val))
     study.set_user_attr(RUN_ATTR, run.to_dict())
 
     already = len(_finished(study))

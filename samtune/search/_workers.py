@@ -69,6 +69,7 @@ class RunRecord:
     top_k: int = 2  # configurations confirmed besides the baseline (the pruner's bar)
     end_time: float | None = None  # --time-budget: when the whole run ends (time.time())
     confirm_runs: int = 0  # runs the confirmation needs at least (one seed per candidate)
+    val_size: int | None = None  # validation examples (the forgetting pruner's noise margin)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -255,7 +256,7 @@ def worker_study(name: str, url: str, *, seed: int | None, heartbeat: int = HEAR
     if stored is None:
         raise SamtuneError(f"study {name!r} was not made by 'samtune search'; start it with samtune search first.")
     run = RunRecord.from_dict(stored)
-    pruner = make_pruner(run.pruner, epochs=run.epochs, top_k=run.top_k)
+    pruner = make_pruner(run.pruner, epochs=run.epochs, top_k=run.top_k, val_size=run.val_size)
     study = optuna.load_study(study_name=name, storage=storage, sampler=make_sampler(seed), pruner=pruner)
     return study, run
 

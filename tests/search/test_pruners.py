@@ -403,3 +403,22 @@ def test_sam_trials_wait_for_completed_sam_trials_before_the_predictor_judges_th
     for early, flip in SAM_RUNS[:3]:
         _complete(study, "sam", _history(early, sam=True, flip=flip), 0.70 + early / 10)
     assert _prunes(study, "sam", _history(0.10, sam=True, flip=0.02, epochs=2))
+
+
+def test_the_bar_is_lowered_by_the_validation_noise_when_the_split_size_is_known() -> None:
+    """A final measured on n validation examples is known to about sqrt(p (1 - p) / n)."""
+    plain = ForgettingPruner(n_startup_trials=5, n_warmup_steps=1)
+    noisy = ForgettingPruner(n_startup_trials=5, n_warmup_steps=1, val_size=100, val_noise_z=2.0)
+    bars = []
+    for pruner in (plain, noisy):
+        study = _fitted_study(pruner)
+        trial = _run(study, "sgd", _history(0.90, sam=False, epochs=2))
+        bars.append(pruner.predict(study, study._storage.get_trial(trial._trial_id)).bar)
+    assert bars[0] == pytest.approx(0.88)
+    assert bars[1] == pytest.approx(0.88 - 2.0 * (0.88 * 0.12 / 100) ** 0.5)
+
+
+def test_make_pruner_forgetting_is_conservative_and_knows_the_validation_size() -> None:
+    pruner = make_pruner("forgetting", epochs=20, val_size=450)
+    assert pruner._min_probability == 0.2 and pruner._val_size == 450
+    assert pruner._val_noise_z == 2.0
