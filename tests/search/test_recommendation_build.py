@@ -39,9 +39,11 @@ def _cand(variant, rights, step_time, *, description=None, trial=None, val=None,
 
 
 def _study():
+    """3 complete trials (one of them enqueued), 1 pruned, 1 failed; 10 epochs of history."""
     study = optuna.create_study(direction="maximize")
+    study.enqueue_trial({})
     for state, epochs in ((TrialState.COMPLETE, 3), (TrialState.PRUNED, 1), (TrialState.COMPLETE, 3),
-                          (TrialState.FAIL, 0)):
+                          (TrialState.FAIL, 0), (TrialState.COMPLETE, 3)):
         t = study.ask()
         t.set_user_attr("history", [{}] * epochs)
         if state == TrialState.COMPLETE:
@@ -59,15 +61,15 @@ def _build(confirmed, study=None):
 
 
 def test_a_clear_gain_is_used_and_every_field_holds_its_known_value():
-    base = _cand("sgd", [60, 60], 1.0, description="base", trial=0, val=0.6)
-    sam = _cand("sam", [90, 90], 2.5, description="sam best", trial=2, val=0.9)
-    asam = _cand("asam", [70, 70], 4.0, description="asam", trial=3, val=0.7)
+    base = _cand("sgd", [60, 60], 3.0, description="base", trial=0, val=0.6)
+    sam = _cand("sam", [90, 90], 7.0, description="sam best", trial=2, val=0.9)
+    asam = _cand("asam", [70, 70], 12.5, description="asam", trial=3, val=0.7)
     rec = _build([base, asam, sam])
     # paired difference: 30 examples gained, none lost -> mean 0.3, sd over 100 examples
     d = torch.tensor([1.0] * 30 + [0.0] * 70)
     se = d.std().item() / 10
     assert rec.verdict == "use" and rec.config.variant == "sam"
-    assert rec.gain == pytest.approx(0.3) and rec.cost_multiplier == 2.5
+    assert rec.gain == pytest.approx(0.3) and rec.cost_multiplier == 2.333
     assert rec.test_accuracy == sam["test_accuracy"]
     assert rec.baseline["config"] == base["config"] and rec.baseline["tuned"] is True
     assert rec.baseline["test_accuracy"] == base["test_accuracy"]
@@ -77,16 +79,15 @@ def test_a_clear_gain_is_used_and_every_field_holds_its_known_value():
                            f"noise bound {200 * se:.2f} pp (seed spread 0.00 pp, 2 x test-split SE "
                            f"{200 * se:.2f} pp))")
     assert [c["description"] for c in rec.candidates] == ["sam best", "asam", "base"]
-    assert [c["cost_multiplier"] for c in rec.candidates] == [2.5, 4.0, 1.0]
+    assert [c["cost_multiplier"] for c in rec.candidates] == [2.333, 4.167, 1.0]
     assert rec.candidates[0] == {"description": "sam best", "config": sam["config"], "trial": 2,
                                  "val_accuracy": 0.9, "test_accuracy": sam["test_accuracy"],
-                                 "cost_multiplier": 2.5}
+                                 "cost_multiplier": 2.333}
     assert rec.train == {"epochs": 4, "batch_size": 32, "model": "mlp"}
     assert rec.dataset == {"classes": ["a", "b"], "fingerprint": "f", "path": "data.csv"}
-    assert {k: rec.study[k] for k in ("name", "storage", "n_trials", "n_complete", "n_pruned")} == {
-        "name": rec.study["name"], "storage": "sqlite:///s.db", "n_trials": 4, "n_complete": 2,
-        "n_pruned": 1}
-    assert rec.compute == {"search_epochs": 7, "confirmation_epochs": 12, "epochs": 19}
+    assert rec.study == {"name": rec.study["name"], "storage": "sqlite:///s.db", "n_trials": 5,
+                         "n_complete": 3, "n_pruned": 1, "n_complete_searched": 2}
+    assert rec.compute == {"search_epochs": 10, "confirmation_epochs": 12, "epochs": 22}
     assert rec.samtune_version == samtune.__version__
 
 
@@ -125,11 +126,19 @@ def test_a_gain_against_the_untuned_baseline_names_it():
 
 def test_a_gain_equal_to_the_bound_is_not_enough():
     base = {**_cand("sgd", [50, 50], 1.0), "correct": []}
-    sam = {**_cand("sam", [60, 60], 1.0), "correct": []}
-    base["test_accuracy"]["std"] = 0.1  # seed spread 0.1 = the gain
+    sam = {**_cand("sam", [75, 75], 1.0), "correct": []}
+    base["test_accuracy"]["std"] = 0.25  # seed spread 0.25 = the gain, both exact in binary
     rec = _build([base, sam])
-    assert rec.evidence["bound"] == pytest.approx(0.1) and rec.verdict == "keep-baseline"
+    assert rec.evidence["gain"] == 0.25 and rec.evidence["bound"] == 0.25
+    assert rec.verdict == "keep-baseline"
     assert rec.evidence["test_se"] is None and rec.evidence["n_test"] == 0
+    assert rec.summary.endswith("+25.00 pp, not above the noise bound 25.00 pp (seed spread "
+                                "25.00 pp, no test-split comparison)")
+
+
+def test_no_gain_at_all_is_not_called_worse():
+    rec = _build([_cand("sgd", [70, 72], 1.0), _cand("sam", [70, 72], 2.0, description="s")])
+    assert rec.evidence["gain"] == 0.0 and "scored 0.7100, +0.00 pp, not above" in rec.summary
 
 
 def test_without_sam_candidates_or_baseline_step_time():
@@ -166,3 +175,47 @@ def test_a_recommendation_without_a_config_is_refused():
         Recommendation.from_dict(d)
     with pytest.raises(SamtuneError, match="unknown verdict 'maybe'"):
         Recommendation.from_dict({**Recommendation.example().to_dict(), "verdict": "maybe"})
+
+
+def test_the_example_is_a_use_verdict_with_its_evidence():
+    rec = Recommendation.example()
+    assert rec.to_dict() == Recommendation.from_dict(rec.to_dict()).to_dict()
+    assert (rec.verdict, rec.config.variant, rec.gain, rec.cost_multiplier) == ("use", "sam", 0.01, 2.0)
+    assert rec.test_accuracy == {"mean": 0.95, "std": 0.004, "per_seed": [0.95, 0.946, 0.954]}
+    assert rec.baseline == {"config": samtune.SAMConfig(variant="sgd").to_dict(),
+                            "test_accuracy": {"mean": 0.94, "std": 0.003,
+                                              "per_seed": [0.94, 0.937, 0.943]}}
+
+
+def test_save_and_load_round_trip_and_their_errors(tmp_path):
+    rec = _build([_cand("sgd", [60], 1.0), _cand("sam", [90], 2.0)])
+    json_path, yaml_path = rec.save(tmp_path / "out")
+    assert (json_path.name, yaml_path.name) == ("recommendation.json", "recommendation.yaml")
+    for path in (json_path, yaml_path, tmp_path / "out"):
+        assert Recommendation.load(path).to_dict() == rec.to_dict()
+    assert json_path.read_text().endswith("}\n") and '\n  "verdict": "use",' in json_path.read_text()
+    assert yaml_path.read_text().startswith("verdict: use\n")  # key order kept
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [json_path.name, yaml_path.name]
+    with pytest.raises(SamtuneError, match=r"^cannot read recommendation '.*nope.json' \(No such file"):
+        Recommendation.load(tmp_path / "nope.json")
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(SamtuneError, match=r"^'.*bad.json' is not valid JSON/YAML \(Expecting"):
+        Recommendation.load(tmp_path / "bad.json")
+    (tmp_path / "list.yaml").write_text("- 1\n")
+    with pytest.raises(SamtuneError, match=r"^'.*list.yaml' does not hold a recommendation mapping\.$"):
+        Recommendation.load(tmp_path / "list.yaml")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SamtuneError, match=r"^cannot create output directory '.*file.sub' \(.*\); pass --out"):
+        rec.save(tmp_path / "file" / "sub")
+
+
+def test_baseline_tuning_reports_the_staged_search_record():
+    from samtune.search._stages import STAGE_ATTR
+
+    study = _study()
+    assert _build([_cand("sgd", [60], 1.0)], study).baseline["tuning"] == {}
+    study.set_user_attr(STAGE_ATTR, {"baseline_trials": 4, "baseline_completed": 3,
+                                     "lr_tried": [0.01, 0.03, 0.1], "baseline_lr": 0.1,
+                                     "lr_on_edge": True, "other": 1})
+    assert _build([_cand("sgd", [60], 1.0)], study).baseline["tuning"] == {
+        "trials": 4, "completed": 3, "lr_tried": [0.01, 0.03, 0.1], "lr": 0.1, "lr_on_edge": True}
