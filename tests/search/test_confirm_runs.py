@@ -94,7 +94,48 @@ def test_a_diverged_seed_scores_nan_and_is_left_out_of_the_mean(data, monkeypatc
     accs = c["test_accuracy"]["per_seed"]
     assert math.isnan(accs[1]) and len(c["correct"]) == 2
     assert c["test_accuracy"]["mean"] == pytest.approx(statistics.fmean([accs[0], accs[2]]))
+    assert c["test_accuracy"]["std"] == pytest.approx(statistics.stdev([accs[0], accs[2]]))
     assert c["epochs"] == 1 + 1 + 1
+
+
+def test_every_seed_diverged_scores_nan(data, monkeypatch):
+    monkeypatch.setattr(_confirm, "run_config", lambda *a, **k: TrainResult(
+        history=[], diverged=True, epochs_trained=1, step_time=0.1))
+    sam = SAMConfig(variant="sam")
+    [c] = confirm([(sam, None)], data, TrainConfig(epochs=1), factory, seeds=2)
+    assert math.isnan(c["test_accuracy"]["mean"]) and c["test_accuracy"]["std"] == 0.0
+    assert c["correct"] == [] and all(math.isnan(a) for a in c["test_accuracy"]["per_seed"])
+
+
+def test_slow_epoch_lines_evaluation_settings_and_the_default_seed(data, monkeypatch):
+    made, seen, evals = [], [], []
+    real_run, real_correct = _confirm.run_config, _confirm.correct_examples
+
+    class Recorder:
+        def __init__(self, say, label, epochs):
+            made.append((say, label, epochs))
+
+    def run(config, d, train_config, model_factory, *, seed, callbacks=None):
+        seen.append((seed, callbacks))
+        return real_run(config, d, train_config, model_factory, seed=seed)
+
+    def correct(*args, **kwargs):
+        evals.append(kwargs)
+        return real_correct(*args, **kwargs)
+
+    monkeypatch.setattr(_confirm, "EpochProgress", Recorder)
+    monkeypatch.setattr(_confirm, "run_config", run)
+    monkeypatch.setattr(_confirm, "correct_examples", correct)
+    sam, base = SAMConfig(variant="sam"), SAMConfig(variant="sgd", rho=0.0)
+    train = TrainConfig(epochs=1, batch_size=16, bf16=True, eval_batch_size=7)
+    confirm([(sam, None), (base, None)], data, train, factory, seeds=2, say=print)
+    assert made == [(print, f"confirm {i}/4", 1) for i in (1, 2, 3, 4)]
+    assert [s for s, _ in seen] == [CONFIRM_SEED_OFFSET, CONFIRM_SEED_OFFSET + 1] * 2
+    assert all(len(cbs) == 1 and isinstance(cbs[0], Recorder) for _, cbs in seen)
+    assert evals == [{"batch_size": 7, "bf16": True}] * 4
+    seen.clear()
+    confirm([(sam, None)], data, TrainConfig(epochs=1, batch_size=16), factory, seeds=1)
+    assert seen == [(CONFIRM_SEED_OFFSET, [])]  # no say: no progress callback
 
 
 def test_one_seed_has_no_spread_and_progress_lines_come_with_say(data):
