@@ -174,6 +174,11 @@ def build_recommendation(
         against = "baseline" if tuned else "the untuned fallback baseline"
         summary = (f"use {best_sam['description']}: test accuracy {_mean(best_sam):.4f} vs "
                    f"{against} {_mean(baseline):.4f} (+{100 * gain:.2f} pp; {noise})")
+        stable = stability(study, best_sam["config"], baseline.get("val_accuracy"))
+        if stable.get("sharp"):
+            summary += (f"; warning: the {stable['n']} searched neighbour(s) at rho x0.5-2 or "
+                        "another m all ended below the baseline's validation accuracy, so the "
+                        "gain sits on a sharp ridge of rho and m")
     else:
         verdict, chosen, gain = "keep-baseline", baseline, 0.0
         if best_sam is None:
@@ -193,6 +198,8 @@ def build_recommendation(
     search_epochs = sum(len(t.user_attrs.get("history", [])) for t in trials)
     confirm_epochs = sum(c["epochs"] for c in confirmed)
     cost = chosen["step_time"] / baseline["step_time"] if baseline["step_time"] > 0 else float("nan")
+    if best_sam is not None:
+        evidence["stability"] = stability(study, best_sam["config"], baseline.get("val_accuracy"))
     return Recommendation(
         verdict=verdict,
         config=SAMConfig.from_dict(chosen["config"]),
@@ -218,6 +225,28 @@ def build_recommendation(
                  "epochs": search_epochs + confirm_epochs},
         samtune_version=samtune.__version__,
     )
+
+
+def stability(study: optuna.Study, config: dict[str, Any],
+              baseline_val: float | None) -> dict[str, Any]:
+    """How the gain behaves near ``config``: the completed trials of the same variant at rho
+    within a factor 2 (same m), or at the same rho (within 10%) with another m.
+
+    ``sharp`` when there are neighbours and every one of them ended below the baseline's
+    validation accuracy: a small change of rho or m loses the gain."""
+    rho, m, variant = config.get("rho", 0.0), config.get("m"), config.get("variant")
+    near = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        c = t.user_attrs.get("config", {})
+        if c == config or c.get("variant") != variant or not rho or t.value is None:
+            continue
+        ratio = c.get("rho", 0.0) / rho
+        if (c.get("m") == m and 0.5 <= ratio <= 2.0) or (c.get("m") != m and 0.9 <= ratio <= 1.1):
+            near.append({"rho": c.get("rho"), "m": c.get("m"), "val_accuracy": float(t.value)})
+    out: dict[str, Any] = {"n": len(near), "neighbours": near}
+    if near and baseline_val is not None:
+        out["sharp"] = all(n["val_accuracy"] < baseline_val for n in near)
+    return out
 
 
 def baseline_tuning(study: optuna.Study) -> dict[str, Any]:

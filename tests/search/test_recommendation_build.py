@@ -74,7 +74,8 @@ def test_a_clear_gain_is_used_and_every_field_holds_its_known_value():
     assert rec.baseline["config"] == base["config"] and rec.baseline["tuned"] is True
     assert rec.baseline["test_accuracy"] == base["test_accuracy"]
     assert rec.evidence == {"candidate": "sam best", "gain": pytest.approx(0.3), "seed_spread": 0.0,
-                            "test_se": pytest.approx(se), "n_test": N, "bound": pytest.approx(2 * se)}
+                            "test_se": pytest.approx(se), "n_test": N, "bound": pytest.approx(2 * se),
+                            "stability": {"n": 0, "neighbours": []}}
     assert rec.summary == (f"use sam best: test accuracy 0.9000 vs baseline 0.6000 (+30.00 pp; "
                            f"noise bound {200 * se:.2f} pp (seed spread 0.00 pp, 2 x test-split SE "
                            f"{200 * se:.2f} pp))")
