@@ -44,7 +44,7 @@ from samtune.optim._bn import STAT_NAMES, bn_modules, compose_running_stats
 from samtune.optim._context import PathContext, as_context
 from samtune.optim._msharp_linear import _counted, _micro_losses
 from samtune.optim._output import StepOutput
-from samtune.optim._perturb import obf_surrogate
+from samtune.optim._perturb import obf_surrogate, random_direction
 
 _CONVS = {nn.Conv1d: F.conv1d, nn.Conv2d: F.conv2d, nn.Conv3d: F.conv3d}
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.GroupNorm)
@@ -122,7 +122,7 @@ def _cached(ctx: PathContext | Any, model: nn.Module) -> list:
 def supported(ctx: PathContext | Any, model: nn.Module) -> bool:
     """Whether :func:`grouped_pass` can run this optimizer on this model."""
     ctx = as_context(ctx)
-    return ctx.spec.direction != "random" and _cached(ctx, model)[1] is not None
+    return _cached(ctx, model)[1] is not None
 
 
 def chunk_size(ctx: PathContext | Any, k: int) -> int:
@@ -254,11 +254,17 @@ def _grouped_passes(ctx, model, layers, x, y, loss_fn, k, autocast, scale, stats
             obj = obf_surrogate(out, y, **obf) * k if clean and obf is not None else losses.sum()
         return out, losses, obj
 
-    clean = [p.detach().unsqueeze(0).repeat(k, *([1] * p.dim())).requires_grad_() for p in params]
-    out, losses, obj = objective(clean, True)
-    g = torch.autograd.grad(obj * scale if scale != 1.0 else obj, clean, allow_unused=True)
-    with torch.no_grad():
+    # k copies of w (expand + clone: one copy each, cheaper than repeat on small tensors)
+    clean = [p.detach().expand(k, *p.shape).clone().requires_grad_() for p in params]
+    if ctx.spec.direction == "random":  # randsam: the clean pass only gives outputs
+        with torch.no_grad():
+            out, losses, _ = objective(clean, True)
+        direction = random_direction(params, k, ctx.generator)  # micro-batch by micro-batch
+    else:
+        out, losses, obj = objective(clean, True)
+        g = torch.autograd.grad(obj * scale if scale != 1.0 else obj, clean, allow_unused=True)
         direction = _unscaled(clean, g, scale)
+    with torch.no_grad():
         e = ctx.perturbation(direction, params)
         shifted = [c.detach().add_(e_n).requires_grad_() for c, e_n in zip(clean, e)]  # w + e_j
     p_out, p_losses, p_obj = objective(shifted, False)
@@ -288,8 +294,7 @@ def grouped_pass(
     if not supported(ctx, model):
         raise RuntimeError(
             "grouped m-sharpness needs every optimized parameter in a Conv, Linear, BatchNorm or "
-            "GroupNorm layer, no other module with parameters, buffers or hooks, and a variant "
-            "other than randsam."
+            "GroupNorm layer and no other module with parameters, buffers or hooks."
         )
     layers, custom = cached[1]
     if custom and not cached[2]:
@@ -421,6 +426,19 @@ def _isolated(model: nn.Module, device: torch.device) -> Iterator[None]:
                     getattr(mod, name).copy_(value)
 
 
+@contextmanager
+def _generator_kept(generator: torch.Generator | None) -> Iterator[None]:
+    """randsam's generator as it was before the body: both sides of the check draw the same
+    noise, and training draws as if no check had run (None: the global state, forked by
+    :func:`_isolated`)."""
+    state = None if generator is None else generator.get_state()
+    try:
+        yield
+    finally:
+        if state is not None:
+            generator.set_state(state)
+
+
 def _bn_stats(model: nn.Module) -> list[torch.Tensor]:
     return [b.clone() for _, mod in bn_modules(model) for b in (mod.running_mean, mod.running_var)]
 
@@ -429,7 +447,7 @@ def _reference(ctx, model, inputs, targets, loss_fn, k, autocast, scale) -> list
     """The loop's final gradients and BatchNorm statistics on this batch, leaving no trace."""
     ctx = as_context(ctx)
     try:
-        with _isolated(model, inputs.device):
+        with _isolated(model, inputs.device), _generator_kept(ctx.generator):
             _, final = _msharp_loop.loop_pass(ctx, model, inputs, targets, loss_fn, k, autocast, scale)
             return [*final, *_bn_stats(model)]
     finally:
@@ -440,7 +458,7 @@ def _gap_to(ref, ctx, model, layers, inputs, targets, loss_fn, k, autocast, scal
     """The grouped step's relative difference from ``ref`` on this batch, leaving no trace."""
     ctx = as_context(ctx)
     try:
-        with _isolated(model, inputs.device):
+        with _isolated(model, inputs.device), _generator_kept(ctx.generator):
             _, final = _run(ctx, model, layers, inputs, targets, loss_fn, k, autocast, scale)
             return _relative_gap([*final, *_bn_stats(model)], ref)
     finally:

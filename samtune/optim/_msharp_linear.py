@@ -40,8 +40,11 @@ output gradients delta' and inputs x), so coef_j needs m x m Gram matrices only,
 is two full-batch matmuls with rows weighted per micro-batch (:func:`_gsam_final`). OBF
 replaces g_j by its own direction in both, as in the loop.
 
-Every direction but randsam's noise, and only models built from Linear layers and
-parameter-free per-example modules: see :func:`supported`.
+randsam: the noise n_j is drawn as the loop draws it (micro-batch by micro-batch, in parameter
+order) and runs pass 2 like ASAM, with E_j = rho n_j / ||n_j||.
+
+Every variant, and only models built from Linear layers and parameter-free per-example
+modules: see :func:`supported`.
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ from torch import nn
 
 from samtune.optim._context import PathContext, as_context
 from samtune.optim._output import StepOutput
-from samtune.optim._perturb import EPS, obf_surrogate
+from samtune.optim._perturb import EPS, obf_surrogate, random_direction
 
 # Parameter-free modules that treat every example on its own (exact types: a subclass may
 # override forward). samtune's own ``mlp`` (samtune/models/mlp.py) is an nn.Sequential of
@@ -118,7 +121,7 @@ def fits(ctx: PathContext | Any, k: int) -> bool:
     gradient and perturbation (ADAPTIVE_COPIES parameter-sized tensors per micro-batch); SAM's
     and GSAM's low-rank factors are the size of the batch's activations."""
     ctx = as_context(ctx)
-    if not ctx.spec.adaptive:
+    if not (ctx.spec.adaptive or ctx.spec.direction == "random"):
         return True
     per_micro = ADAPTIVE_COPIES * sum(p.numel() * p.element_size() for p in ctx.params)
     return k * per_micro <= ctx.memory_mb * 2**20
@@ -126,7 +129,7 @@ def fits(ctx: PathContext | Any, k: int) -> bool:
 
 def _direction_ok(ctx: PathContext | Any) -> bool:
     ctx = as_context(ctx)
-    return ctx.spec.direction in ("loss", "obf")  # randsam's noise is not low-rank
+    return ctx.spec.direction in ("loss", "obf", "random")
 
 
 def _micro_losses(loss_fn, out: torch.Tensor, targets: torch.Tensor, k: int,
@@ -263,7 +266,8 @@ def fused_pass(
     def record(mod, args, out):
         seen[mod] = (_layer_input(mod, args, seen, batch).detach(), out)
 
-    with _hooked(layers, record), torch.enable_grad(), autocast:
+    random = ctx.spec.direction == "random"  # randsam: the clean pass only gives outputs
+    with _hooked(layers, record), torch.set_grad_enabled(not random), autocast:
         out = model(inputs)
         _check_output(out, batch)
         counted = _counted(loss_fn, targets, k)
@@ -275,16 +279,22 @@ def fused_pass(
     missing = [mod for mod, _, _ in layers if mod not in seen]
     if missing:
         raise RuntimeError(f"fused m-sharpness: {missing[0]} never ran in the forward pass.")
-    zs = [seen[mod][1] for mod, _, _ in layers]
-    deltas = torch.autograd.grad(obj * scale if scale != 1.0 else obj, zs, allow_unused=True)
 
-    # micro-batch norms, then each layer's perturbation: low-rank for SAM, per micro-batch for ASAM
-    with torch.no_grad():
-        directions = _directions(layers, seen, zs, deltas, k, m, scale)
-        if ctx.spec.adaptive:
-            shift = _adaptive_shifts(layers, directions, rhos, k, ctx.variant_kwargs["eta"])
-        else:
-            shift = _low_rank_shifts(layers, directions, rhos, k)
+    # micro-batch norms, then each layer's perturbation: low-rank for SAM, per micro-batch for
+    # ASAM and randsam
+    directions = None
+    if random:
+        with torch.no_grad():
+            shift = _random_shifts(ctx, layers, rhos, k)
+    else:
+        zs = [seen[mod][1] for mod, _, _ in layers]
+        deltas = torch.autograd.grad(obj * scale if scale != 1.0 else obj, zs, allow_unused=True)
+        with torch.no_grad():
+            directions = _directions(layers, seen, zs, deltas, k, m, scale)
+            if ctx.spec.adaptive:
+                shift = _adaptive_shifts(layers, directions, rhos, k, ctx.variant_kwargs["eta"])
+            else:
+                shift = _low_rank_shifts(layers, directions, rhos, k)
 
     # pass 2: the forward at w + e_j, for every j at once: low-rank output corrections (SAM),
     # or each micro-batch's own weights W + E_j in one batched matmul (ASAM)
@@ -312,7 +322,7 @@ def fused_pass(
             return p_z
         return forward
 
-    if ctx.spec.adaptive:
+    if ctx.spec.adaptive or random:
         route = _forwards_replaced(layers, shifted_forward)
     else:
         route = _hooked(layers, perturb)
@@ -417,6 +427,21 @@ def _adaptive_shifts(layers, directions, rhos, k: int, eta: float) -> dict:
     for (mod, w, b), (tg_w, t_w, tg_b, t_b) in zip(layers, parts):
         e_w = None if tg_w is None else tg_w.mul_(t_w).mul_(c(rhos[w]))  # E_j, (k, out, in)
         e_b = None if tg_b is None else tg_b.mul_(t_b).unsqueeze(1).mul_(c(rhos[b]))  # (k, 1, out)
+        shift[mod] = ("full", e_w, e_b)
+    return shift
+
+
+def _random_shifts(ctx: PathContext, layers, rhos, k: int) -> dict:
+    """randsam's e_j = rho n_j / ||n_j||, n_j ~ N(0, I), per layer as ("full", E_j, e_b): the
+    noise drawn micro-batch by micro-batch in the optimizer's parameter order, as the loop does."""
+    noise = random_direction(ctx.params, k, ctx.generator)
+    sq = [torch.linalg.vector_norm(n.flatten(1), dim=1).square() for n in noise]
+    c = _rho_coefficients(sq, k)
+    shift = {}
+    for mod, w, b in layers:
+        dtype = torch.promote_types(mod.weight.dtype, torch.float32)
+        e_w = None if w is None else noise[w].to(dtype).mul_(c(rhos[w]))  # (k, out, in)
+        e_b = None if b is None else noise[b].to(dtype).unsqueeze(1).mul_(c(rhos[b]))
         shift[mod] = ("full", e_w, e_b)
     return shift
 

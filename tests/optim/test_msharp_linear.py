@@ -164,10 +164,20 @@ def test_samtune_mlp_is_supported():
         assert supported(build_optimizer(model, _config("obf-sigmoid-g1")), model)
 
 
-@pytest.mark.parametrize("variant", ["sgd", "randsam"])
-def test_other_variants_are_refused(variant):
+def test_the_baseline_is_refused():
     model = mlp()
-    assert not supported(build_optimizer(model, SAMConfig(variant=variant, rho=0.1)), model)
+    assert not supported(build_optimizer(model, SAMConfig(variant="sgd", rho=0.1)), model)
+
+
+@pytest.mark.parametrize("k", [2, 8])
+def test_randsam_draws_the_loops_noise(k):
+    x, y = _data(32)
+
+    def make_opt(model):
+        return build_optimizer(model, _config("randsam"), generator=torch.Generator().manual_seed(5))
+
+    loop, fused = _both(deep(), make_opt, x, y, k)
+    _assert_equal(loop, fused)
 
 
 def test_asam_beyond_the_memory_bound_is_refused():
