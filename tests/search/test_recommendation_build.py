@@ -39,11 +39,11 @@ def _cand(variant, rights, step_time, *, description=None, trial=None, val=None,
 
 
 def _study():
-    """3 complete trials (one of them enqueued), 1 pruned, 1 failed; 10 epochs of history."""
+    """4 complete trials (one of them enqueued), 1 pruned, 1 failed; 13 epochs of history."""
     study = optuna.create_study(direction="maximize")
     study.enqueue_trial({})
     for state, epochs in ((TrialState.COMPLETE, 3), (TrialState.PRUNED, 1), (TrialState.COMPLETE, 3),
-                          (TrialState.FAIL, 0), (TrialState.COMPLETE, 3)):
+                          (TrialState.FAIL, 0), (TrialState.COMPLETE, 3), (TrialState.COMPLETE, 3)):
         t = study.ask()
         t.set_user_attr("history", [{}] * epochs)
         if state == TrialState.COMPLETE:
@@ -86,9 +86,9 @@ def test_a_clear_gain_is_used_and_every_field_holds_its_known_value():
                                  "cost_multiplier": 2.333}
     assert rec.train == {"epochs": 4, "batch_size": 32, "model": "mlp"}
     assert rec.dataset == {"classes": ["a", "b"], "fingerprint": "f", "path": "data.csv"}
-    assert rec.study == {"name": rec.study["name"], "storage": "sqlite:///s.db", "n_trials": 5,
-                         "n_complete": 3, "n_pruned": 1, "n_complete_searched": 2}
-    assert rec.compute == {"search_epochs": 10, "confirmation_epochs": 12, "epochs": 22}
+    assert rec.study == {"name": rec.study["name"], "storage": "sqlite:///s.db", "n_trials": 6,
+                         "n_complete": 4, "n_pruned": 1, "n_complete_searched": 3}
+    assert rec.compute == {"search_epochs": 13, "confirmation_epochs": 12, "epochs": 25}
     assert rec.samtune_version == samtune.__version__
 
 
@@ -205,6 +205,10 @@ def test_save_and_load_round_trip_and_their_errors(tmp_path):
     (tmp_path / "list.yaml").write_text("- 1\n")
     with pytest.raises(SamtuneError, match=r"^'.*list.yaml' does not hold a recommendation mapping\.$"):
         Recommendation.load(tmp_path / "list.yaml")
+    again = rec.save(tmp_path / "out")  # an existing folder is fine
+    assert again == (json_path, yaml_path)
+    deep = rec.save(tmp_path / "a" / "b" / "c")  # missing parents are made
+    assert deep[0].exists() and deep[1].exists()
     (tmp_path / "file").write_text("")
     with pytest.raises(SamtuneError, match=r"^cannot create output directory '.*file.sub' \(.*\); pass --out"):
         rec.save(tmp_path / "file" / "sub")
