@@ -27,6 +27,14 @@ torch step gets several times slower. Each block therefore records the CPU press
 the machine is quiet again, and a model whose configurations lack quiet blocks is flagged (its
 verdicts print with a "?"). ``--max-seconds`` bounds the timing phase.
 
+The variant table (issue: m-sharpness for every variant) times samtune's own default models at
+the batch sizes the search uses: the default MLP on 40 tabular features at batch 128
+(``samtune.models.mlp``: 40-256-256-10) and the default CNN on 1x8x8 images at batch 64
+(``samtune.models.cnn``, BatchNorm), every variant x m in {None, 32, 16, 8} through
+``msharp="auto"`` (warmed up until auto has settled), next to the base step, steps whose rho is
+0 (sam, m=None and m=8) and the perturbation schedules (stochastic p=0.25, periodic every 4, late
+before its start). ``--only paths`` / ``--only variants`` runs one of the two tables.
+
 Then the training loop's two ratios, from ``train_overhead.py`` (builtin:digits, the default
 CNN, one thread): the SAM step with samtune's per-step forgetting-metrics work over the SAM step
 alone, and one epoch of ``samtune.train.train`` over a hand-written PyTorch epoch
@@ -127,12 +135,216 @@ MODELS = (
 )
 
 
-def synthetic_batches(shape: tuple[int, ...], seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def synthetic_batches(shape: tuple[int, ...], seed: int,
+                      batch: int = BATCH) -> list[tuple[torch.Tensor, torch.Tensor]]:
     gen = torch.Generator().manual_seed(seed)
     return [
-        (torch.randn(BATCH, *shape, generator=gen), torch.randint(0, 10, (BATCH,), generator=gen))
+        (torch.randn(batch, *shape, generator=gen), torch.randint(0, 10, (batch,), generator=gen))
         for _ in range(N_BATCHES)
     ]
+
+
+# -- the variant table: samtune's default models, every variant x m -----------------------------
+
+VARIANT_MS = (None, 32, 16, 8)
+VARIANT_TARGETS = (  # (JSON key, limit): the issue's acceptance targets for the variant table
+    ("variant_m_over_base", 2.6),
+    ("variant_m_over_m_none", 1.25),
+    ("rho0_over_base", 1.05),
+    ("stochastic_p025_over_base", 1.35),
+)
+SCHEDULES = {  # config name -> SAMConfig fields of a sam step (m=None) under a perturbation schedule
+    "sched:stochastic-0.25": {"perturb": "stochastic", "perturb_kwargs": {"p": 0.25, "seed": 0}},
+    "sched:periodic-4": {"perturb": "periodic", "perturb_kwargs": {"every": 4}},
+    "sched:late-before-start": {"perturb": "late",
+                                "perturb_kwargs": {"start": 1.0, "total_steps": 10**9}},
+}
+
+
+@dataclass
+class VariantModel:
+    name: str  # the key in variant_m_over_base: samtune's model name
+    key: str  # the runners' model_name (distinct from the path table's models)
+    build: Callable[[], nn.Module]
+    input_shape: tuple[int, ...]
+    batch: int
+    steps: int  # steps per timed block: a multiple of 4, so periodic-4 blocks hold 1/4 on-steps
+
+
+def _default_mlp() -> nn.Module:
+    from samtune.models import build_model
+    return build_model("mlp", (40,), 10)
+
+
+def _default_cnn() -> nn.Module:
+    from samtune.models import build_model
+    return build_model("cnn", (1, 8, 8), 10)
+
+
+VARIANT_MODELS = (
+    VariantModel("mlp", "default-mlp", _default_mlp, (40,), 128, steps=24),
+    VariantModel("cnn", "default-cnn", _default_cnn, (1, 8, 8), 64, steps=8),
+)
+
+
+def variant_config_names(quick: bool = False) -> list[str]:
+    """The variant table's configurations; a quick run (smoke test) takes m in {None, 8} only."""
+    from samtune.optim import list_variants
+
+    ms = (None, 8) if quick else VARIANT_MS
+    names = ["v:base"]
+    names += [f"v:{v}/{m}" for v in list_variants() for m in ms if v != "sgd" or m is None]
+    return names + ["rho0:sam/None", "rho0:sam/8", *SCHEDULES]
+
+
+def make_variant_runner(spec: VariantModel, config: str, init: nn.Module, data) -> Runner:
+    base_kwargs = {"lr": LR, "momentum": MOMENTUM, "weight_decay": WEIGHT_DECAY}
+    if config == "v:base":
+        runner = make_runner(ModelSpec(spec.key, spec.build, spec.input_shape, spec.steps),
+                             "base", init, data)
+        runner.config = config
+        return runner
+    kind, _, rest = config.partition(":")
+    fields: dict[str, Any] = {"base_kwargs": base_kwargs}
+    if kind == "sched":
+        fields.update(variant="sam", rho=RHO, **SCHEDULES[config])
+    else:
+        variant, m = rest.split("/")
+        fields.update(variant=variant, rho=0.0 if kind == "rho0" else RHO,
+                      m=None if m == "None" else int(m))
+    model = copy.deepcopy(init)
+    model.train()
+    opt = build_optimizer(model, SAMConfig(**fields), msharp="auto",
+                          generator=torch.Generator().manual_seed(0))
+    counter = iter(range(10**12))
+    perturbed = [0, 0]  # steps that perturbed, steps taken
+
+    def step() -> None:
+        x, y = data[next(counter) % len(data)]
+        out = opt.train_step(model, x, y, F.cross_entropy)
+        perturbed[0] += out.perturbed_loss is not None
+        perturbed[1] += 1
+
+    runner = Runner(spec.key, config, step, opt, model)
+    runner.perturbed = perturbed  # type: ignore[attr-defined]
+    return runner
+
+
+def make_variant_runners(seed: int, quick: bool = False) -> list[Runner]:
+    runners = []
+    for i, spec in enumerate(VARIANT_MODELS):
+        torch.manual_seed(seed + 10 + i)
+        init = spec.build()
+        data = synthetic_batches(spec.input_shape, seed + 110 + i, spec.batch)
+        runners += [make_variant_runner(spec, c, init, data) for c in variant_config_names(quick)]
+    return runners
+
+
+def settle_auto(runners: list[Runner], max_steps: int = 40) -> None:
+    """Step each m-sharpness runner until ``msharp="auto"`` has chosen its path (its timing
+    phase runs the loop and the other candidates), at most ``max_steps`` steps."""
+    for r in runners:
+        if not r.config.startswith("v:") or r.config.endswith("/None") or r.config == "v:base":
+            continue
+        for _ in range(max_steps):
+            if r.optimizer.msharp_choice:
+                break
+            r.step()
+
+
+def summarize_variants(runners: list[Runner]) -> dict[str, Any]:
+    """variant_m_over_base {model: {variant: {m: ratio}}} and the other variant-table ratios."""
+    out: dict[str, Any] = {key: {} for key, _ in VARIANT_TARGETS}
+    out.update(paths={}, median_ms={}, blocks={}, perturbed_share={}, models={})
+    for spec in VARIANT_MODELS:
+        mine = {r.config: r for r in runners if r.model_name == spec.key}
+        if not mine:
+            continue
+        quiet = all(len(_quiet(r)) >= MIN_QUIET_BLOCKS for r in mine.values())
+        med = {c: statistics.median(_quiet(r) if quiet else r.times) for c, r in mine.items()}
+        base = med["v:base"]
+        ratios: dict[str, dict[str, float]] = {}
+        over_none: dict[str, dict[str, float]] = {}
+        paths: dict[str, dict[str, str]] = {}
+        for c, r in mine.items():
+            if not c.startswith("v:") or c == "v:base":
+                continue
+            variant, m = c[2:].split("/")
+            ratios.setdefault(variant, {})[m] = _ratio(med[c], base)
+            if m != "None":
+                over_none.setdefault(variant, {})[m] = _ratio(med[c], med[f"v:{variant}/None"])
+                paths.setdefault(variant, {})[m] = ",".join(
+                    f"{k}:{v}" for k, v in sorted(r.optimizer.msharp_choice.items())) or "?"
+        name = spec.name
+        out["variant_m_over_base"][name] = ratios
+        out["variant_m_over_m_none"][name] = over_none
+        out["rho0_over_base"][name] = {c.split(":")[1]: _ratio(med[c], base)
+                                       for c in mine if c.startswith("rho0:")}
+        out["stochastic_p025_over_base"][name] = _ratio(med["sched:stochastic-0.25"], base)
+        out["schedules_over_base"] = out.get("schedules_over_base", {})
+        out["schedules_over_base"][name] = {c.split(":")[1]: _ratio(med[c], base)
+                                            for c in mine if c.startswith("sched:")}
+        out["paths"][name] = paths
+        out["median_ms"][name] = {c: v * 1e3 for c, v in med.items()}
+        out["blocks"][name] = "quiet" if quiet else "all (too few quiet blocks: noisy)"
+        out["perturbed_share"][name] = {
+            c: r.perturbed[0] / max(1, r.perturbed[1]) for c, r in mine.items()
+            if hasattr(r, "perturbed") and c.startswith("sched:")}
+        out["models"][name] = {"input_shape": list(spec.input_shape), "batch": spec.batch,
+                               "steps_per_block": spec.steps,
+                               "params": sum(p.numel() for p in mine["v:base"].model.parameters())}
+    return out
+
+
+def _flat(value: Any) -> list[float]:
+    if isinstance(value, dict):
+        return [v for item in value.values() for v in _flat(item)]
+    return [value]
+
+
+def check_variant_targets(variants: dict[str, Any], quick: bool) -> list[dict[str, Any]]:
+    """Each variant-table target on its worst cell, per model (a quick run decides nothing)."""
+    out = []
+    for key, limit in VARIANT_TARGETS:
+        for model, detail in variants[key].items():
+            cells = _flat(detail)
+            value = max(cells) if cells else float("nan")
+            out.append({"target": f"{key} (worst cell)", "model": model, "value": value,
+                        "limit": limit, "pass": bool(value <= limit),
+                        "reliable": variants["blocks"][model] == "quiet" and not quick})
+    return out
+
+
+def format_variant_table(variants: dict[str, Any]) -> str:
+    lines = ["variant table: x base step (median / median), samtune's default models, "
+             "msharp='auto' (its path per k in brackets)"]
+    for model, table in variants["variant_m_over_base"].items():
+        d = variants["models"][model]
+        lines.append("")
+        lines.append(f"{model} (input {tuple(d['input_shape'])}, batch {d['batch']}, "
+                     f"{d['params']} parameters; blocks used: {variants['blocks'][model]})")
+        lines.append(f"  {'variant':<10}" + "".join(f"{'m=' + str(m):>10}" for m in VARIANT_MS)
+                     + "   x m=None at m=32/16/8   path at m=32/16/8")
+        for variant, row in table.items():
+            cells = "".join(f"{row[str(m)]:>10.2f}" if str(m) in row else f"{'':>10}"
+                            for m in VARIANT_MS)
+            rel = variants["variant_m_over_m_none"][model].get(variant, {})
+            rel_s = "/".join(f"{rel[str(m)]:.2f}" for m in VARIANT_MS[1:] if str(m) in rel)
+            path = variants["paths"][model].get(variant, {})
+            path_s = " ".join(path[str(m)] for m in VARIANT_MS[1:] if str(m) in path)
+            lines.append(f"  {variant:<10}{cells}   {rel_s:<22}  {path_s}")
+        rho0 = ", ".join(f"{k} {v:.2f}" for k, v in variants["rho0_over_base"][model].items())
+        lines.append(f"  rho=0 steps / base: {rho0}")
+        share = variants["perturbed_share"][model]
+        sched = ", ".join(f"{k} {v:.2f} (perturbed share {share.get('sched:' + k, float('nan')):.2f})"
+                          for k, v in variants["schedules_over_base"][model].items())
+        lines.append(f"  schedules (sam, m=None) / base: {sched}")
+    lines.append("")
+    lines.append("variant-table targets (worst cell per model):")
+    for t in variants["targets"]:
+        verdict = ("PASS" if t["pass"] else "FAIL") + ("" if t["reliable"] else "?")
+        lines.append(f"  {verdict}  {t['target']:<40} {t['model']:<6} {t['value']:.2f} <= {t['limit']}")
+    return "\n".join(lines)
 
 
 # -- configurations ----------------------------------------------------------------------------
@@ -290,18 +502,14 @@ class CpuMonitor:
 
 
 def time_block(runner: Runner, steps: int, monitor: CpuMonitor) -> None:
-    """Time one block of ``steps`` steps (GC paused inside) and record the CPU stall during it."""
-    gc.collect()
-    gc.disable()
-    try:
-        before = monitor.read()
-        start = time.perf_counter()
-        for _ in range(steps):
-            runner.step()
-        elapsed = time.perf_counter() - start
-        after = monitor.read()
-    finally:
-        gc.enable()
+    """Time one block of ``steps`` steps and record the CPU stall during it (the caller pauses
+    the garbage collector: one full collection here takes ~0.3 s with every runner alive)."""
+    before = monitor.read()
+    start = time.perf_counter()
+    for _ in range(steps):
+        runner.step()
+    elapsed = time.perf_counter() - start
+    after = monitor.read()
     runner.times.append(elapsed / steps)
     runner.stall.append(monitor.stall(before, after))
 
@@ -333,12 +541,17 @@ def run_rounds(runners: list[Runner], steps: dict[str, int], rounds: int, warmup
     for i in range(rounds):
         wait()
         rng.shuffle(order)
-        for r in order:
-            for _ in range(1 + BLOCK_RETRIES):
-                time_block(r, steps[r.model_name], monitor)
-                if not r.stall[-1] >= QUIET_STALL or max_wait <= 0 or left() <= 0:
-                    break  # quiet (or unknown, or no time left): keep it and go on
-                wait()  # a noisy block: retry it in the same slot once the machine is quiet
+        gc.collect()  # once per round; paused while the round's blocks run
+        gc.disable()
+        try:
+            for r in order:
+                for _ in range(1 + BLOCK_RETRIES):
+                    time_block(r, steps[r.model_name], monitor)
+                    if not r.stall[-1] >= QUIET_STALL or max_wait <= 0 or left() <= 0:
+                        break  # quiet (or unknown, or no time left): keep it and go on
+                    wait()  # a noisy block: retry it in the same slot once the machine is quiet
+        finally:
+            gc.enable()
         elapsed = time.perf_counter() - start
         log(f"round {i + 1}/{rounds} done ({elapsed:.0f} s, {waited:.0f} s waiting for quiet)")
         if elapsed > max_seconds and i + 1 >= min(MIN_ROUNDS, rounds):
@@ -742,6 +955,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="skip the training-loop ratios (metrics overhead, loop vs hand-written)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch intra-op threads (default: torch's, 2 on this machine)")
+    p.add_argument("--only", choices=("paths", "variants"), default=None,
+                   help="time only the path table (the engine's paths on the benchmark's MLP and "
+                        "CNN) or only the variant table (every variant x m on samtune's default "
+                        "models, rho=0 steps, perturbation schedules); default: both")
     p.add_argument("--check", action="store_true", help="exit with status 1 if a target fails")
     p.add_argument("--profile", metavar="MODEL:CONFIG", default=None,
                    help="instead of the benchmark, profile one configuration (e.g. cnn:vmap/8)")
@@ -781,10 +998,16 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     load_start = os.getloadavg()
     rss_start = rss_mb()
-    runners = make_runners(MODELS, args.seed)
+    runners = make_runners(MODELS, args.seed) if args.only != "variants" else []
+    variant_runners = make_variant_runners(args.seed, args.quick) if args.only != "paths" else []
+    for spec in VARIANT_MODELS:
+        steps[spec.key] = args.steps or (1 if args.quick else spec.steps)
+    if not args.quick:
+        log("variant table: warming msharp='auto' up until it has chosen a path")
+        settle_auto(variant_runners)
     max_wait = 0.0 if args.quick else args.max_wait
     rounds, waited = run_rounds(
-        runners, steps, rounds, warmup, args.seed, args.max_seconds, max_wait, log
+        runners + variant_runners, steps, rounds, warmup, args.seed, args.max_seconds, max_wait, log
     )
     load_end = os.getloadavg()
 
@@ -796,7 +1019,8 @@ def main(argv: list[str] | None = None) -> int:
         if r.config.startswith("vmap/"):
             estimate.setdefault(r.model_name, {})[r.config.split("/")[1]] = stacked_estimate_mb(r)
     extra = {
-        str(k): max(a[f"vmap/{k}"] - a[f"loop/{k}"] for a in alloc.values()) for k in SPLITS
+        str(k): max((a[f"vmap/{k}"] - a[f"loop/{k}"] for a in alloc.values()), default=None)
+        for k in SPLITS
     }
     memory = {
         "process_peak_rss": rss_mb(),
@@ -857,7 +1081,17 @@ def main(argv: list[str] | None = None) -> int:
     if training is not None:
         meta["training"] = training
     meta["wall_s"] = time.perf_counter() - started
-    result = summarize(runners, MODELS, memory, meta)
+    if runners:
+        result = summarize(runners, MODELS, memory, meta)
+    else:
+        result = {"benchmark": "step_overhead", **meta, "peak_memory_mb": memory, "targets": []}
+    if variant_runners:
+        variants = summarize_variants(variant_runners)
+        variants["targets"] = check_variant_targets(variants, args.quick)
+        result["variant_m_over_base"] = variants["variant_m_over_base"]
+        result["variants"] = variants
+        result["targets"] = result["targets"] + variants["targets"]
+    result["all_targets_pass"] = all(t["pass"] for t in result["targets"])
 
     out = args.out or (None if args.quick else DEFAULT_OUT)
     if out is not None:
@@ -866,7 +1100,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result, allow_nan=True))
     else:
-        print(format_table(result))
+        if runners:
+            print(format_table(result))
+        if variant_runners:
+            print(("\n" if runners else "") + format_variant_table(result["variants"]))
         if out is not None:
             print(f"\nJSON written to {out}")
     if args.check and not result["all_targets_pass"]:

@@ -75,6 +75,10 @@ def test_targets_are_reported(quick_result):
         "msharp_vectorized_over_loop[B/m=8]",
         "metrics_over_step",
         "loop_over_handwritten",
+        "variant_m_over_base (worst cell)",
+        "variant_m_over_m_none (worst cell)",
+        "rho0_over_base (worst cell)",
+        "stochastic_p025_over_base (worst cell)",
     }
     assert isinstance(result["all_targets_pass"], bool)
     assert not any(t["reliable"] for t in result["targets"])  # a quick run decides nothing
@@ -86,3 +90,19 @@ def test_training_loop_ratios_are_reported(quick_result):
     assert _positive(training["metrics_over_step"]) and _positive(training["loop_over_handwritten"])
     assert 0 < training["ops"]["metrics_per_step"] < 30  # batched: a few ops per step
     assert training["threads"] == 1
+
+
+def test_variant_table(quick_result):
+    from samtune.optim import list_variants
+
+    result, _ = quick_result
+    table = result["variant_m_over_base"]
+    assert set(table) == {"mlp", "cnn"}
+    for model, rows in table.items():
+        assert set(rows) == set(list_variants())
+        assert set(rows["sgd"]) == {"None"}
+        for variant in list_variants()[1:]:
+            assert set(rows[variant]) == {"None", "8"}  # a quick run: m in {None, 8}
+            assert all(_positive(v) for v in rows[variant].values())
+        assert set(result["variants"]["rho0_over_base"][model]) == {"sam/None", "sam/8"}
+        assert _positive(result["variants"]["stochastic_p025_over_base"][model])
