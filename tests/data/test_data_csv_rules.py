@@ -151,3 +151,44 @@ def test_the_gap_warning_counts_per_column(tmp_path):
             "with the training split's median, plus a missing-indicator feature each") in messages
     # a, b, and an indicator for each column with a gap in the training split
     assert ds.input_shape[0] in (3, 4) and torch.isfinite(ds.x_train).all()
+
+
+def test_blank_lines_anywhere_are_skipped(tmp_path):
+    text = "\na,label\n1,0\n2,1\n\n ,  \n3,0\n4,1\n\n"
+    raw = load_csv(_write(tmp_path, text), None)
+    assert raw.x["train"][:, 0].tolist() == [1.0, 2.0, 3.0, 4.0]
+
+
+def test_nan_written_gaps_do_not_make_a_text_column_numeric(tmp_path):
+    cells = ["red", "blue"] + ["nan"] * 18  # 2 present cells, both text: categorical
+    text = "c,label\n" + "".join(f"{c},{i % 2}\n" for i, c in enumerate(cells))
+    raw = load_csv(_write(tmp_path, text), None)
+    assert raw.x["train"][:, 0].dtype == object
+    out = raw.fit(raw.x["train"])
+    assert out(raw.x["train"][:0]).dtype == np.float32 and out(raw.x["train"][:0]).shape == (0, 3)
+
+
+def test_interleaved_numbers_number_the_rows_but_do_not_increase():
+    values = [str(v) for pair in ((2 * i + 1, 2 * i) for i in range(10)) for v in pair]
+    assert id_like(values) == "numbers the rows"
+
+
+def test_several_id_columns_are_named_and_the_real_feature_is_kept(tmp_path):
+    body = "".join(f"{i},P{i:03d},{(i * 7) % 5 * 0.5},{i % 2}\n" for i in range(30))
+    path = _write(tmp_path, "id,code,a,label\n" + body)
+    with pytest.warns(UserWarning) as rec:
+        raw = load_csv(path, None)
+    assert str(rec[0].message).startswith(
+        f"'{path}': column(s) 'id' (increases with the row order), 'code' (unique per row) look like "
+        "row identifiers; they are left out as features")
+    assert raw.x["train"][:, 0].tolist() == [(i * 7) % 5 * 0.5 for i in range(30)]
+
+
+def test_a_file_read_whole_is_fingerprinted_by_its_bytes_alone(tmp_path):
+    from samtune.data._fingerprint import ContentHasher
+
+    path = _write(tmp_path, "a,b,label\n" + "".join(f"{i % 3},{i % 4},{i % 2}\n" for i in range(30)))
+    h = ContentHasher()
+    h.add_file(path.name, path.read_bytes())
+    assert load_csv(path, None).content_hash == h.hexdigest()
+    assert load_csv(path, None, drop=("a",)).content_hash != h.hexdigest()
