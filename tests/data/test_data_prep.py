@@ -139,3 +139,9 @@ def test_missing_csv_cells_take_the_training_median_of_skewed_data(csv_file, gap
         gone = torch.from_numpy(np.isnan(column[idx[split]]))
         indicator = got[:, 2]  # x's missing indicator, after the numeric columns
         assert torch.equal(indicator > indicator.min(), gone) or not gone.any()
+
+
+def test_resize_uses_pixel_centres_not_corners():
+    # 2 -> 4 pixels: half-pixel centres give 0, 1/4, 3/4, 1 (corners would give 0, 1/3, 2/3, 1)
+    x = np.array([[[[0.0, 1.0], [0.0, 1.0]]]], dtype=np.float32)
+    assert np.allclose(resize_images(x, 4)[0, 0, 0], [0.0, 0.25, 0.75, 1.0], atol=1e-6)
