@@ -224,3 +224,47 @@ def test_baseline_tuning_reports_the_staged_search_record():
                                      "lr_on_edge": True, "other": 1})
     assert _build([_cand("sgd", [60], 1.0)], study).baseline["tuning"] == {
         "trials": 4, "completed": 3, "lr_tried": [0.01, 0.03, 0.1], "lr": 0.1, "lr_on_edge": True}
+
+
+def _neighbour_study(entries):
+    """entries: (variant, rho, m, val)."""
+    study = optuna.create_study(direction="maximize")
+    for variant, rho, m, val in entries:
+        t = study.ask()
+        t.set_user_attr("config", {"variant": variant, "rho": rho, "m": m})
+        study.tell(t, val)
+    return study
+
+
+def test_stability_neighbours_at_the_ends_of_their_windows():
+    from samtune.search._recommendation import stability
+
+    best = {"variant": "sam", "rho": 0.5, "m": None}  # halving and doubling 0.5 are exact
+    study = _neighbour_study([
+        ("sam", 0.5, None, 0.9),      # the configuration itself: not its own neighbour
+        ("sam", 0.25, None, 0.80),    # rho x0.5, same m: in
+        ("sam", 1.0, None, 0.81),     # rho x2: in
+        ("sam", 0.2499, None, 0.5),   # just outside x0.5
+        ("sam", 1.0002, None, 0.5),   # just outside x2
+        ("sam", 0.45, 16, 0.82),      # another m at rho x0.9: in
+        ("sam", 0.55, 16, 0.83),      # another m at rho x1.1: in
+        ("sam", 0.44, 16, 0.5),       # another m beyond 10%
+        ("sam", 0.25, 16, 0.5),       # another m and rho x0.5: out
+        ("asam", 0.5, None, 0.5),     # another variant
+    ])
+    got = stability(study, best, 0.85)
+    assert got == {"n": 4, "sharp": True, "neighbours": [
+        {"rho": 0.25, "m": None, "val_accuracy": 0.80}, {"rho": 1.0, "m": None, "val_accuracy": 0.81},
+        {"rho": 0.45, "m": 16, "val_accuracy": 0.82}, {"rho": 0.55, "m": 16, "val_accuracy": 0.83}]}
+    assert stability(study, best, 0.83)["sharp"] is False  # one neighbour at the baseline
+    assert "sharp" not in stability(study, best, None)
+    assert stability(study, {"variant": "sam", "rho": 0.0, "m": None}, 0.5) == {"n": 0, "neighbours": []}
+
+
+def test_the_recommendation_judges_stability_against_the_baselines_validation_accuracy():
+    study = _neighbour_study([("sam", 0.05, None, 0.70), ("sam", 0.2, None, 0.71)])
+    base = _cand("sgd", [60, 60], 1.0, val=0.75)
+    sam = _cand("sam", [90, 90], 2.0, val=0.9)
+    sam["config"] = {**sam["config"], "rho": 0.1}
+    rec = _build([base, sam], study)
+    assert rec.evidence["stability"]["n"] == 2 and rec.evidence["stability"]["sharp"] is True
