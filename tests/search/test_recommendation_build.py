@@ -268,6 +268,7 @@ def test_the_recommendation_judges_stability_against_the_baselines_validation_ac
     sam["config"] = {**sam["config"], "rho": 0.1}
     rec = _build([base, sam], study)
     assert rec.evidence["stability"]["n"] == 2 and rec.evidence["stability"]["sharp"] is True
+    assert rec.summary.startswith("use sam c: test accuracy 0.9000 vs baseline 0.6000")
     assert rec.verdict == "use" and rec.summary.endswith(
         "; warning: the 2 searched neighbour(s) at rho x0.5-2 or another m all ended below the "
         "baseline's validation accuracy, so the gain sits on a sharp ridge of rho and m")
