@@ -94,7 +94,8 @@ def make_pruner(name: str, epochs: int, top_k: int = 2, val_size: int | None = N
 def replay(trials: Sequence[tuple[dict[str, Any], list[dict[str, Any]]]], pruner,
            variants: Sequence[str] = ("sgd", "sam", "asam", "gsam", "obf", "randsam", "gsam-obf",
                                       "asam-obf")) -> list[int | None]:
-    """Feed ``trials`` (params with at least ``variant``, and per-epoch history records) to a
+    """Feed ``trials`` (params with ``variant``, or none for a staged search's baseline trial,
+    and per-epoch history records) to a
     fresh in-memory study with ``pruner``, one after the other, as a one-worker search runs them.
     Returns, per trial, the epoch at which it was pruned (None: completed)."""
     import optuna
@@ -106,8 +107,12 @@ def replay(trials: Sequence[tuple[dict[str, Any], list[dict[str, Any]]]], pruner
                                 sampler=optuna.samplers.RandomSampler(seed=0))
     out: list[int | None] = []
     for params, history in trials:
-        study.enqueue_trial({"variant": params["variant"]})
-        trial = study.ask({"variant": CategoricalDistribution(list(variants))})
+        if "variant" in params:
+            study.enqueue_trial({"variant": params["variant"]})
+            trial = study.ask({"variant": CategoricalDistribution(list(variants))})
+        else:  # a staged search's baseline trial: no variant parameter, its stage says sgd
+            trial = study.ask()
+            trial.set_user_attr("stage", "baseline")
         pruned_at = None
         for i, record in enumerate(history):
             epoch = int(record.get("epoch", i + 1))

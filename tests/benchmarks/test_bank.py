@@ -105,14 +105,15 @@ def test_replay_reproduces_a_recorded_studys_pruning(tmp_path):
     x = torch.randn(240, 6, generator=g)
     y = (x[:, 0] + 0.5 * torch.randn(240, generator=g) > 0).long() + (x[:, 1] > 0.8).long()
     url = f"sqlite:///{tmp_path / 's.db'}"
-    samtune.search(from_arrays((x, y)), trials=10, epochs=6, storage=url, study="s",
-                   confirm_seeds=1, out=str(tmp_path / "out"), progress=False, space="quick")
+    samtune.search(from_arrays((x, y)), trials=12, epochs=6, storage=url, study="s",
+                   confirm_seeds=1, out=str(tmp_path / "out"), progress=False, space="quick",
+                   pruner="median")
     study = optuna.load_study(study_name="s", storage=url)
     done = [t for t in study.get_trials() if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     recorded = [len(t.user_attrs["history"]) if t.state == TrialState.PRUNED else None for t in done]
     assert any(r is not None for r in recorded) and any(r is None for r in recorded)
     trials = [(t.params, t.user_attrs["history"]) for t in done]
-    assert replay.replay(trials, make_pruner("forgetting", epochs=6, top_k=2)) == recorded
+    assert replay.replay(trials, make_pruner("median", epochs=6, top_k=2)) == recorded
 
 
 def test_decision_quick_run_scores_one_search(tmp_path):
