@@ -51,7 +51,8 @@ from bank import SEEDS, Cell, Store, load_bank, truth, within_noise  # noqa: E40
 from bank.store import DATA_DIR  # noqa: E402
 
 DEFAULT_OUT = BENCHMARKS / "results" / "replay.json"
-PRUNERS = ("none", "forgetting", "forgetting-no-inert", "median", "patient-median", "hyperband")
+PRUNERS = ("none", "forgetting", "forgetting-no-inert", "forgetting:min_probability=0.5",
+           "median", "patient-median", "hyperband")
 SIGNALS = ("val_acc", "val_loss", "train_acc", "train_loss", "forgetting_rate", "flip_rate",
            "loss_gap", "p_drop", "bias_clean", "bias_perturbed")
 PREDICTOR_FEATURES = ("val_acc", "train_acc", "val_loss", "forgetting_rate", "flip_rate", "loss_gap")
@@ -78,14 +79,18 @@ def make_pruner(name: str, epochs: int, top_k: int = 2, val_size: int | None = N
                 kwargs[key] = type(kwargs[key])(float(value)) if key in kwargs else float(value)
         kwargs = {k: (bool(v) if k == "hopeless_in_warmup" else v) for k, v in kwargs.items()}
         return ForgettingPruner(**kwargs)
-    if name == "forgetting-no-inert":
+    if name == "forgetting-no-inert":  # samtune's default without the inert-perturbation rule
+        from samtune.search._pruners import FORGETTING_MIN_PROBABILITY, FORGETTING_VAL_Z
+
         return ForgettingPruner(n_startup_trials=3, n_warmup_steps=max(2, epochs // 5),
-                                n_steps=epochs, top_k=top_k, inert_loss_gap=0.0)
+                                n_steps=epochs, top_k=top_k, inert_loss_gap=0.0,
+                                min_probability=FORGETTING_MIN_PROBABILITY, val_size=val_size,
+                                val_noise_z=FORGETTING_VAL_Z)
     if name == "patient-median":
         return optuna.pruners.PatientPruner(
             optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=max(1, epochs // 4)),
             patience=2)
-    return samtune_pruner(name, epochs=epochs, top_k=top_k)
+    return samtune_pruner(name, epochs=epochs, top_k=top_k, val_size=val_size)
 
 
 # -- replaying trials -----------------------------------------------------------------------------
