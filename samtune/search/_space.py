@@ -76,7 +76,13 @@ class SearchSpace:
             except ConfigError as exc:
                 raise ConfigError(f"{where}: {exc}") from None
         lr = data.get("lr", 0.05)
-        lr = _range(f"{where}: lr", lr, 0.0, 10.0) if isinstance(lr, dict) else lr
+        if isinstance(lr, dict):
+            lr = _range(f"{where}: lr", lr, 0.0, 10.0)
+        elif isinstance(lr, bool) or not isinstance(lr, int | float) or not 0.0 < lr <= 10.0:
+            raise ConfigError(f"{where}: lr must be a number in (0, 10] or a range "
+                              f"{{low, high, log}}, but got lr={lr!r}.")
+        else:
+            lr = float(lr)
         rho_spec = data.get("rho", {"default": {"low": 0.01, "high": 0.5, "log": True}})
         if not isinstance(rho_spec, dict) or "default" not in rho_spec:
             raise ConfigError(f"{where}: rho needs a 'default' range (and optional per-variant ranges).")

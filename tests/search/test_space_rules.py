@@ -59,9 +59,6 @@ def test_bad_spaces_and_their_messages(data, message):
     assert str(err.value) == message
 
 
-@pytest.mark.xfail(strict=True, reason="product bug: a fixed lr in a space file is not checked "
-                   "(lr: 20, 'abc' or [0.1] are accepted and fail only when a trial builds its "
-                   "SAMConfig); SearchSpace.from_dict checks only lr ranges")
 @pytest.mark.parametrize("lr", [20.0, "abc", [0.1], -1.0])
 def test_a_fixed_lr_outside_the_accepted_values_is_refused(lr):
     with pytest.raises(ConfigError, match="lr"):
