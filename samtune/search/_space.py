@@ -18,6 +18,7 @@ import yaml
 
 from samtune.errors import ConfigError
 from samtune.optim import SAMConfig, get_variant, list_variants
+from samtune.optim._micro import effective_m
 from samtune.optim._variants import RHO_RANGE, check_param
 from samtune.schedules import list_schedules
 from samtune.search._options import PRESETS_DIR, list_presets
@@ -159,7 +160,7 @@ class SearchSpace:
             )
         ms: list[int | None] = []
         for m in self.m:
-            m = None if m is not None and m >= batch_size else m
+            m = effective_m(m, batch_size)
             if m not in ms:
                 ms.append(m)
         return SearchSpace(**{**self.__dict__, "m": ms})
