@@ -302,6 +302,10 @@ def _search(data: str | Dataset, model: nn.Module | None, opts: SearchOptions) -
     out = Path(opts.out) if opts.out else default_out_dir(storage_url, name)
     json_path, _ = rec.save(out)
     study.set_user_attr("recommendation", rec.to_dict())
+    st = rec.study
+    progress.say(f"trials: {st['n_complete']} complete ({st['n_complete_searched']} of them "
+                 f"searched, the rest enqueued: baseline grid and warm starts), "
+                 f"{st['n_pruned']} pruned")
     progress.say(f"done in {fmt_time(time.monotonic() - t_start)}: {rec.summary}")
     progress.say(f"recommendation: {json_path} (and .yaml)")
     return rec

@@ -114,3 +114,12 @@ def test_diverging_trials_are_pruned_with_their_reason(tiny, tmp_path):
     trials = _study(tiny["storage"]).trials
     assert all(t.state == TrialState.PRUNED for t in trials)
     assert all(t.user_attrs["prune_reason"].startswith("diverged") for t in trials)
+
+
+def test_the_closing_lines_say_how_many_searched_trials_completed(tiny, capsys):
+    rec = search("builtin:wine", **{**tiny, "progress": True, "trials": 5})
+    err = capsys.readouterr().err
+    st = rec.study
+    assert st["n_complete_searched"] <= st["n_complete"]
+    assert (f"trials: {st['n_complete']} complete ({st['n_complete_searched']} of them searched"
+            in err)
