@@ -156,11 +156,11 @@ def score(job: tuple[str, int, str, str, dict[str, Any]]) -> dict[str, Any]:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     task = {**TASKS, **QUICK_TASKS}[name]
     store = Store(Path(data_dir) / f"{name}.jsonl.gz")
-    cache = Store(Path(cache_dir) / f"{name}.jsonl.gz")
+    cache_path = Path(cache_dir) / f"{name}.jsonl.gz"
+    cache = Store(cache_path)
     if cache.header.get("fingerprint") != store.header.get("fingerprint"):
-        cache = Store(None)  # a cache of another version of the task's data is not used
-        cache.path = Path(cache_dir) / f"{name}.jsonl.gz"
-        cache.path.unlink(missing_ok=True)
+        cache_path.unlink(missing_ok=True)  # a cache of another version of the task's data
+        cache = Store(cache_path)
         cache.append(store.header)
     t = truth(store)
     base_config = Cell.from_dict(next(iter(store.runs[t.baseline].values()))["cell"]).config()
@@ -277,7 +277,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         data_dir, cache_dir = DATA_DIR, CACHE_DIR
         names = args.tasks.split(",") if args.tasks else None
-    stores = load_bank(names, data_dir)
+    try:
+        stores = load_bank(names, data_dir)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if not stores:
         print(f"error: no bank tasks in {data_dir}; build them with python benchmarks/bank/build.py",
               file=sys.stderr)

@@ -356,7 +356,11 @@ def main(argv: list[str] | None = None) -> int:
         stores = quick_store(Path(tmp.name))
         args.searches, args.trials, args.fit = 3, 6, 3
     else:
-        stores = load_bank(args.tasks.split(",") if args.tasks else None, DATA_DIR)
+        try:
+            stores = load_bank(args.tasks.split(",") if args.tasks else None, DATA_DIR)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     if not stores:
         print("error: no bank tasks stored; build them with python benchmarks/bank/build.py",
               file=sys.stderr)

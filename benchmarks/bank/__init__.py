@@ -18,9 +18,12 @@ from bank.truth import Truth, truth
 
 def load_bank(names: list[str] | None = None, data_dir: Path = DATA_DIR) -> dict[str, Store]:
     """The stored tasks (every task with a file, or ``names``), each as a ``Store``."""
-    if names is None:
-        names = sorted(p.name[: -len(".jsonl.gz")] for p in Path(data_dir).glob("*.jsonl.gz"))
-    return {n: open_store(n, data_dir) for n in names}
+    stored = sorted(p.name[: -len(".jsonl.gz")] for p in Path(data_dir).glob("*.jsonl.gz"))
+    missing = [n for n in names or () if n not in stored]
+    if missing:
+        raise ValueError(f"no bank task {', '.join(missing)} in {data_dir}; stored: "
+                         f"{', '.join(stored) or 'none'} (build with python benchmarks/bank/build.py)")
+    return {n: open_store(n, data_dir) for n in (stored if names is None else names)}
 
 
 __all__ = ["DATA_DIR", "SEEDS", "Z", "Cell", "Store", "Truth", "gain_and_se",

@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from bank.grid import Cell, Job, plan  # noqa: E402
-from bank.store import DATA_DIR, Store, compact, encode_u8, task_path  # noqa: E402
+from bank.store import DATA_DIR, Store, compact, encode_u8, task_path, write  # noqa: E402
 from bank.tasks import QUICK_TASKS, TASKS, Task  # noqa: E402
 
 ALL_TASKS = {**TASKS, **QUICK_TASKS}
@@ -205,16 +205,6 @@ def build(names: list[str], jobs: int, data_dir: Path = DATA_DIR, log=print) -> 
     return stores
 
 
-def _rewrite(store: Store, path: Path) -> None:
-    path.unlink(missing_ok=True)
-    out = Store(path)
-    out.append(store.header)
-    for key in store.keys():
-        for _, rec in sorted(store.runs[key].items()):
-            out.append(rec)
-    compact(path)
-
-
 def status(names: list[str], data_dir: Path) -> None:
     for name in names:
         store = Store(task_path(name, data_dir))
@@ -245,9 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.recost:
         for name in names:
             store = Store(task_path(name, args.data_dir))
-            store.costs.clear()
-            store.path = None  # rewrite without the costs, then measure them again
-            _rewrite(store, task_path(name, args.data_dir))
+            store.costs.clear()  # written without its costs; the build measures them again
+            write(store, task_path(name, args.data_dir))
     build(names, args.jobs, args.data_dir, log=lambda s: print(s, file=sys.stderr, flush=True))
     return 0
 

@@ -21,6 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from bank.stats import within_noise
+
 SEEDS = 3  # seeds per cell
 TOPUP_SEEDS = 3  # more seeds for the cells the truth depends on
 BASE_KWARGS = {"momentum": 0.9, "weight_decay": 5e-4}  # samtune's default space's base optimizer
@@ -170,8 +172,6 @@ def plan(task: str, store: Any) -> list[Job]:
 def topup_cells(cells: list[Cell], store: Any) -> list[Cell]:
     """The tuned baseline, the best SAM-family cells and the cheapest cells within noise of the
     best, all chosen on the first ``SEEDS`` seeds."""
-    from bank.stats import within_noise  # noqa: PLC0415 (bank.stats imports this module)
-
     seeds = range(SEEDS)
     base = [c for c in cells if c.variant == "sgd"]
     fam = sorted((c for c in cells if c.variant != "sgd"),

@@ -133,9 +133,13 @@ class Store:
 
 def compact(path: Path) -> None:
     """Rewrite an appended file as one gzip stream, latest record per run/cost kept (appended
-    members compress poorly, each with its own dictionary). Atomic: a temporary file replaces
-    the old one."""
-    store = Store(path)
+    members compress poorly, each with its own dictionary)."""
+    write(Store(path), path)
+
+
+def write(store: Store, path: Path) -> None:
+    """Write ``store`` to ``path`` as one gzip stream. Atomic: a temporary file replaces the
+    old one."""
     records = [store.header] + [r for key in store.keys() for _, r in sorted(store.runs[key].items())]
     records += [store.costs[k] for k in sorted(store.costs)]
     tmp = path.with_suffix(".tmp")

@@ -11,6 +11,9 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from samtune.errors import ConfigError
+from samtune.optim import get_variant
+
 # Features read from the history record at the current epoch; flip_rate and loss_gap
 # are 0 for the baseline, which has no perturbed pass. is_baseline is appended last.
 _RECORD_FEATURES = ("val_acc", "train_acc", "val_loss", "forgetting_rate")
@@ -338,12 +341,10 @@ def _aims_at_loss(trial: FrozenTrial) -> bool:
     """Whether the trial's perturbation is meant to raise the loss (loss-ascent or random
     directions). OBF-family directions aim at output biases: their loss gap is small by design,
     so a small gap says nothing about them."""
-    from samtune.optim import get_variant
-
     variant = trial.params.get("variant")
     try:
         return get_variant(variant).direction != "obf"
-    except Exception:  # an unknown or missing variant: judge it as SAM
+    except ConfigError:  # an unknown or missing variant: judge it as SAM
         return True
 
 

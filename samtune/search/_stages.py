@@ -26,7 +26,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from samtune.optim import get_variant
+from samtune.optim import SAMConfig, get_variant
 from samtune.search._space import SearchSpace
 
 STAGE_ATTR = "samtune_stage"  # study user attribute, set when the baseline stage is settled
@@ -73,8 +73,6 @@ def baseline_space(space: SearchSpace) -> SearchSpace:
 
 def sample_baseline(trial: optuna.Trial, space: SearchSpace, fixed: dict[str, Any] | None = None):
     """A baseline trial's configuration: sgd at the suggested (or the fixed) lr."""
-    from samtune.optim import SAMConfig
-
     lr: float = space.lr  # type: ignore[assignment]
     if isinstance(space.lr, dict):
         low, high = space.lr["low"], space.lr["high"]
