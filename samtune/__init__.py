@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from samtune._lazy import resolve
 from samtune.errors import ConfigError, DataError, NotFittedError, SamtuneError
 
 __version__ = "0.1.0"
@@ -45,11 +46,7 @@ if TYPE_CHECKING:
 def __getattr__(name: str) -> Any:
     if name == "search":  # a callable package: samtune.search(data, ...)
         return importlib.import_module("samtune.search")
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'samtune' has no attribute {name!r}")
+    return resolve("samtune", _LAZY, name, globals())
 
 
 def __dir__() -> list[str]:

@@ -6,8 +6,9 @@ Names are imported on first use, so that the CLI's parser does not load Optuna.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from samtune._lazy import resolve
 
 _LAZY = {  # public name -> the module defining it
     "default_artifact_dir": "samtune.inspect._dashboard",
@@ -29,11 +30,7 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'samtune.inspect' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_LAZY[name]), name)
-    globals()[name] = value
-    return value
+    return resolve("samtune.inspect", _LAZY, name, globals())
 
 
 __all__ = [
