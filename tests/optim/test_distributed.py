@@ -35,6 +35,7 @@ WORKER = textwrap.dedent("""
     for x, y in batches():
         opt.train_step(ddp, x[rank], y[rank])
     torch.save([p.detach() for p in model.parameters()], out)
+    dist.barrier()  # no rank tears gloo down while the other still talks to it
     dist.destroy_process_group()
 """)
 

@@ -49,6 +49,7 @@ WORKER = textwrap.dedent("""
             opt.step(closure)
     torch.save({"params": [p.detach() for p in model.parameters()],
                 "buffers": [b.detach().clone() for b in model.buffers()]}, out)
+    dist.barrier()  # no rank tears gloo down while the other still talks to it
     dist.destroy_process_group()
 """)
 
