@@ -5,7 +5,9 @@ For every bank task and search seed, runs ``samtune.search`` with its defaults (
 user's own model, ``samtune.autoconfigure`` on that model and the raw pool tensors, as a user
 would. Each outcome is scored against the bank's truth (``benchmarks/bank``):
 
-- ``verdict_correct``: "use" when the bank says SAM helps, "keep-baseline" when it does not;
+- ``verdict_correct``: "use" when the bank says SAM helps, "keep-baseline" when it does not
+  ("inconclusive" is never correct; the summary also gives the share of inconclusive verdicts
+  and the accuracy of the decided ones);
 - ``regret_pp``: the bank's best test accuracy minus that of the recommended configuration;
 - ``claimed_gain_error_pp``: the gain the recommendation claims minus the gain of its
   configuration over the bank's tuned baseline;
@@ -187,7 +189,7 @@ def score(job: tuple[str, int, str, str, dict[str, Any]]) -> dict[str, Any]:
         "baseline_gap_pp": 100 * (t.baseline_acc - base_acc),
         "compute_runs": wall / run_unit, "wall_s": round(wall, 1),
         "baseline_run_s": round(run_unit, 2), "cost_multiplier": rec.cost_multiplier,
-        "summary": rec.summary, **counts,
+        "summary": rec.summary, "confirm_seeds": rec.evidence.get("seeds"), **counts,
     }
 
 
@@ -204,6 +206,10 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     out["mean_abs_claimed_gain_error_pp"] = mean("claimed_gain_error_pp", abs)
     out["worst_regret_pp"] = max((r["regret_pp"] for r in runs), default=math.nan)
     out["mean_complete_searched"] = mean("n_complete_searched")
+    decided = [r for r in runs if r["verdict"] != "inconclusive"]
+    out["inconclusive_share"] = 1 - len(decided) / len(runs) if runs else math.nan
+    out["decided_accuracy"] = (statistics.fmean(r["verdict_correct"] for r in decided)
+                               if decided else math.nan)
     out["n_runs"] = len(runs)
     return out
 
@@ -219,7 +225,8 @@ def table(tasks: list[dict[str, Any]], runs: list[dict[str, Any]], summary: dict
             f"{r['compute_runs']:>5.1f} {r['n_complete_searched']:>9}  {r['config']}")
     s = summary
     lines.append(
-        f"summary over {s['n_runs']} runs: verdict accuracy {s['verdict_accuracy']:.2f}, mean regret "
+        f"summary over {s['n_runs']} runs: verdict accuracy {s['verdict_accuracy']:.2f} "
+        f"(inconclusive {s['inconclusive_share']:.2f}, decided ones right {s['decided_accuracy']:.2f}), mean regret "
         f"{s['regret_pp']:.2f} pp (worst {s['worst_regret_pp']:.2f}), mean |claimed-gain error| "
         f"{s['mean_abs_claimed_gain_error_pp']:.2f} pp, mean baseline gap {s['baseline_gap_pp']:.2f} pp, "
         f"compute {s['compute_runs']:.1f} baseline runs, searched trials completed "

@@ -184,7 +184,10 @@ def autoconfigure(
         message = f"{where}: using {rec.config.describe()}"
     else:
         kind = "tuned" if rec.baseline.get("tuned", True) else "untuned fallback"
-        message = f"{where}: SAM did not help on this data; using the {kind} baseline {rec.config.describe()}"
+        why = ("SAM's gain was neither shown nor ruled out (inconclusive: see the recommendation's "
+               "summary for what would settle it)" if rec.verdict == "inconclusive"
+               else "SAM did not help on this data")
+        message = f"{where}: {why}; using the {kind} baseline {rec.config.describe()}"
     return AutoConfig(optimizer, scheduler, rec, reused, message)
 
 

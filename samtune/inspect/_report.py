@@ -45,6 +45,7 @@ code, pre { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-si
 pre { background: #f4f4f6; padding: 10px 12px; border-radius: 6px; overflow-x: auto; }
 .verdict { display: inline-block; padding: 3px 10px; border-radius: 12px; font-weight: 600; color: white; }
 .verdict.use { background: #2ca02c; } .verdict.keep-baseline { background: #7f7f7f; }
+.verdict.inconclusive { background: #d6a21e; }
 .note { color: #555; font-style: italic; }
 .muted { color: #666; }
 """

@@ -1,9 +1,14 @@
-"""Confirmation: retrain the best configurations with several seeds, judge on the test split."""
+"""Confirmation: retrain the best configurations with several seeds, judge on the test split.
+
+``confirm`` trains every candidate with the first seeds; ``settle`` then adds seeds to the
+baseline and the best SAM-family candidate, one at a time, while the verdict is open
+(``_evidence.decide``) and the budget allows."""
 
 from __future__ import annotations
 
 import json
 import statistics
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -12,6 +17,7 @@ from optuna.trial import FrozenTrial, TrialState
 from torch import nn
 
 from samtune.optim import SAMConfig
+from samtune.search._evidence import decide, paired_gain
 from samtune.search._objective import run_config
 from samtune.search._progress import EpochProgress
 from samtune.train import TrainConfig, correct_examples
@@ -59,6 +65,61 @@ def pick_candidates(
     return picked
 
 
+class Runner:
+    """Trains confirmation seeds of a configuration and records what the verdict needs."""
+
+    def __init__(self, data: Any, train_config: TrainConfig, model_factory: Callable[[], nn.Module],
+                 *, seed: int = 0, total: int = 0,
+                 on_run: Callable[[int, int, SAMConfig, int, float], None] | None = None,
+                 say: Callable[[str], None] | None = None) -> None:
+        self.data, self.train_config, self.model_factory = data, train_config, model_factory
+        self.seed, self.total, self.done, self.on_run, self.say = seed, total, 0, on_run, say
+
+    def record(self, config: SAMConfig, trial: FrozenTrial | None) -> dict[str, Any]:
+        """An empty confirmation record of ``config`` (``add_seed`` fills it)."""
+        fallback = trial is None and config.variant == "sgd"
+        return {
+            "config": config.to_dict(),
+            "description": f"{FALLBACK} {config.describe()}" if fallback else config.describe(),
+            "tuned": not fallback,  # False: a baseline no search trial tuned
+            "trial": trial.number if trial is not None else None,
+            "val_accuracy": trial.value if trial is not None else None,
+            "test_accuracy": {"mean": float("nan"), "std": 0.0, "per_seed": []},
+            "correct": [],  # per finite seed: which test examples it got right
+            "step_times": [], "step_time": float("nan"), "epochs": 0, "seconds": 0.0,
+        }
+
+    def add_seed(self, rec: dict[str, Any]) -> float:
+        """Train the record's next seed at full budget; its test accuracy (NaN: diverged)."""
+        config, s = SAMConfig.from_dict(rec["config"]), len(rec["test_accuracy"]["per_seed"])
+        self.done += 1
+        self.total = max(self.total, self.done)
+        run_seed = CONFIRM_SEED_OFFSET + self.seed * 1000 + s
+        slow = ([EpochProgress(self.say, f"confirm {self.done}/{self.total}", self.train_config.epochs)]
+                if self.say else [])
+        t0 = time.perf_counter()
+        result = run_config(config, self.data, self.train_config, self.model_factory,
+                            seed=run_seed, callbacks=slow)
+        rec["seconds"] += time.perf_counter() - t0
+        rec["epochs"] += result.epochs_trained
+        acc = float("nan")
+        if not result.diverged:
+            rec["correct"].append(correct_examples(
+                result.model, self.data.x_test, self.data.y_test,
+                batch_size=self.train_config.eval_batch_size, bf16=self.train_config.bf16))
+            acc = rec["correct"][-1].sum().item() / max(1, rec["correct"][-1].numel())
+        accs = rec["test_accuracy"]["per_seed"]
+        accs.append(acc)
+        finite = [a for a in accs if a == a]
+        rec["test_accuracy"]["mean"] = statistics.fmean(finite) if finite else float("nan")
+        rec["test_accuracy"]["std"] = statistics.stdev(finite) if len(finite) > 1 else 0.0
+        rec["step_times"].append(result.step_time)
+        rec["step_time"] = statistics.median(rec["step_times"])
+        if self.on_run:
+            self.on_run(self.done, self.total, config, s, acc)
+        return acc
+
+
 def confirm(
     candidates: list[tuple[SAMConfig, FrozenTrial | None]],
     data: Any,
@@ -69,45 +130,54 @@ def confirm(
     seed: int = 0,
     on_run: Callable[[int, int, SAMConfig, int, float], None] | None = None,
     say: Callable[[str], None] | None = None,
+    runner: Runner | None = None,
 ) -> list[dict[str, Any]]:
     """Train each candidate with ``seeds`` seeds at full budget; test accuracy per seed."""
-    out = []
-    total = len(candidates) * seeds
-    done = 0
-    for config, trial in candidates:
-        accs, correct, step_times, epochs = [], [], [], 0
-        for s in range(seeds):
-            run_seed = CONFIRM_SEED_OFFSET + seed * 1000 + s
-            slow = [EpochProgress(say, f"confirm {done + 1}/{total}", train_config.epochs)] if say else []
-            result = run_config(config, data, train_config, model_factory, seed=run_seed, callbacks=slow)
-            epochs += result.epochs_trained
-            if result.diverged:
-                acc = float("nan")
-            else:
-                correct.append(correct_examples(
-                    result.model, data.x_test, data.y_test,
-                    batch_size=train_config.eval_batch_size, bf16=train_config.bf16))
-                acc = correct[-1].sum().item() / max(1, correct[-1].numel())
-            accs.append(acc)
-            step_times.append(result.step_time)
-            done += 1
-            if on_run:
-                on_run(done, total, config, s, acc)
-        finite = [a for a in accs if a == a]
-        fallback = trial is None and config.variant == "sgd"
-        out.append({
-            "config": config.to_dict(),
-            "description": f"{FALLBACK} {config.describe()}" if fallback else config.describe(),
-            "tuned": not fallback,  # False: a baseline no search trial tuned
-            "trial": trial.number if trial is not None else None,
-            "val_accuracy": trial.value if trial is not None else None,
-            "test_accuracy": {
-                "mean": statistics.fmean(finite) if finite else float("nan"),
-                "std": statistics.stdev(finite) if len(finite) > 1 else 0.0,
-                "per_seed": accs,
-            },
-            "correct": correct,  # per finite seed: which test examples it got right
-            "step_time": statistics.median(step_times),
-            "epochs": epochs,
-        })
+    runner = runner or Runner(data, train_config, model_factory, seed=seed, on_run=on_run, say=say)
+    runner.total += len(candidates) * seeds
+    out = [runner.record(config, trial) for config, trial in candidates]
+    for rec in out:
+        for _ in range(seeds):
+            runner.add_seed(rec)
     return out
+
+
+def best_sam(confirmed: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The SAM-family record with the highest mean test accuracy (None: none confirmed)."""
+    fam = [c for c in confirmed if c["config"]["variant"] != "sgd"]
+    return max(fam, key=lambda c: _mean(c)) if fam else None
+
+
+def settle(
+    confirmed: list[dict[str, Any]], runner: Runner, *, max_seeds: int,
+    afford: Callable[[int], bool] = lambda runs: True,
+    say: Callable[[str], None] | None = None,
+) -> str:
+    """Add seeds to the baseline and the best SAM-family record while the verdict is open.
+
+    Returns why it stopped: ``decided``, ``max seeds`` or ``budget`` (``afford(2)`` said no).
+    """
+    baseline = next(c for c in confirmed if c["config"]["variant"] == "sgd")
+    best = best_sam(confirmed)
+    if best is None:
+        return "decided"
+    while True:
+        ev = paired_gain(best, baseline)
+        if decide(ev, max_seeds) != "open":
+            return "decided"
+        n = min(len(best["test_accuracy"]["per_seed"]), len(baseline["test_accuracy"]["per_seed"]))
+        if n >= max_seeds:
+            return "max seeds"
+        if not afford(2):
+            return "budget"
+        if say:
+            say(f"  open: +{100 * ev['gain']:.2f} pp against a bound of {100 * ev['bound']:.2f} pp "
+                f"after {n} seed(s); seed {n + 1} of at most {max_seeds}")
+        for rec in (baseline, best):
+            while len(rec["test_accuracy"]["per_seed"]) <= n:
+                runner.add_seed(rec)
+
+
+def _mean(c: dict[str, Any]) -> float:
+    m = c["test_accuracy"]["mean"]
+    return m if m == m else -1.0

@@ -72,7 +72,12 @@ class SearchOptions:
     seed: int = _opt(0, "seed of splits, sampler and trials", metavar="N")
     out: str | None = _opt(None, "folder for recommendation.json/.yaml (default: beside the "
                            "study)", metavar="DIR")
-    confirm_seeds: int = _opt(3, "seeds per confirmed configuration", low=1, metavar="K")
+    confirm_seeds: int = _opt(3, "seeds per confirmed configuration (the first round)", low=1,
+                              metavar="K")
+    max_confirm_seeds: int | None = _opt(None, "seeds the baseline and the best SAM-family "
+                                         "configuration may reach while the verdict is open, one "
+                                         "more at a time; 'inconclusive' when they run out "
+                                         "(default: twice --confirm-seeds)", low=1, metavar="K")
     top_k: int = _opt(2, "distinct best configurations to confirm, besides the baseline", low=1, metavar="K")
     device: str | None = _opt(None, "torch device (default: cuda when present, else cpu)", metavar="DEV")
     threads: int | None = _opt(None, "torch CPU threads (default: 1 for models under 2M "

@@ -1,14 +1,15 @@
 """``Recommendation``: the search's answer, with the evidence behind it.
 
 Schema (``recommendation.json`` / ``.yaml``, and the study's ``recommendation`` user attribute):
-verdict ("use" or "keep-baseline"), summary (one sentence), config (SAMConfig dict to apply),
-test_accuracy {mean, std, per_seed}, baseline {config, test_accuracy, tuned (False: no baseline
-trial completed, the baseline is an untuned fallback; absent in older files), tuning {trials,
-completed, lr_tried, lr, lr_on_edge}: how the staged search tuned it}, gain (mean test accuracy
-of config minus the baseline's; 0 for keep-baseline), evidence (the best SAM-family candidate's
-gain and the noise bound it had to exceed: seed_spread, test_se, n_test, bound; see
-``noise_bound``; empty when no SAM-family configuration was confirmed), cost_multiplier
-(step time of config over the baseline's,
+verdict ("use", "keep-baseline" or "inconclusive": the gain is neither shown nor ruled out
+within the confirmation's seeds; config is then the baseline), summary (one sentence), config
+(SAMConfig dict to apply), test_accuracy {mean, std, per_seed}, baseline {config, test_accuracy,
+tuned (False: no baseline trial completed, the baseline is an untuned fallback; absent in older
+files), tuning {trials, completed, lr_tried, lr, lr_on_edge}: how the staged search tuned it},
+gain (mean test accuracy of config minus the baseline's; 0 unless "use"), evidence (the best
+SAM-family candidate's gain, se, bound = z * se, test_se, seed_se, n_test, seeds, max_seeds,
+stopped, seeds_to_settle for "inconclusive", stability; see ``_evidence``; empty when no
+SAM-family configuration was confirmed), cost_multiplier (step time of config over the baseline's,
 measured side by side), candidates (every confirmed configuration), train (epochs, batch_size,
 model), dataset {fingerprint, path, classes, split_sizes, ...}, study {name, storage, n_trials,
 n_complete, n_pruned, n_complete_searched (completed trials that were not enqueued)}, compute {search_epochs, confirmation_epochs, epochs}, samtune_version.
@@ -32,8 +33,9 @@ from optuna.trial import TrialState
 import samtune
 from samtune.errors import SamtuneError
 from samtune.optim import SAMConfig
+from samtune.search._evidence import Z, final, paired_gain, seeds_to_settle
 
-VERDICTS = ("use", "keep-baseline")
+VERDICTS = ("use", "keep-baseline", "inconclusive")
 
 
 @dataclass
@@ -124,53 +126,36 @@ class Recommendation:
                    gain=0.01, cost_multiplier=2.0)
 
 
-def noise_bound(candidate: dict[str, Any], baseline: dict[str, Any]) -> dict[str, float]:
-    """How large a gain over the baseline must be before it counts, and why.
-
-    Two sources of noise, the larger of which a gain must exceed:
-
-    - the seed spread: the larger standard deviation over seeds of the two configurations'
-      test accuracies (training noise);
-    - the test split: twice the standard error of the paired difference over test examples
-      (about a 95% bound). Each example's score is its share of correct seeds, the difference
-      is taken example by example between the two configurations, and its standard error is
-      the standard deviation of those differences over the root of the number of examples:
-      on a small test split even a consistent gain of a few examples is within the noise.
-
-    >>> import torch
-    >>> base = {"test_accuracy": {"std": 0.0}, "correct": [torch.tensor([1, 1, 0, 0] * 25).bool()]}
-    >>> sam = {"test_accuracy": {"std": 0.0}, "correct": [torch.tensor([1, 1, 1, 0] * 25).bool()]}
-    >>> round(noise_bound(sam, base)["test_se"], 4)  # 25 of 100 examples gained, none lost
-    0.0435
-    """
-    spread = max(candidate["test_accuracy"]["std"], baseline["test_accuracy"]["std"])
-    test_se, n_test = math.nan, 0
-    a, b = candidate.get("correct") or [], baseline.get("correct") or []
-    if a and b:
-        diff = torch.stack(a).double().mean(0) - torch.stack(b).double().mean(0)
-        n_test = diff.numel()
-        test_se = diff.std().item() / math.sqrt(n_test) if n_test > 1 else math.nan
-    bound = max(spread, 2.0 * test_se) if math.isfinite(test_se) else spread
-    return {"seed_spread": spread, "test_se": test_se, "n_test": n_test, "bound": bound}
-
-
 def build_recommendation(
     study: optuna.Study, confirmed: list[dict[str, Any]], dataset: Any, train_config: Any,
-    model_name: str, storage_url: str, data: str,
+    model_name: str, storage_url: str, data: str, *, max_seeds: int | None = None,
+    stopped: str = "decided",
 ) -> Recommendation:
-    """Pick the winner by mean test accuracy and state the verdict."""
+    """State the verdict on the best SAM-family candidate (by mean test accuracy) against the
+    baseline (``_evidence``). ``max_seeds``: the most seeds the confirmation was allowed (None:
+    the seeds it ran); ``stopped``: why ``settle`` stopped adding them."""
     baseline = next(c for c in confirmed if c["config"]["variant"] == "sgd")
     ranked = sorted(confirmed, key=lambda c: -_mean(c))
     best_sam = next((c for c in ranked if c["config"]["variant"] != "sgd"), None)
     evidence: dict[str, Any] = {}
-    if best_sam is not None:
-        evidence = {"candidate": best_sam["description"],
-                    "gain": _mean(best_sam) - _mean(baseline), **noise_bound(best_sam, baseline)}
-    seeds = min(len(c["test_accuracy"]["per_seed"]) for c in (baseline, best_sam) if c is not None)
-    noise = _noise_text(evidence, seeds) if evidence else ""
+    verdict, chosen, gain = "keep-baseline", baseline, 0.0
     tuned = baseline.get("tuned", True)
-    if evidence and evidence["gain"] > evidence["bound"]:
-        verdict, chosen, gain = "use", best_sam, evidence["gain"]
+    if best_sam is not None:
+        ev = paired_gain(best_sam, baseline)
+        seeds = min(ev["seeds"])
+        allowed = seeds if stopped == "budget" or max_seeds is None else max(max_seeds, seeds)
+        verdict = final(ev, allowed)
+        evidence = {"candidate": best_sam["description"], **ev, "z": Z, "max_seeds": allowed,
+                    "stopped": stopped}
+        if verdict == "use":
+            chosen, gain = best_sam, ev["gain"]
+        elif verdict == "inconclusive":
+            evidence["seeds_to_settle"] = seeds_to_settle(ev)
+    noise = _noise_text(evidence) if evidence else ""
+    keep = (f"keep the tuned baseline ({baseline['description']})" if tuned else
+            f"keep the baseline, an {baseline['description']} (no baseline trial completed, "
+            "so its learning rate is the best trial's; rerun with more --trials to tune it)")
+    if verdict == "use":
         against = "baseline" if tuned else "the untuned fallback baseline"
         summary = (f"use {best_sam['description']}: test accuracy {_mean(best_sam):.4f} vs "
                    f"{against} {_mean(baseline):.4f} (+{100 * gain:.2f} pp; {noise})")
@@ -179,20 +164,23 @@ def build_recommendation(
             summary += (f"; warning: the {stable['n']} searched neighbour(s) at rho x0.5-2 or "
                         "another m all ended below the baseline's validation accuracy, so the "
                         "gain sits on a sharp ridge of rho and m")
+    elif verdict == "inconclusive":
+        summary = (f"inconclusive: {best_sam['description']} scored {_mean(best_sam):.4f} vs the "
+                   f"baseline's {_mean(baseline):.4f}, +{100 * evidence['gain']:.2f} pp, not above "
+                   f"the {noise}; {keep} for now; {_settle_text(evidence)}")
     else:
-        verdict, chosen, gain = "keep-baseline", baseline, 0.0
         if best_sam is None:
             why = "no SAM-family configuration was confirmed"
+        elif not math.isfinite(evidence["gain"]):
+            why = f"every confirmation seed of {best_sam['description']} diverged"
         elif evidence["gain"] < 0:
             why = (f"the best SAM-family configuration ({best_sam['description']}) scored "
                    f"{_mean(best_sam):.4f}, {-100 * evidence['gain']:.2f} pp worse than the "
                    f"baseline ({noise})")
         else:
             why = (f"the best SAM-family configuration ({best_sam['description']}) scored "
-                   f"{_mean(best_sam):.4f}, +{100 * evidence['gain']:.2f} pp, not above the {noise}")
-        keep = (f"keep the tuned baseline ({baseline['description']})" if tuned else
-                f"keep the baseline, an {baseline['description']} (no baseline trial completed, "
-                "so its learning rate is the best trial's; rerun with more --trials to tune it)")
+                   f"{_mean(best_sam):.4f}, +{100 * evidence['gain']:.2f} pp, not above the "
+                   f"{noise}, and too small to clear it with {evidence['max_seeds']} seeds")
         summary = f"SAM does not help here: {keep}; {why}"
     trials = study.get_trials(deepcopy=False)
     search_epochs = sum(len(t.user_attrs.get("history", [])) for t in trials)
@@ -262,12 +250,27 @@ def baseline_tuning(study: optuna.Study) -> dict[str, Any]:
             "lr_on_edge": record["lr_on_edge"]}
 
 
-def _noise_text(evidence: dict[str, Any], seeds: int = 2) -> str:
-    test = (f"2 x test-split SE {200 * evidence['test_se']:.2f} pp"
-            if math.isfinite(evidence["test_se"]) else "no test-split comparison")
-    spread = ("no seed spread with one seed" if seeds < 2 else
-              f"seed spread {100 * evidence['seed_spread']:.2f} pp")
-    return f"noise bound {100 * evidence['bound']:.2f} pp ({spread}, {test})"
+def _noise_text(ev: dict[str, Any]) -> str:
+    """``noise bound 1.20 pp (2 x SE 0.60 pp: test examples 0.40, seeds 0.45; 3 vs 3 seeds)``."""
+    if not math.isfinite(ev.get("se", math.nan)):
+        return "noise bound unknown (nothing to pair on the test split)"
+    seeds = ev["seeds"]
+    seed = ("seed spread unknown with one seed" if ev["seed_se"] is None
+            else f"seeds {100 * ev['seed_se']:.2f}")
+    test = f"test examples {100 * ev['test_se']:.2f}" if math.isfinite(ev["test_se"]) else "no test pairing"
+    return (f"noise bound {100 * ev['bound']:.2f} pp ({ev['z']:g} x SE {100 * ev['se']:.2f} pp: "
+            f"{test}, {seed}; {seeds[0]} vs {seeds[1]} seeds)")
+
+
+def _settle_text(ev: dict[str, Any]) -> str:
+    """What would settle an inconclusive verdict."""
+    need = ev.get("seeds_to_settle")
+    if need is None:
+        return (f"the test split's own noise ({100 * ev['test_se']:.2f} pp per SE over "
+                f"{ev['n_test']} examples) is too large for this gain: more test data would settle it")
+    why = "the time budget ended" if ev.get("stopped") == "budget" else f"{ev['max_seeds']} seeds were the most allowed"
+    return (f"{why}; if the measured gain is the true one, about {need} seeds per side would "
+            f"settle it (--max-confirm-seeds {need})")
 
 
 def _plain(d: dict[str, Any]) -> dict[str, Any]:

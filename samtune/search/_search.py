@@ -19,7 +19,7 @@ import samtune
 from samtune.data import Dataset, load_data
 from samtune.errors import ConfigError, SamtuneError
 from samtune.models.check import check_model, refuse_lazy
-from samtune.search._confirm import confirm, pick_candidates
+from samtune.search._confirm import Runner, confirm, pick_candidates, settle
 from samtune.search._objective import Objective, model_factory_from, named_model_factory
 from samtune.search._options import SearchOptions
 from samtune.search._progress import Progress, fmt_time
@@ -219,6 +219,16 @@ def confirm_seeds(study: optuna.Study, opts: SearchOptions, n_candidates: int, e
     return fit
 
 
+def fits(confirmed: list[dict[str, Any]], runs: int, end_time: float | None) -> bool:
+    """Whether ``runs`` more confirmation runs fit before ``end_time`` (judged by the slowest
+    confirmed configuration's runs so far)."""
+    if end_time is None:
+        return True
+    per_run = max((c["seconds"] / len(c["test_accuracy"]["per_seed"])
+                   for c in confirmed if c["test_accuracy"]["per_seed"]), default=0.0)
+    return time.time() + runs * per_run <= end_time
+
+
 def _search(data: str | Dataset, model: nn.Module | None, opts: SearchOptions) -> Recommendation:
     t_start = time.monotonic()
     end_time = None if opts.time_budget is None else time.time() + opts.time_budget
@@ -289,16 +299,20 @@ def _search(data: str | Dataset, model: nn.Module | None, opts: SearchOptions) -
 
     candidates = pick_candidates(study, opts.top_k, dict(p.space.base_kwargs, lr=opts.lr or 0.05))
     seeds = confirm_seeds(study, opts, len(candidates), end_time, progress.say)
+    max_seeds = max(seeds, opts.max_confirm_seeds or 2 * opts.confirm_seeds)
     progress.say(f"confirming {len(candidates)} configuration(s) x {seeds} seed(s) "
-                 "on the held-out test split")
+                 f"on the held-out test split (up to {max_seeds} while the verdict is open)")
 
     def on_run(i: int, n: int, config: Any, s: int, acc: float) -> None:
         progress.say(f"  confirm {i}/{n}: {config.describe()} seed {s}: test_acc {acc:.4f}")
 
-    confirmed = confirm(candidates, dataset, p.train_config, p.factory, seeds=seeds,
-                        seed=opts.seed, on_run=on_run, say=progress.say)
+    runner = Runner(dataset, p.train_config, p.factory, seed=opts.seed, on_run=on_run,
+                    say=progress.say)
+    confirmed = confirm(candidates, dataset, p.train_config, p.factory, seeds=seeds, runner=runner)
+    stopped = settle(confirmed, runner, max_seeds=max_seeds, say=progress.say,
+                     afford=lambda runs: fits(confirmed, runs, end_time))
     rec = build_recommendation(study, confirmed, dataset, p.train_config, p.model_name,
-                               shown_url, data)
+                               shown_url, data, max_seeds=max_seeds, stopped=stopped)
     out = Path(opts.out) if opts.out else default_out_dir(storage_url, name)
     json_path, _ = rec.save(out)
     study.set_user_attr("recommendation", rec.to_dict())

@@ -1,4 +1,4 @@
-"""The verdict: a SAM-family gain counts only above the seed spread and the test split's noise."""
+"""The verdict: a SAM-family gain counts only above twice its paired standard error."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import optuna
 import pytest
 import torch
 
-from samtune.search._recommendation import Recommendation, build_recommendation, noise_bound
+from samtune.search._evidence import paired_gain
+from samtune.search._recommendation import Recommendation, build_recommendation
 
 
 def _candidate(variant: str, masks: list[torch.Tensor], step_time: float = 1.0) -> dict:
@@ -40,29 +41,36 @@ def _mask(n: int, wrong: list[int]) -> torch.Tensor:
     return m
 
 
-def test_noise_bound_matches_the_paired_standard_error_formula() -> None:
+def test_the_standard_error_matches_the_paired_formula() -> None:
     gen = torch.Generator().manual_seed(0)
     a = [torch.rand(300, generator=gen) < 0.9 for _ in range(3)]
-    b = [torch.rand(300, generator=gen) < 0.8 for _ in range(3)]
+    b = [torch.rand(300, generator=gen) < 0.8 for _ in range(4)]
     ca, cb = _candidate("sam", a), _candidate("sgd", b)
     d = np.mean([m.numpy() for m in a], 0) - np.mean([m.numpy() for m in b], 0)
-    got = noise_bound(ca, cb)
-    assert got["n_test"] == 300
+    acc_a = [m.float().mean().item() for m in a]
+    acc_b = [m.float().mean().item() for m in b]
+    got = paired_gain(ca, cb)
+    assert got["n_test"] == 300 and got["seeds"] == [3, 4]
+    assert got["gain"] == pytest.approx(np.mean(acc_a) - np.mean(acc_b))
     assert got["test_se"] == pytest.approx(np.std(d, ddof=1) / math.sqrt(300), rel=1e-6)
-    assert got["seed_spread"] == max(ca["test_accuracy"]["std"], cb["test_accuracy"]["std"])
-    assert got["bound"] == pytest.approx(max(got["seed_spread"], 2 * got["test_se"]))
+    seed_var = np.var(acc_a, ddof=1) / 3 + np.var(acc_b, ddof=1) / 4
+    assert got["seed_se"] == pytest.approx(math.sqrt(seed_var), rel=1e-6)
+    assert got["se"] == pytest.approx(math.sqrt(np.var(d, ddof=1) / 300 + seed_var), rel=1e-6)
+    assert got["bound"] == pytest.approx(2 * got["se"])
 
 
 def test_identical_seeds_do_not_make_a_one_example_gain_evidence() -> None:
-    """Every seed of both scores the same (seed spread 0); SAM gets one more of 540 right."""
+    """Every seed of both scores the same (no seed spread); SAM gets one more of 540 right:
+    the gain equals its own standard error, and no number of seeds could show it."""
     n = 540
     base = _candidate("sgd", [_mask(n, [1, 2, 3, 4, 5, 6, 7, 8])] * 3)
     sam = _candidate("sam", [_mask(n, [1, 2, 3, 4, 5, 6, 7])] * 3)
     rec = _recommend([base, sam])
     assert rec.verdict == "keep-baseline" and rec.gain == 0.0
-    assert rec.evidence["seed_spread"] == 0.0
+    assert rec.evidence["seed_se"] == 0.0
     assert rec.evidence["gain"] == pytest.approx(1 / n)
-    assert rec.evidence["bound"] == pytest.approx(2 * math.sqrt((1 - 1 / n) / n ** 2 * n / (n - 1)))
+    assert rec.evidence["se"] == pytest.approx(1 / n)  # sd of one 1 among 540 over sqrt(540)
+    assert rec.evidence["bound"] == pytest.approx(2 / n)
     assert "not above the noise bound" in rec.summary
 
 
@@ -84,8 +92,9 @@ def test_a_gain_below_the_seed_spread_is_not_used() -> None:
     sam = _candidate("sam", [_mask(n, list(range(0, k))) for k in (10, 40, 70)])
     rec = _recommend([base, sam])
     assert rec.evidence["gain"] == pytest.approx(0.01)
-    assert rec.evidence["seed_spread"] == pytest.approx(0.03)
-    assert rec.verdict == "keep-baseline"
+    assert rec.evidence["seed_se"] == pytest.approx(0.03 / math.sqrt(3))
+    assert rec.evidence["gain"] < rec.evidence["bound"]
+    assert rec.verdict != "use"
 
 
 def test_without_sam_candidates_the_baseline_is_kept_and_the_json_is_strict() -> None:

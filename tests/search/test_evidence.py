@@ -1,0 +1,116 @@
+"""The sequential verdict: known answers of ``decide`` at its boundaries, and ``settle``
+adding seeds only while the decision is open."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from samtune.search._confirm import settle
+from samtune.search._evidence import Z, decide, final, paired_gain, projected_se, seeds_to_settle
+
+
+def _ev(gain, test_se, seed_se, seeds=3):
+    se = math.sqrt(test_se**2 + (seed_se or 0.0) ** 2)
+    return {"gain": gain, "se": se, "bound": Z * se, "test_se": test_se, "seed_se": seed_se,
+            "n_test": 500, "seeds": [seeds, seeds]}
+
+
+def test_projected_se_shrinks_the_seed_term_only():
+    ev = _ev(0.01, 0.003, 0.004, seeds=3)
+    assert projected_se(ev, 3) == pytest.approx(0.005)
+    assert projected_se(ev, 12) == pytest.approx(math.sqrt(0.003**2 + 0.004**2 * 3 / 12))
+    assert projected_se(ev, 2) == pytest.approx(0.005)  # never fewer than it has
+
+
+@pytest.mark.parametrize(("gain", "max_seeds", "want"), [
+    (0.0101, 3, "use"),            # above 2 se = 0.01
+    (0.0100, 3, "inconclusive"),   # exactly the bound is not enough
+    (0.0060, 3, "inconclusive"),   # between se and 2 se with no seed left
+    (0.0050, 3, "keep-baseline"),  # one se: even +1 se more would only reach the bound
+    (0.0, 12, "keep-baseline"),    # no gain measured
+    (-0.02, 12, "keep-baseline"),
+    (0.0030, 12, "open"),          # more seeds could show it: 0.003 + 0.005 > 2 * 0.0036
+    (0.0020, 12, "keep-baseline"),  # futile even with 12 seeds: 0.007 <= 2 * 0.0036
+])
+def test_the_decision_at_its_boundaries(gain, max_seeds, want):
+    ev = _ev(gain, 0.003, 0.004)  # se 0.005; with 12 seeds: sqrt(9 + 4) e-3 = 0.0036
+    assert decide(ev, max_seeds) == ("open" if want == "inconclusive" else want)
+    assert final(ev, max_seeds) == ("inconclusive" if want == "open" else want)
+
+
+def test_nothing_to_compare_keeps_the_baseline():
+    assert decide({**_ev(math.nan, 0.003, 0.004)}, 6) == "keep-baseline"
+    one = {"test_accuracy": {"per_seed": [1.0]}, "correct": [torch.tensor([True])]}
+    other = {"test_accuracy": {"per_seed": [0.0]}, "correct": [torch.tensor([False])]}
+    ev = paired_gain(one, other)  # one seed, one example: no noise estimate at all
+    assert ev["n_test"] == 1 and math.isnan(ev["se"]) and ev["seed_se"] is None
+    assert final(ev, 6) == "keep-baseline"
+
+
+def test_seeds_to_settle():
+    assert seeds_to_settle(_ev(0.008, 0.003, 0.004, seeds=3)) == math.ceil(0.004**2 * 3 / (0.004**2 - 0.003**2))
+    assert seeds_to_settle(_ev(0.005, 0.003, 0.004)) is None  # the test split's own noise is above it
+    assert seeds_to_settle(_ev(-0.01, 0.003, 0.004)) is None
+
+
+class _Runner:
+    """Hands out predetermined test masks, one per seed, per configuration."""
+
+    def __init__(self, masks: dict[str, list[torch.Tensor]]) -> None:
+        self.masks, self.calls = masks, []
+
+    def add_seed(self, rec):
+        variant = rec["config"]["variant"]
+        mask = self.masks[variant][len(rec["test_accuracy"]["per_seed"])]
+        self.calls.append(variant)
+        rec["correct"].append(mask)
+        rec["test_accuracy"]["per_seed"].append(mask.float().mean().item())
+        accs = rec["test_accuracy"]["per_seed"]
+        rec["test_accuracy"]["mean"] = sum(accs) / len(accs)
+
+
+def _record(variant, runner, seeds):
+    rec = {"config": {"variant": variant}, "test_accuracy": {"per_seed": [], "mean": math.nan},
+           "correct": []}
+    for _ in range(seeds):
+        runner.add_seed(rec)
+    return rec
+
+
+def _masks(n, rights):
+    out = []
+    for r in rights:
+        m = torch.zeros(n, dtype=torch.bool)
+        m[:r] = True
+        out.append(m)
+    return out
+
+
+def test_settle_adds_seeds_to_the_baseline_and_the_best_candidate_until_decided():
+    n = 2000
+    runner = _Runner({"sgd": _masks(n, [1600, 1560, 1640, 1600, 1600, 1600]),
+                      "sam": _masks(n, [1650, 1600, 1690, 1640, 1640, 1640]),
+                      "asam": _masks(n, [1500] * 6)})
+    confirmed = [_record(v, runner, 3) for v in ("sgd", "sam", "asam")]
+    runner.calls.clear()
+    assert decide(paired_gain(confirmed[1], confirmed[0]), 6) == "open"
+    assert settle(confirmed, runner, max_seeds=6) == "decided"
+    assert runner.calls and set(runner.calls) == {"sgd", "sam"}  # never the worse candidate
+    seeds = len(confirmed[1]["test_accuracy"]["per_seed"])
+    assert 3 < seeds <= 6 and len(confirmed[0]["test_accuracy"]["per_seed"]) == seeds
+    assert final(paired_gain(confirmed[1], confirmed[0]), 6) == "use"
+
+
+def test_settle_stops_at_the_budget_and_at_max_seeds():
+    n = 2000
+    runner = _Runner({"sgd": _masks(n, [1600, 1560, 1640] * 3), "sam": _masks(n, [1650, 1600, 1690] * 3)})
+    confirmed = [_record(v, runner, 3) for v in ("sgd", "sam")]
+    assert settle(confirmed, runner, max_seeds=9, afford=lambda runs: False) == "budget"
+    assert len(confirmed[1]["test_accuracy"]["per_seed"]) == 3
+    assert settle(confirmed, runner, max_seeds=3) == "max seeds"
+    runner.calls.clear()
+    decided = settle([_record("sgd", runner, 3)], runner, max_seeds=9)
+    assert decided == "decided" and runner.calls == ["sgd"] * 3  # no SAM candidate: nothing to settle
