@@ -23,9 +23,9 @@ def test_a_loss_is_called_worse_not_a_negative_gain_below_the_bound():
 def test_one_confirmation_seed_reports_no_spread_rather_than_zero():
     n = 100
     rec = _recommend([_candidate("sgd", [_mask(n, [0, 1, 2])]), _candidate("sam", [_mask(n, [0, 1])])])
-    assert "no seed spread with one seed" in rec.summary and "seed spread 0.00 pp" not in rec.summary
+    assert "seed spread unknown with one seed" in rec.summary and "seeds 0.00" not in rec.summary
     two = _recommend([_candidate("sgd", [_mask(n, [0, 1, 2])] * 2), _candidate("sam", [_mask(n, [0, 1])] * 2)])
-    assert "seed spread 0.00 pp" in two.summary
+    assert "seeds 0.00; 2 vs 2 seeds" in two.summary
 
 
 def test_an_inert_share_just_below_one_percent_does_not_print_as_one_percent():

@@ -73,7 +73,8 @@ def test_the_baseline_comes_first_then_the_family_around_the_tuned_lr():
     assert all(0.0387 / 2 - 1e-9 <= t.user_attrs["config"]["base_kwargs"]["lr"] <= 0.0387 * 2 + 1e-9
                for t in family)
     # the space's SAM-family warm starts run first, at the tuned lr
-    assert [t.params["variant"] for t in family[:4]] == ["sam", "asam", "gsam", "obf"]
+    assert [(t.params["variant"], t.params["m"]) for t in family[:4]] == [
+        ("sam", None), ("asam", None), ("asam", 16), ("obf", None)]
     assert all(t.params["lr"] == pytest.approx(0.0387) for t in family[:4])
 
 
