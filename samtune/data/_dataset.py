@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -32,6 +33,9 @@ class Dataset:
     augment: bool = False
     flip: bool = False
     skipped_files: list[str] = field(default_factory=list)
+    #: ``samtune.data._folds.Folds`` when samtune carved the test split (the confirmation may
+    #: then test every example the search did not validate on); None when the data brought it.
+    folds: Any = field(default=None, repr=False, compare=False)
 
     @property
     def num_classes(self) -> int:

@@ -12,6 +12,7 @@ import torch
 
 from samtune.data._builtin import load_builtin
 from samtune.data._dataset import Dataset
+from samtune.data._folds import make_folds
 from samtune.data._fingerprint import dataset_fingerprint
 from samtune.data._images import has_images, load_image_folder
 from samtune.data._npz import load_npz
@@ -154,6 +155,11 @@ def build_dataset(
     )
     if raw.kind != "image" and augment:
         warnings.warn(f"augmentation ignored: '{source}' is tabular", stacklevel=2)
+    folds = None
+    if "test" in idx:  # carved here: the confirmation may test on folds of all but val
+        rest = np.sort(np.concatenate([idx["train"], idx["test"]]))
+        folds = make_folds(raw.x["train"][rest], codes["train"][rest], xs["val"], ys["val"],
+                           fit=raw.fit, seed=seed, test_fraction=test_fraction)
     return Dataset(
         source=source,
         kind=raw.kind,
@@ -169,4 +175,5 @@ def build_dataset(
         augment=raw.kind == "image" and (augment is None or bool(augment)),
         flip=raw.kind == "image" and raw.flip,
         skipped_files=list(raw.skipped_files),
+        folds=folds,
     )
