@@ -14,6 +14,13 @@ learning rate; a verdict against a baseline tuned less than the SAM family is wo
    lr within a factor ``FAMILY_LR_FACTOR`` of the tuned lr, and the space's SAM-family warm
    starts at the tuned lr, enqueued at once. Every later trial samples from it.
 
+3. **Neighbours.** When the family's warm starts are finished, the best completed SAM-family
+   trial's neighbours are enqueued (``neighbours``): rho x2 and /2, lr x2 and /2 (each within
+   its range), and the other batch design (m on the whole batch <-> the space's middle m). The
+   research's advice is to vary the perturbation size and the batch design around a promising
+   point; the neighbours also tell the recommendation how the gain holds near it
+   (``stability``). TPE samples the trials that remain.
+
 Every decision is read from the study (trials' ``stage`` attribute, the study attribute), so a
 resumed study or a worker on another machine continues where the study stands.
 """
@@ -38,6 +45,7 @@ EDGE_FACTOR = 2.5  # lr step beyond an edge (about the grid's own spacing on the
 MAX_EXTENSIONS = 3  # edge steps at most: 2.5^3 ~ 16x beyond the range
 LR_BOUNDS = (1e-4, 10.0)  # what SAMConfig accepts (lr <= 10) and a sane floor
 FAMILY_LR_FACTOR = 2.0  # the SAM family's lr within [tuned / 2, tuned * 2]
+NEIGHBOUR_FACTOR = 2.0  # the neighbours' rho and lr steps
 
 
 def _lr_range(space: SearchSpace) -> tuple[float, float] | None:
@@ -152,22 +160,80 @@ def baseline_params(space: SearchSpace, trials: int) -> list[dict[str, Any]]:
 
 def enqueue_stage(study: optuna.Study, space: SearchSpace, target: int) -> None:
     """Enqueue what the study's current stage still misses (a new or resumed study): the
-    baseline grid, or the family's warm starts, then move on if the baseline is settled."""
+    baseline grid, or the family's warm starts and neighbours, then move on if it can."""
     record = stage_record(study)
     if record is not None:
         family = SearchSpace.from_dict(record["space"], where="the study's family space")
-        enqueue_warm_start(study, family.warm_start_params(), target)
+        enqueue_warm_start(study, family.warm_start_params() + record.get("neighbours", []), target)
+        advance(study, space, target)
         return
     enqueue_warm_start(study, baseline_params(space, target), target)
     advance(study, space, target)
 
 
-def advance(study: optuna.Study, space: SearchSpace, target: int) -> str | None:
-    """Move the study on when its baseline stage is done: extend the lr grid beyond an edge
-    the best baseline sits on, or settle the stage and enqueue the family's warm starts.
-    Returns what it did (for the progress line), None when nothing changed."""
-    if stage_record(study) is not None or not any(get_variant(v).perturbs for v in space.variants):
+def _clip(value: float, rng: dict[str, Any]) -> float:
+    return min(rng["high"], max(rng["low"], float(f"{value:.3g}")))  # rounded, then in range
+
+
+def neighbours(family: SearchSpace, params: dict[str, Any]) -> list[dict[str, Any]]:
+    """The points next to a family trial's ``params``: rho and lr a factor
+    ``NEIGHBOUR_FACTOR`` either way, the other batch design; each within the space, none equal
+    to ``params`` or to each other."""
+    out: list[dict[str, Any]] = []
+
+    def add(**change: Any) -> None:
+        point = {**params, **change}
+        if point != params and point not in out:
+            out.append(point)
+
+    if "rho" in params:
+        rng = family.rho_range(params["variant"])
+        for f in (NEIGHBOUR_FACTOR, 1 / NEIGHBOUR_FACTOR):
+            add(rho=_clip(params["rho"] * f, rng))
+    if "lr" in params and isinstance(family.lr, dict):
+        for f in (NEIGHBOUR_FACTOR, 1 / NEIGHBOUR_FACTOR):
+            add(lr=_clip(params["lr"] * f, family.lr))
+    if "m" in params:
+        sized = [m for m in family.m if m is not None]
+        other = None if params["m"] is not None else (sized[len(sized) // 2] if sized else None)
+        if other in family.m:
+            add(m=other)
+    return out
+
+
+def _refine(study: optuna.Study, record: dict[str, Any], target: int) -> str | None:
+    """Enqueue the neighbours of the best SAM-family trial once the family's warm starts are
+    finished (once per study)."""
+    if record.get("refined_around") is not None or record.get("stage") != "family":
         return None
+    if study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        return None  # warm starts still to run
+    family = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+              if t.user_attrs.get(TRIAL_STAGE) == "family" and t.value is not None
+              and math.isfinite(t.value)]
+    if not family:
+        return None
+    best = max(family, key=lambda t: t.value)
+    space = SearchSpace.from_dict(record["space"], where="the study's family space")
+    points = neighbours(space, dict(best.params))
+    study.set_user_attr(STAGE_ATTR, {**record, "refined_around": best.number, "neighbours": points})
+    n = enqueue_warm_start(study, points, target)
+    if not n:
+        return None
+    return (f"family: trying {n} neighbour(s) of trial {best.number} "
+            f"({best.user_attrs.get('config_text', best.params)}): rho and lr x2 and /2, the other m")
+
+
+def advance(study: optuna.Study, space: SearchSpace, target: int) -> str | None:
+    """Move the study on: while the baseline stage runs, extend the lr grid beyond an edge
+    the best baseline sits on, or settle the stage and enqueue the family's warm starts; once
+    those are finished, enqueue the best family trial's neighbours.
+    Returns what it did (for the progress line), None when nothing changed."""
+    if not any(get_variant(v).perturbs for v in space.variants):
+        return None
+    record = stage_record(study)
+    if record is not None:
+        return _refine(study, record, target)
     if _baseline_trials(study, (TrialState.WAITING, TrialState.RUNNING)):
         return None
     done = [t for t in _baseline_trials(study, (TrialState.COMPLETE,))

@@ -17,6 +17,8 @@ from samtune.search._stages import (
     baseline_lrs,
     baseline_points,
     enqueue_stage,
+    family_space,
+    neighbours,
     sample_baseline,
     trial_space,
 )
@@ -120,3 +122,29 @@ def test_a_resumed_study_keeps_its_settled_stage():
     assert study.user_attrs[STAGE_ATTR] == record
     stage, s = trial_space(study, sp, None)
     assert stage == "family" and "sgd" not in s.variants
+
+
+def test_after_the_warm_starts_the_best_family_trials_neighbours_run():
+    sp = space()
+    study = optuna.create_study(direction="maximize")
+    run(study, sp, 16, peak_lr=0.04)  # every warm start scores alike: the first (sam) is best
+    family = [t for t in study.trials if t.user_attrs.get("stage") == "family"]
+    record = study.user_attrs[STAGE_ATTR]
+    best = family[0]
+    assert record["refined_around"] == best.number and best.params["variant"] == "sam"
+    want = [{**best.params, "rho": 0.1}, {**best.params, "rho": 0.025},
+            {**best.params, "lr": 0.0774}, {**best.params, "lr": pytest.approx(0.0387 / 2)}, {**best.params, "m": 16}]
+    assert [t.params for t in family[4:9]] == want
+    assert record["neighbours"] == want  # lr / 2 is the range's low end, exactly
+    assert all("fixed_params" in t.system_attrs for t in family[4:9])
+    assert "fixed_params" not in family[9].system_attrs  # TPE samples what remains
+    enqueue_stage(study, sp, 30)  # a resumed study runs none of them again
+    assert not study.get_trials(states=(TrialState.WAITING,))
+
+
+def test_neighbours_stay_in_the_space_and_toggle_the_batch_design():
+    fam = family_space(space(), 0.1)  # lr 0.05-0.2, sam rho 0.01-0.5, m null/8/16/32
+    top = {"variant": "sam", "rho": 0.5, "lr": 0.2, "schedule": "constant", "m": 16}
+    got = neighbours(fam, top)
+    assert got == [{**top, "rho": 0.25}, {**top, "lr": 0.1}, {**top, "m": None}]
+    assert neighbours(fam, {"variant": "sam", "rho": 0.05, "lr": 0.1, "m": None})[-1]["m"] == 16
