@@ -77,6 +77,13 @@ def find_recommendation(storage: str, settings: dict[str, Any], budget: int,
     return None, mismatches
 
 
+def _metric_suffix(settings: dict[str, Any]) -> str:
+    """``""`` for accuracy, else ``-macro_f1`` or ``-cost3f2a9c1b``: a study per metric."""
+    if settings.get("metric_digest"):
+        return f"-cost{settings['metric_digest'][:8]}"
+    return "" if settings.get("metric", "accuracy") == "accuracy" else f"-{settings['metric']}"
+
+
 def _fresh_name(storage: str, name: str) -> str:
     """``name``, or ``name-2``, ``name-3``, ... : the first that storage does not hold."""
     path = storage[len("sqlite:///"):] if storage.startswith("sqlite:///") else None
@@ -135,7 +142,9 @@ def autoconfigure(
     anew in a new study whatever is stored. ``data``: a ``--data`` spec, a samtune ``Dataset``,
     ``(x, y)`` tensors, a torch ``Dataset`` or a ``DataLoader`` (its batch size is used, so the
     recommended m divides your batches). ``steps_per_epoch`` x ``epochs`` wires the rho and lr
-    schedules to your run.
+    schedules to your run. ``search_options`` are further ``SearchOptions`` fields, e.g.
+    ``metric="balanced_accuracy"``; a stored study is reused only if it was judged on the same
+    metric.
 
     >>> auto = autoconfigure(model, loader, epochs=20)  # doctest: +SKIP
     >>> for x, y in loader:  # doctest: +SKIP
@@ -163,7 +172,8 @@ def autoconfigure(
         reused, where = True, f"reused study {study_name!r} (same data, architecture, epochs, batch size; >= {budget} trials)"
     else:
         study_name = opts.study or (f"auto-{dataset.fingerprint[:8]}-{signature[:8]}"
-                                    f"-e{settings['epochs']}-b{settings['batch_size']}")
+                                    f"-e{settings['epochs']}-b{settings['batch_size']}"
+                                    f"{_metric_suffix(settings)}")
         if fresh:
             study_name = _fresh_name(url, study_name)
         rec = search(dataset, module=model, study=study_name, **fields)
@@ -194,10 +204,12 @@ def autoconfigure(
 class SamSearch:
     """scikit-learn-style search: ``SamSearch(**options).fit(data)``.
 
-    Options are ``samtune search``'s (see ``SearchOptions``). After ``fit``: ``recommendation_``,
-    ``best_config_`` (the recommended ``SAMConfig``), ``best_params_`` (the same as a dict,
-    ``SAMConfig.from_dict`` rebuilds it), ``best_score_`` (its mean test accuracy over the
-    confirmation seeds: held-out data, as scikit-learn's is), ``study_`` (the Optuna study).
+    Options are ``samtune search``'s (see ``SearchOptions``; ``metric="macro_f1"`` judges on
+    macro F1). After ``fit``: ``recommendation_``, ``best_config_`` (the recommended
+    ``SAMConfig``), ``best_params_`` (the same as a dict, ``SAMConfig.from_dict`` rebuilds it),
+    ``best_score_`` (its mean test score on the metric over the confirmation seeds: held-out
+    data, as scikit-learn's is; accuracy by default, and for a cost metric minus the mean cost,
+    so that higher is better as with scikit-learn's scorers), ``study_`` (the Optuna study).
 
     >>> s = SamSearch(trials=4, epochs=2)
     >>> s.best_config_
@@ -235,7 +247,11 @@ class SamSearch:
 
     @property
     def best_score_(self) -> float:
-        return float(self._fitted().test_accuracy["mean"])
+        rec = self._fitted()
+        if not rec.test_metric:  # a recommendation made before --metric: judged on accuracy
+            return float(rec.test_accuracy["mean"])
+        mean = float(rec.test_metric["mean"])
+        return mean if rec.metric.get("greater_is_better", True) else -mean
 
     @property
     def study_(self) -> optuna.Study:

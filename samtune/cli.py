@@ -109,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="sampler seed of this worker (default: random)")
     p.add_argument("--heartbeat", type=_positive_int, default=HEARTBEAT_S, help=f"seconds between heartbeats (default {HEARTBEAT_S})")
     p.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads")
+    p.add_argument("--metric", default=None, metavar="NAME|cost:FILE.csv",
+                   help="the study's --metric, to check it (default: the one stored in the study; "
+                   "another is refused)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_worker)
 
@@ -141,7 +144,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     rec = search(args.data, **options, progress=not args.quiet)
     print(_show_study(rec.study["name"], options.get("storage"), 5))
     print()
-    print(confirmation_table(rec.candidates))
+    print(confirmation_table(rec.candidates, rec.metric))
     print()
     print(f"verdict: {rec.verdict}: {rec.summary}")
     return 0
@@ -151,7 +154,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from samtune.search import join
 
     join(args.study, args.storage, quota=args.quota, seed=args.seed, heartbeat=args.heartbeat,
-         threads=args.threads, progress=not args.quiet)
+         threads=args.threads, progress=not args.quiet, metric=args.metric)
     return 0
 
 

@@ -85,7 +85,20 @@ def _write(tmp: Path, case: str) -> list[str]:
         return space("- sgd\n- sam\n")
     if case == "data of another study under its name":
         return ["--data", "builtin:breast_cancer", "--study", "old"]
+    if case in COST_FILES:
+        (tmp / "costs.csv").write_text(COST_FILES[case])
+        return ["--data", "builtin:wine", "--metric", f"cost:{tmp / 'costs.csv'}"]
     raise AssertionError(case)
+
+
+# cost files for builtin:wine (classes class_0, class_1, class_2)
+COST_FILES = {
+    "cost file of the wrong shape": "0,1\n1,0\n",
+    "cost file naming a class the data lacks": ",class_0,class_1,class_9\nclass_0,0,1,1\n"
+                                               "class_1,1,0,1\nclass_9,1,1,0\n",
+    "negative cost": "0,1,1\n1,0,-2\n1,1,0\n",
+    "non-numeric cost": "0,1,1\n1,0,high\n1,1,0\n",
+}
 
 
 FILE_CASES = [
@@ -93,7 +106,7 @@ FILE_CASES = [
     "csv with text in a numeric column", "csv target column missing", "npz length mismatch",
     "unsupported file type", "m not dividing the batch", "negative rho in a space file",
     "unknown variant in a space file", "malformed space file", "space file that is a list",
-    "data of another study under its name",
+    "data of another study under its name", *COST_FILES,
 ]
 NEEDLES = {
     "empty folder": "no supported images", "one class": "at least 2 classes",
@@ -104,6 +117,8 @@ NEEDLES = {
     "negative rho in a space file": "rho.default.low", "unknown variant in a space file": "samm",
     "malformed space file": "cannot read search space", "space file that is a list": "mapping",
     "data of another study under its name": "different data",
+    "cost file of the wrong shape": "need 3 x 3 costs", "cost file naming a class the data lacks":
+    "'class_9'", "negative cost": "negative cost", "non-numeric cost": "'high'",
 }
 ARG_CASES = {
     "nonexistent path": (["--data", "/nonexistent/data"], "does not exist"),
@@ -123,6 +138,11 @@ ARG_CASES = {
     "storage that is not a URL": (["--data", "builtin:wine", "--storage", "studies.db"], "not a database URL"),
     "read-only study directory": (["--data", "builtin:wine", "--storage", "sqlite:////proc/samtune/x.db"], "/proc/samtune"),
     "zero workers": (["--data", "builtin:wine", "--workers", "0"], "--workers"),
+    "unknown metric": (["--data", "builtin:wine", "--metric", "bogus"], "unknown metric 'bogus'"),
+    "cost file that does not exist": (["--data", "builtin:wine", "--metric", "cost:/nonexistent/c.csv"],
+                                      "cannot read cost matrix"),
+    "metric of another study": (["--data", "builtin:wine", "--space", "quick", "--metric", "macro_f1"],
+                                "different --metric accuracy vs macro_f1"),
 }
 
 
@@ -166,6 +186,31 @@ def test_bad_options(case, existing, capsys):
 
 def test_at_least_twenty_cases():
     assert len(FILE_CASES) + len(ARG_CASES) >= 20
+
+
+@pytest.mark.parametrize("metric", ["bogus", "cost:/nonexistent/c.csv", "cost:{tmp}/costs.csv"])
+def test_a_bad_metric_creates_no_study_and_no_database(metric, tmp_path, monkeypatch, capsys):
+    (tmp_path / "costs.csv").write_text("0,1\n1,0\n")  # 2 x 2 for 3 classes
+    monkeypatch.chdir(tmp_path)  # the default storage would be studies/wine.db here
+    code, err = _run(["search", "--data", "builtin:wine", "--metric", metric.format(tmp=tmp_path),
+                      *BASE], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and err.startswith("error: "), err
+    assert not (tmp_path / "studies").exists()
+    db = tmp_path / "named.db"
+    code, err = _run(["search", "--data", "builtin:wine", "--metric", metric.format(tmp=tmp_path),
+                      "--storage", f"sqlite:///{db}", *BASE], capsys)
+    assert code == 2 and not db.exists()
+
+
+def test_a_worker_given_another_metric_than_its_study_is_refused(existing, capsys):
+    before = _digest(existing)
+    storage = ["--storage", f"sqlite:///{existing}"]
+    code, err = _run(["worker", "--study", "old", *storage, "--metric", "macro_f1"], capsys)
+    _check(code, err, "study 'old' searches --metric accuracy, not macro_f1")
+    code, err = _run(["worker", "--study", "old", *storage, "--metric", "nope"], capsys)
+    _check(code, err, "unknown metric 'nope'")
+    assert _digest(existing) == before
+    assert main(["worker", "--study", "old", *storage, "--metric", "accuracy", "--quiet"]) == 0
 
 
 @pytest.mark.parametrize("argv, needle", [

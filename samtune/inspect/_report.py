@@ -16,7 +16,13 @@ from plotly.offline import get_plotlyjs
 import samtune
 from samtune.errors import SamtuneError
 from samtune.inspect import _figures
-from samtune.inspect._summary import acc_text, apply_snippets, config_rows, description_of, pct
+from samtune.inspect._summary import (
+    acc_text,
+    apply_snippets,
+    config_rows,
+    description_of,
+    gain_text,
+)
 from samtune.search._search import SETTINGS_ATTR
 from samtune.search._storage import default_storage_url, load_study, open_storage
 
@@ -78,10 +84,15 @@ def _recommendation(study: optuna.Study, rec: dict[str, Any] | None) -> str:
                      "have not finished. Run 'samtune search' again with the same options to "
                      "finish it; the sections below show the trials so far.")
     base = rec["baseline"]
+    metric = rec.get("metric") or {}
+    other = metric.get("name", "accuracy") != "accuracy"  # a column of its own for the metric
     rows = [[f"<b>recommended</b>: {_e(description_of(rec, rec['config'], rec['config']['variant']))}",
-             _e(acc_text(rec["test_accuracy"])), f"{_e(rec['cost_multiplier'])}x"],
+             _e(acc_text(rec["test_accuracy"])),
+             *([_e(acc_text(rec["test_metric"]))] if other else []), f"{_e(rec['cost_multiplier'])}x"],
             [f"baseline: {_e(description_of(rec, base['config'], 'tuned baseline'))}",
-             _e(acc_text(base["test_accuracy"])), "1.0x"]]
+             _e(acc_text(base["test_accuracy"])),
+             *([_e(acc_text(base["test_metric"]))] if other else []), "1.0x"]]
+    gain = gain_text(rec)
     from_file, inline = apply_snippets(rec)
     train, data, st, compute = (rec.get(k, {}) for k in ("train", "dataset", "study", "compute"))
     evidence = [
@@ -95,12 +106,18 @@ def _recommendation(study: optuna.Study, rec: dict[str, Any] | None) -> str:
                        f"search, {compute.get('confirmation_epochs', '?')} confirmation)")],
         ["samtune", _e(rec.get("samtune_version", "?"))],
     ]
+    judged = (f'<p>Judged on <b id="metric">{_e(metric["description"])}</b>.</p>'
+              if metric.get("description") else "")
+    headers = ["configuration", "test accuracy (mean ± std)",
+               *([f"test {metric['name']} (mean ± std)"] if other else []), "cost"]
     return "\n".join([
         f'<p><span class="verdict {_e(rec["verdict"])}">{_e(rec["verdict"])}</span> '
         f"{_e(rec['summary'])}</p>",
-        f"<p>Gain over the tuned baseline: <b id=\"gain\">{_e(pct(rec['gain']))}</b>; cost: "
+        judged,
+        f"<p>Gain over the tuned baseline: <b id=\"gain\">{_e(gain)}</b>; cost: "
         f"<b id=\"cost\">{_e(rec['cost_multiplier'])}x</b> the baseline's step time.</p>",
-        _table(["configuration", "test accuracy (mean ± std)", "cost"], rows, {1, 2}),
+        _table(headers, rows, set(range(1, len(headers)))),
+        _confusions(rec),
         "<h3>Configuration</h3>",
         _table(["key", "value"], [[f"<code>{_e(k)}</code>", _e(v)] for k, v in config_rows(rec["config"])]),
         "<h3>How to apply it</h3>",
@@ -112,6 +129,25 @@ def _recommendation(study: optuna.Study, rec: dict[str, Any] | None) -> str:
         "<h3>Evidence</h3>",
         _table(["", ""], evidence),
     ])
+
+
+def _confusions(rec: dict[str, Any]) -> str:
+    """The recommended configuration's and the baseline's test confusion matrices (summed over
+    their confirmation seeds), each row ending with that class's recall."""
+    pairs = [("recommended", rec), ("baseline", rec["baseline"])]
+    if not all(part.get("confusion") for _, part in pairs):
+        return ""
+    classes = rec.get("dataset", {}).get("classes") or [str(i) for i in range(len(rec["confusion"]))]
+    out = ["<h3>Confusion matrices</h3>",
+           "<p>Test split, summed over the confirmation seeds: rows are the true class, columns "
+           "the predicted class; the last column is the class's recall.</p>"]
+    for name, part in pairs:
+        rows = [[f"<b>{_e(c)}</b>", *(_e(n) for n in counts), f"{part['per_class_recall'][k]:.3f}"]
+                for k, (c, counts) in enumerate(zip(classes, part["confusion"]))]
+        out.append(f'<p id="confusion-{name}">{_e(name)}:</p>')
+        out.append(_table(["true \\ predicted", *map(str, classes), "recall"], rows,
+                          set(range(1, len(classes) + 2))))
+    return "\n".join(out)
 
 
 def _optimization_history(study: optuna.Study, complete: list[Any]) -> str:

@@ -13,6 +13,13 @@ def pct(x: float) -> str:
     return f"{100 * x:+.2f} pp"
 
 
+def gain_text(rec: dict[str, Any]) -> str:
+    """The recommendation's gain: ``+3.00 pp``, or for a cost metric ``-0.0800 mean cost``."""
+    if (rec.get("metric") or {}).get("greater_is_better") is False:
+        return f"{-rec['gain']:+.4f} mean cost"
+    return pct(rec["gain"])
+
+
 def acc_text(acc: dict[str, Any]) -> str:
     """``0.9500 ± 0.0040 (3 seeds)``"""
     n = len(acc.get("per_seed", []))
@@ -83,14 +90,18 @@ def study_note(study_name: str, rec: dict[str, Any] | None) -> str:
     chosen_desc = description_of(rec, rec["config"], rec["config"]["variant"])
     base_desc = description_of(rec, base["config"], "tuned baseline")
     verdict = "use this SAM configuration" if rec["verdict"] == "use" else "keep the baseline"
+    metric = rec.get("metric") or {}
+    judged = ([f"Judged on {metric['description']}; test {metric['name']}: recommended "
+               f"{acc_text(rec['test_metric'])}, baseline {acc_text(base['test_metric'])}.", ""]
+              if metric.get("name", "accuracy") != "accuracy" else [])
     lines += [
-        f"**Verdict: `{rec['verdict']}`** ({verdict}). {rec['summary']}", "",
+        f"**Verdict: `{rec['verdict']}`** ({verdict}). {rec['summary']}", "", *judged,
         "| | configuration | test accuracy (mean ± std) | cost (step time) |",
         "|---|---|---|---|",
         f"| **recommended** | {chosen_desc} | {acc_text(rec['test_accuracy'])} | "
         f"{rec['cost_multiplier']}x |",
         f"| baseline | {base_desc} | {acc_text(base['test_accuracy'])} | 1.0x |", "",
-        f"Gain over the tuned baseline: **{pct(rec['gain'])}** at **{rec['cost_multiplier']}x** the "
+        f"Gain over the tuned baseline: **{gain_text(rec)}** at **{rec['cost_multiplier']}x** the "
         "step time. The verdict is `use` only when a SAM-family configuration beats the baseline "
         "by more than the noise bound: the larger of the seed spread and twice the paired "
         "standard error over test examples.", "",

@@ -2,11 +2,13 @@
 
 ``confirm`` trains every candidate with the first seeds; ``settle`` then adds seeds to the
 baseline and the best SAM-family candidate, one at a time, while the verdict is open
-(``_evidence.decide``) and the budget allows."""
+(``_evidence.decide``) and the budget allows. Candidates are ranked and judged on the search's
+metric (accuracy unless ``--metric`` says otherwise)."""
 
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import time
 from collections.abc import Callable
@@ -16,11 +18,13 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from torch import nn
 
+from samtune.metrics import Metric
 from samtune.optim import SAMConfig
-from samtune.search._evidence import decide, paired_gain
+from samtune.search._evidence import decide, gain_evidence
+from samtune.search._metric import is_accuracy, scale_of
 from samtune.search._objective import run_config
 from samtune.search._progress import EpochProgress
-from samtune.train import TrainConfig, correct_examples
+from samtune.train import TrainConfig, predict_classes
 
 CONFIRM_SEED_OFFSET = 100_000  # confirmation seeds never coincide with search-trial seeds
 FALLBACK = "untuned fallback baseline"  # how a baseline no trial tuned is described
@@ -66,14 +70,19 @@ def pick_candidates(
 
 
 class Runner:
-    """Trains confirmation seeds of a configuration and records what the verdict needs."""
+    """Trains confirmation seeds of a configuration and records what the verdict needs.
+
+    ``metric``: what the verdict is judged on (None: accuracy); ``last_score`` holds the last
+    seed's test score on it (NaN: diverged) when ``on_run`` is called.
+    """
 
     def __init__(self, data: Any, train_config: TrainConfig, model_factory: Callable[[], nn.Module],
                  *, seed: int = 0, total: int = 0,
                  on_run: Callable[[int, int, SAMConfig, int, float], None] | None = None,
-                 say: Callable[[str], None] | None = None) -> None:
+                 say: Callable[[str], None] | None = None, metric: Metric | None = None) -> None:
         self.data, self.train_config, self.model_factory = data, train_config, model_factory
         self.seed, self.total, self.done, self.on_run, self.say = seed, total, 0, on_run, say
+        self.metric, self.last_score = metric, float("nan")
 
     def record(self, config: SAMConfig, trial: FrozenTrial | None) -> dict[str, Any]:
         """An empty confirmation record of ``config`` (``add_seed`` fills it)."""
@@ -83,11 +92,19 @@ class Runner:
             "description": f"{FALLBACK} {config.describe()}" if fallback else config.describe(),
             "tuned": not fallback,  # False: a baseline no search trial tuned
             "trial": trial.number if trial is not None else None,
-            "val_accuracy": trial.value if trial is not None else None,
+            "val_accuracy": self._val_accuracy(trial),
+            "val_metric": trial.value if trial is not None else None,  # the trial's reported value
             "test_accuracy": {"mean": float("nan"), "std": 0.0, "per_seed": []},
+            "test_metric": {"mean": float("nan"), "std": 0.0, "per_seed": []},  # the metric's score
             "correct": [],  # per finite seed: which test examples it got right
+            "pred": [],  # per finite seed: the class it predicts for each test example (int64)
             "step_times": [], "step_time": float("nan"), "epochs": 0, "seconds": 0.0,
         }
+
+    def _val_accuracy(self, trial: FrozenTrial | None) -> float | None:
+        if trial is None:
+            return None
+        return trial.value if is_accuracy(self.metric) else trial.user_attrs.get("final_val_acc")
 
     def add_seed(self, rec: dict[str, Any]) -> float:
         """Train the record's next seed at full budget; its test accuracy (NaN: diverged)."""
@@ -102,17 +119,18 @@ class Runner:
                             seed=run_seed, callbacks=slow)
         rec["seconds"] += time.perf_counter() - t0
         rec["epochs"] += result.epochs_trained
-        acc = float("nan")
+        acc = score = float("nan")
         if not result.diverged:
-            rec["correct"].append(correct_examples(
-                result.model, self.data.x_test, self.data.y_test,
-                batch_size=self.train_config.eval_batch_size, bf16=self.train_config.bf16))
+            pred = predict_classes(result.model, self.data.x_test, self.data.y_test,
+                                   batch_size=self.train_config.eval_batch_size,
+                                   bf16=self.train_config.bf16)
+            rec.setdefault("pred", []).append(pred)
+            rec["correct"].append(pred == self.data.y_test.cpu())
             acc = rec["correct"][-1].sum().item() / max(1, rec["correct"][-1].numel())
-        accs = rec["test_accuracy"]["per_seed"]
-        accs.append(acc)
-        finite = [a for a in accs if a == a]
-        rec["test_accuracy"]["mean"] = statistics.fmean(finite) if finite else float("nan")
-        rec["test_accuracy"]["std"] = statistics.stdev(finite) if len(finite) > 1 else 0.0
+            score = acc if is_accuracy(self.metric) else self.metric.score(self.data.y_test, pred)
+        _add(rec["test_accuracy"], acc)
+        _add(rec.setdefault("test_metric", {"mean": float("nan"), "std": 0.0, "per_seed": []}), score)
+        self.last_score = score
         rec["step_times"].append(result.step_time)
         rec["step_time"] = statistics.median(rec["step_times"])
         if self.on_run:
@@ -142,10 +160,31 @@ def confirm(
     return out
 
 
-def best_sam(confirmed: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The SAM-family record with the highest mean test accuracy (None: none confirmed)."""
+def _add(scores: dict[str, Any], value: float) -> None:
+    """Append one seed's ``value`` (NaN: diverged) and update the mean and std of the finite ones."""
+    scores["per_seed"].append(value)
+    finite = [a for a in scores["per_seed"] if a == a]
+    scores["mean"] = statistics.fmean(finite) if finite else float("nan")
+    scores["std"] = statistics.stdev(finite) if len(finite) > 1 else 0.0
+
+
+def mean_utility(c: dict[str, Any], metric: Metric | None = None) -> float:
+    """A record's mean test utility on ``metric`` (mean accuracy for None or accuracy; minus
+    the mean cost for a cost), and -inf when every seed diverged: higher ranks first."""
+    if is_accuracy(metric):
+        m = c["test_accuracy"]["mean"]
+        return m if m == m else -1.0
+    m = c["test_metric"]["mean"]
+    if m != m:
+        return -math.inf
+    return m if metric.greater_is_better else -m
+
+
+def best_sam(confirmed: list[dict[str, Any]], metric: Metric | None = None) -> dict[str, Any] | None:
+    """The SAM-family record with the highest mean test utility on ``metric`` (None:
+    accuracy), or None when none was confirmed."""
     fam = [c for c in confirmed if c["config"]["variant"] != "sgd"]
-    return max(fam, key=lambda c: _mean(c)) if fam else None
+    return max(fam, key=lambda c: mean_utility(c, metric)) if fam else None
 
 
 def settle(
@@ -153,16 +192,19 @@ def settle(
     afford: Callable[[int], bool] = lambda runs: True,
     say: Callable[[str], None] | None = None,
 ) -> str:
-    """Add seeds to the baseline and the best SAM-family record while the verdict is open.
+    """Add seeds to the baseline and the best SAM-family record while the verdict is open
+    (judged on ``runner.metric``).
 
     Returns why it stopped: ``decided``, ``max seeds`` or ``budget`` (``afford(2)`` said no).
     """
+    metric = getattr(runner, "metric", None)
+    y_test = runner.data.y_test if not is_accuracy(metric) else None
     baseline = next(c for c in confirmed if c["config"]["variant"] == "sgd")
-    best = best_sam(confirmed)
+    best = best_sam(confirmed, metric)
     if best is None:
         return "decided"
     while True:
-        ev = paired_gain(best, baseline)
+        ev = gain_evidence(best, baseline, metric, y_test)
         if decide(ev, max_seeds) != "open":
             return "decided"
         n = min(len(best["test_accuracy"]["per_seed"]), len(baseline["test_accuracy"]["per_seed"]))
@@ -171,13 +213,10 @@ def settle(
         if not afford(2):
             return "budget"
         if say:
-            say(f"  open: +{100 * ev['gain']:.2f} pp against a bound of {100 * ev['bound']:.2f} pp "
-                f"after {n} seed(s); seed {n + 1} of at most {max_seeds}")
+            say(f"  open: {scale_of(metric).signed(ev['gain'])} against a bound of "
+                f"{scale_of(metric).amount(ev['bound'])} after {n} seed(s); seed {n + 1} of at "
+                f"most {max_seeds}")
         for rec in (baseline, best):
             while len(rec["test_accuracy"]["per_seed"]) <= n:
                 runner.add_seed(rec)
 
-
-def _mean(c: dict[str, Any]) -> float:
-    m = c["test_accuracy"]["mean"]
-    return m if m == m else -1.0

@@ -1,4 +1,5 @@
-"""A pruner that predicts a trial's final accuracy from its early forgetting signals."""
+"""A pruner that predicts a trial's final reported value (validation accuracy, or the search's
+metric) from its early forgetting signals."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from samtune.optim import get_variant
 
 # Features read from the history record at the current epoch; flip_rate and loss_gap
 # are 0 for the baseline, which has no perturbed pass. is_baseline is appended last.
-_RECORD_FEATURES = ("val_acc", "train_acc", "val_loss", "forgetting_rate")
+# val_metric is the reported value (val_acc itself for accuracy; histories written before
+# --metric have val_acc only, which is read instead).
+_RECORD_FEATURES = ("val_metric", "train_acc", "val_loss", "forgetting_rate")
 _PERTURBED_FEATURES = ("flip_rate", "loss_gap")
 # Losses are unbounded (a high learning rate can send val_loss to 5 at epoch 2 and still end
 # well); they are clipped to the fitted range. Accuracies and rates live in [0, 1] and are not.
@@ -30,7 +33,7 @@ _MIN_FIT_ROWS = 3  # completed trials needed to fit the predictor and leave one 
 class Prediction:
     """What the predictor says about a running trial at its current epoch."""
 
-    predicted: float  # predicted final validation accuracy
+    predicted: float  # predicted final reported value (validation accuracy or metric)
     bar: float  # final value the trial must reach to matter (see ForgettingPruner, rule 5)
     probability: float  # estimated chance of finishing at or above the bar
     n_completed: int  # completed trials the predictor was fitted on
@@ -49,7 +52,8 @@ class ForgettingPruner(optuna.pruners.BasePruner):
     baseline; a trial matters only if it can join them. Validation accuracy at an early epoch
     ranks final results only loosely, and SAM learns more slowly early on: ranking on early
     accuracy alone (what ``MedianPruner`` does) kills SAM trials that would have won. This
-    pruner predicts the *final* accuracy instead, prunes the trials that will more likely
+    pruner predicts the *final* reported value (validation accuracy, or the utility of the
+    search's ``--metric``) instead, prunes the trials that will more likely
     than not stay out of the confirmed set, and adds rules that only SAM's two passes make
     possible. It decides, in this order:
 
@@ -73,7 +77,8 @@ class ForgettingPruner(optuna.pruners.BasePruner):
        needs no more, because its chance already says how little 3 trials show (see there).
     5. Unlikely to be confirmed: a ridge regression (standardized features, penalty
        ``ridge_alpha``) maps the completed trials' history record at the current epoch --
-       ``val_acc``, ``train_acc``, ``val_loss``, ``forgetting_rate``, ``flip_rate`` and
+       ``val_metric`` (the reported value; ``val_acc`` for accuracy), ``train_acc``,
+       ``val_loss``, ``forgetting_rate``, ``flip_rate`` and
        ``loss_gap`` (0 for the baseline; centred within the SAM family, so they model the
        differences among SAM trials) and an is-baseline indicator (the family's shift) --
        to their final value. The running trial's losses are clipped to the range the fit
@@ -130,6 +135,13 @@ class ForgettingPruner(optuna.pruners.BasePruner):
         ridge_alpha: Ridge penalty on the standardized features; must be positive.
         hopeless_in_warmup: Whether rule 6 prunes hopeless trials before ``n_warmup_steps``;
             ``False`` keeps every trial through the warm-up, as Optuna's pruners do.
+        val_size: Validation examples; with it, the bar of rule 5 is lowered by
+            ``val_noise_z`` binomial standard errors ``sqrt(bar (1 - bar) / val_size)`` when
+            it lies in (0, 1). That is an accuracy's standard error: for balanced accuracy,
+            macro F1 or worst-class recall it is an approximation on the small side, and a
+            cost's utility (negative) gets no margin.
+        val_noise_z: Standard errors the bar is lowered by (see ``val_size``).
+        value_name: What the reported value is called in the reasons (``val_acc``).
     """
 
     def __init__(
@@ -145,6 +157,7 @@ class ForgettingPruner(optuna.pruners.BasePruner):
         hopeless_in_warmup: bool = True,
         val_size: int | None = None,
         val_noise_z: float = 1.0,
+        value_name: str = "val_acc",
     ) -> None:
         if n_startup_trials < 0:
             raise ValueError(f"n_startup_trials cannot be negative but got {n_startup_trials=}.")
@@ -177,6 +190,7 @@ class ForgettingPruner(optuna.pruners.BasePruner):
         self._hopeless_in_warmup = hopeless_in_warmup
         self._val_size = val_size
         self._val_noise_z = val_noise_z
+        self._value_name = value_name
         self.last_reason: str | None = None
         self._reasons: dict[int, str] = {}
 
@@ -194,7 +208,7 @@ class ForgettingPruner(optuna.pruners.BasePruner):
         reported = float(trial.intermediate_values[step])
         bad = [k for k in ("val_loss", "train_loss") if not math.isfinite(_get(latest, k, 0.0))]
         if bad or math.isnan(reported):
-            found = ", ".join(f"{k}={_get(latest, k, 0.0)}" for k in bad) or f"val_acc={reported}"
+            found = ", ".join(f"{k}={_get(latest, k, 0.0)}" for k in bad) or f"{self._value_name}={reported}"
             return self._pruned(trial, f"diverged: {found} at epoch {step}")
         sam = not _is_baseline(trial)
         flip = _get(latest, "flip_rate", 0.0)
@@ -225,7 +239,7 @@ class ForgettingPruner(optuna.pruners.BasePruner):
             return False
         if warmup and p.probability > p.floor:
             return False
-        chance = f"P(final val_acc >= {p.bar:.3f}) = {p.probability:.2f}"
+        chance = f"P(final {self._value_name} >= {p.bar:.3f}) = {p.probability:.2f}"
         why = (f"{p.bar:.3f} is the bar to be confirmed; predicted {p.predicted:.3f} from "
                f"{p.n_completed} completed")
         if warmup:
@@ -354,7 +368,8 @@ def _features(trial: FrozenTrial, step: int) -> np.ndarray | None:
     if record is None:
         return None
     baseline = _is_baseline(trial)
-    values = [_get(record, k, math.nan) for k in _RECORD_FEATURES]
+    values = [_get(record, "val_acc" if k == "val_metric" and k not in record else k, math.nan)
+              for k in _RECORD_FEATURES]
     values += [0.0 if baseline else _get(record, k, math.nan) for k in _PERTURBED_FEATURES]
     values.append(1.0 if baseline else 0.0)
     return np.array(values) if all(math.isfinite(v) for v in values) else None

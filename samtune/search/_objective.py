@@ -15,7 +15,9 @@ import optuna
 from optuna.trial import TrialState
 from torch import nn
 
+from samtune.metrics import Metric
 from samtune.optim import SAMConfig
+from samtune.search._metric import val_scorer
 from samtune.search._progress import EpochProgress
 from samtune.search._space import SearchSpace
 from samtune.search._stages import TRIAL_STAGE, advance, sample_baseline, trial_space
@@ -31,7 +33,7 @@ def trial_seed(seed: int, number: int) -> int:
 
 
 class OptunaReporter(Callback):
-    """Reports each epoch to the trial and prunes when the pruner says so."""
+    """Reports each epoch's ``val_metric`` to the trial and prunes when the pruner says so."""
 
     def __init__(self, trial: optuna.Trial) -> None:
         self.trial = trial
@@ -40,7 +42,7 @@ class OptunaReporter(Callback):
     def on_epoch_end(self, epoch: int, record: dict[str, float]) -> None:
         self.history.append(record)
         self.trial.set_user_attr("history", _jsonable(self.history))
-        self.trial.report(record["val_acc"], step=epoch)
+        self.trial.report(record["val_metric"], step=epoch)
         if self.trial.should_prune():
             pruner = getattr(self.trial.study, "pruner", None)
             reason = getattr(pruner, "last_reason", None) or f"pruned at epoch {epoch}"
@@ -73,7 +75,8 @@ class TrialSurplus(Exception):
 
 @dataclass
 class Objective:
-    """Train the trial's configuration on the data set; value = final validation accuracy."""
+    """Train the trial's configuration on the data set; value = the metric's utility on the
+    validation split at the last epoch (accuracy unless ``metric`` says otherwise)."""
 
     data: Any  # samtune.data.Dataset
     space: SearchSpace
@@ -82,6 +85,7 @@ class Objective:
     seed: int = 0
     target: int | None = None  # the study's trial target: later trials are surplus
     say: Callable[[str], None] | None = None  # progress lines for slow epochs (EpochProgress)
+    metric: Metric | None = None  # what the trials maximize; None: accuracy
 
     def __call__(self, trial: optuna.Trial) -> float:
         try:
@@ -115,6 +119,7 @@ class Objective:
         result = run_config(
             config, self.data, self.train_config, self.model_factory,
             seed=trial_seed(self.seed, trial.number), callbacks=callbacks,
+            val_metric=val_scorer(self.metric),
         )
         trial.set_user_attr("step_time", result.step_time)
         for key, value in summarize(result.history).items():
@@ -122,7 +127,7 @@ class Objective:
         if result.diverged:
             trial.set_user_attr("prune_reason", f"diverged: {result.reason}")
             raise optuna.TrialPruned(f"diverged: {result.reason}")
-        return result.val_acc
+        return result.val_metric
 
 
 def _record_heartbeat(trial: optuna.Trial) -> None:
@@ -146,12 +151,14 @@ def run_config(
     config: SAMConfig, data: Any, train_config: TrainConfig,
     model_factory: Callable[[], nn.Module], *, seed: int,
     callbacks: list[Callback] | None = None,
+    val_metric: Callable[[Any, Any], float] | None = None,
 ) -> TrainResult:
-    """Train ``config`` from a fresh model with ``seed`` (search trials and confirmation runs)."""
+    """Train ``config`` from a fresh model with ``seed`` (search trials and confirmation runs);
+    ``val_metric``: see ``train``."""
     seed_everything(seed)
     model = model_factory()
     cfg = TrainConfig(**{**train_config.to_dict(), "seed": seed})
-    return train(model, data, config, cfg, callbacks)
+    return train(model, data, config, cfg, callbacks, val_metric=val_metric)
 
 
 def model_factory_from(model: nn.Module) -> Callable[[], nn.Module]:

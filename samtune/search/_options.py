@@ -78,6 +78,12 @@ class SearchOptions:
                                          "configuration may reach while the verdict is open, one "
                                          "more at a time; 'inconclusive' when they run out "
                                          "(default: twice --confirm-seeds)", low=1, metavar="K")
+    metric: str = _opt("accuracy", "what the trials maximize on the validation split and the "
+                        "verdict judges on the test split: accuracy, balanced_accuracy, macro_f1, "
+                        "worst_class_recall, or cost:FILE.csv (a K x K CSV of non-negative "
+                        "misclassification costs, row true class, column predicted class, "
+                        "optionally labelled with the class names; the mean cost is minimized)",
+                        metavar="NAME|cost:FILE.csv")
     top_k: int = _opt(2, "distinct best configurations to confirm, besides the baseline", low=1, metavar="K")
     device: str | None = _opt(None, "torch device (default: cuda when present, else cpu)", metavar="DEV")
     threads: int | None = _opt(None, "torch CPU threads (default: 1 for models under 2M "
@@ -105,6 +111,12 @@ class SearchOptions:
         if self.pruner not in PRUNERS:
             raise ConfigError(f"unknown pruner {self.pruner!r}; choose one of: {', '.join(PRUNERS)}.")
         self.drop = split_columns(self.drop)
+        if not isinstance(self.metric, str) or not self.metric.strip():
+            raise ConfigError(f"--metric must be a metric name or cost:FILE.csv, but got {self.metric!r}.")
+        if not self.metric.strip().startswith("cost:"):  # a cost file is read with the data's classes
+            from samtune.metrics import parse_metric
+
+            parse_metric(self.metric, ["class"])  # an unknown name fails here, before any data loads
 
 
 def flag(name: str) -> str:

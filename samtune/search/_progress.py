@@ -48,8 +48,9 @@ class Progress:
     """An Optuna callback printing trial n/N, best so far, pruned so far, elapsed and left."""
 
     def __init__(self, target: int, enabled: bool = True, stream: TextIO | None = None,
-                 prefix: str = "") -> None:
+                 prefix: str = "", value_name: str = "val_acc") -> None:
         self.target, self.enabled, self.prefix = target, enabled, prefix
+        self.value_name = value_name  # what a trial's value is (``_metric.value_name``)
         self.stream = stream or sys.stderr
         self.start = time.monotonic()
         self.ran = 0
@@ -72,7 +73,7 @@ class Progress:
         if is_surplus(trial):
             return  # a race lost to another worker: nothing ran
         if trial.state == TrialState.COMPLETE:
-            what = f"val_acc {trial.value:.4f}"
+            what = f"{self.value_name} {trial.value:.4f}"
         else:
             reason = trial.user_attrs.get("prune_reason") or trial.user_attrs.get("fail_reason", "")
             what = clip(f"{trial.state.name.lower()}: {reason}", REASON_WIDTH)

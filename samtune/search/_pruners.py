@@ -18,12 +18,12 @@ FORGETTING_VAL_Z = 2.0
 
 def make_pruner(
     name: str, *, epochs: int, seed: int | None = None, top_k: int = 2,
-    val_size: int | None = None,
+    val_size: int | None = None, value_name: str = "val_acc",
 ) -> optuna.pruners.BasePruner:
     """Build the pruner called ``name`` for trials of ``epochs`` epochs (reported as steps 1..epochs).
 
     - ``forgetting``: :class:`ForgettingPruner` (the default): stops the trials whose final
-      accuracy, predicted from early forgetting signals, will very likely (chance of reaching
+      reported value (validation accuracy or the search's metric), predicted from early forgetting signals, will very likely (chance of reaching
       the bar below ``FORGETTING_MIN_PROBABILITY``) keep them out of the ``top_k`` confirmed
       configurations (the search's ``top_k``), the bar lowered by ``FORGETTING_VAL_Z``
       standard errors of a validation accuracy on ``val_size`` examples (a trial that close to
@@ -33,11 +33,12 @@ def make_pruner(
       epoch ``epochs // 2``: from epoch ``max(2, epochs // 5)`` (past the first epoch, the
       learning-rate warm-up of ``TrainConfig``) on the chance of being confirmed, before it
       only on a hopeless prediction (the chance at its floor).
-    - ``median``: Optuna's ``MedianPruner`` on validation accuracy, from epoch
+    - ``median``: Optuna's ``MedianPruner`` on the reported value, from epoch
       ``max(1, epochs // 4)`` after 5 completed trials.
     - ``hyperband``: Optuna's ``HyperbandPruner`` with epochs as the resource.
     - ``none``: never prune.
 
+    ``value_name`` names the reported value in the forgetting pruner's reasons (``val_acc``).
     ``seed`` is accepted for a uniform call signature; none of these pruners is random.
     """
     del seed  # no pruner here draws random numbers
@@ -47,7 +48,7 @@ def make_pruner(
         return ForgettingPruner(
             n_startup_trials=3, n_warmup_steps=max(2, epochs // 5), n_steps=epochs, top_k=top_k,
             min_probability=FORGETTING_MIN_PROBABILITY, val_size=val_size,
-            val_noise_z=FORGETTING_VAL_Z,
+            val_noise_z=FORGETTING_VAL_Z, value_name=value_name,
         )
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=max(1, epochs // 4))

@@ -13,6 +13,18 @@ SAM-family configuration was confirmed), cost_multiplier (step time of config ov
 measured side by side), candidates (every confirmed configuration), train (epochs, batch_size,
 model), dataset {fingerprint, path, classes, split_sizes, ...}, study {name, storage, n_trials,
 n_complete, n_pruned, n_complete_searched (completed trials that were not enqueued)}, compute {search_epochs, confirmation_epochs, epochs}, samtune_version.
+
+The metric (``--metric``; accuracy by default): metric {name, description, greater_is_better},
+test_metric {mean, std, per_seed} of config on it (the score: for a cost the mean cost, lower
+is better; accuracy's equals test_accuracy), per_class_recall (K floats, in the order of
+dataset.classes) and confusion (K x K counts, row true class, column predicted class) of
+config, the same three keys in baseline, test_metric and val_metric (the trial's reported
+value) in each candidate. confusion is summed over the configuration's finite confirmation
+seeds, so it adds up to the test size times those seeds, and per_class_recall is the recall of
+that sum (the mean of the seeds' recalls). With a metric, gain and the evidence's gain, se,
+bound, test_se and seed_se are in the metric's utility (the score, or minus the mean cost):
+for a cost a gain is a drop of the mean cost. Files written before ``--metric`` have none of
+these keys (empty) and were judged on accuracy.
 """
 
 from __future__ import annotations
@@ -25,17 +37,21 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
-import torch
 import yaml
 from optuna.trial import TrialState
 
 import samtune
 from samtune.errors import SamtuneError
+from samtune.metrics import Metric, confusion
 from samtune.optim import SAMConfig
-from samtune.search._evidence import Z, final, paired_gain, seeds_to_settle
+from samtune.search._confirm import mean_utility
+from samtune.search._evidence import Z, final, gain_evidence, seeds_to_settle
+from samtune.search._metric import Scale, is_accuracy, metric_label, scale_of
 
 VERDICTS = ("use", "keep-baseline", "inconclusive")
+_PP = Scale()  # gains in percentage points (every metric but a cost)
 
 
 @dataclass
@@ -61,6 +77,10 @@ class Recommendation:
     study: dict[str, Any] = field(default_factory=dict)
     compute: dict[str, Any] = field(default_factory=dict)
     samtune_version: str = ""
+    metric: dict[str, Any] = field(default_factory=dict)  # {name, description, greater_is_better}
+    test_metric: dict[str, Any] = field(default_factory=dict)  # config's {mean, std, per_seed}
+    per_class_recall: list[float] = field(default_factory=list)  # config's, of the summed confusion
+    confusion: list[list[int]] = field(default_factory=list)  # config's, summed over its seeds
 
     @property
     def baseline_config(self) -> SAMConfig:
@@ -129,19 +149,22 @@ class Recommendation:
 def build_recommendation(
     study: optuna.Study, confirmed: list[dict[str, Any]], dataset: Any, train_config: Any,
     model_name: str, storage_url: str, data: str, *, max_seeds: int | None = None,
-    stopped: str = "decided",
+    stopped: str = "decided", metric: Metric | None = None,
 ) -> Recommendation:
-    """State the verdict on the best SAM-family candidate (by mean test accuracy) against the
-    baseline (``_evidence``). ``max_seeds``: the most seeds the confirmation was allowed (None:
-    the seeds it ran); ``stopped``: why ``settle`` stopped adding them."""
+    """State the verdict on the best SAM-family candidate (by mean test ``metric``; None:
+    accuracy) against the baseline (``_evidence``). ``max_seeds``: the most seeds the
+    confirmation was allowed (None: the seeds it ran); ``stopped``: why ``settle`` stopped
+    adding them. Confusion matrices need the records' ``pred`` and ``dataset.y_test``."""
+    words = _Words(metric)
+    y_test = getattr(dataset, "y_test", None)
     baseline = next(c for c in confirmed if c["config"]["variant"] == "sgd")
-    ranked = sorted(confirmed, key=lambda c: -_mean(c))
+    ranked = sorted(confirmed, key=lambda c: -mean_utility(c, metric))
     best_sam = next((c for c in ranked if c["config"]["variant"] != "sgd"), None)
     evidence: dict[str, Any] = {}
     verdict, chosen, gain = "keep-baseline", baseline, 0.0
     tuned = baseline.get("tuned", True)
     if best_sam is not None:
-        ev = paired_gain(best_sam, baseline)
+        ev = gain_evidence(best_sam, baseline, metric, y_test)
         seeds = min(ev["seeds"])
         allowed = seeds if stopped == "budget" or max_seeds is None else max(max_seeds, seeds)
         verdict = final(ev, allowed)
@@ -151,23 +174,24 @@ def build_recommendation(
             chosen, gain = best_sam, ev["gain"]
         elif verdict == "inconclusive":
             evidence["seeds_to_settle"] = seeds_to_settle(ev)
-    noise = _noise_text(evidence) if evidence else ""
+    noise = _noise_text(evidence, words.scale) if evidence else ""
     keep = (f"keep the tuned baseline ({baseline['description']})" if tuned else
             f"keep the baseline, an {baseline['description']} (no baseline trial completed, "
             "so its learning rate is the best trial's; rerun with more --trials to tune it)")
     if verdict == "use":
         against = "baseline" if tuned else "the untuned fallback baseline"
-        summary = (f"use {best_sam['description']}: test accuracy {_mean(best_sam):.4f} vs "
-                   f"{against} {_mean(baseline):.4f} (+{100 * gain:.2f} pp; {noise})")
-        stable = stability(study, best_sam["config"], baseline.get("val_accuracy"))
+        summary = (f"use {best_sam['description']}: test {words.label} {words.mean(best_sam):.4f} vs "
+                   f"{against} {words.mean(baseline):.4f} ({words.scale.signed(gain)}; {noise})")
+        stable = stability(study, best_sam["config"], _val_value(baseline))
         if stable.get("sharp"):
             summary += (f"; warning: the {stable['n']} searched neighbour(s) at rho x0.5-2 or "
-                        "another m all ended below the baseline's validation accuracy, so the "
-                        "gain sits on a sharp ridge of rho and m")
+                        f"another m all ended below the baseline's validation {words.label}, so "
+                        "the gain sits on a sharp ridge of rho and m")
     elif verdict == "inconclusive":
-        summary = (f"inconclusive: {best_sam['description']} scored {_mean(best_sam):.4f} vs the "
-                   f"baseline's {_mean(baseline):.4f}, +{100 * evidence['gain']:.2f} pp, not above "
-                   f"the {noise}; {keep} for now; {_settle_text(evidence)}")
+        summary = (f"inconclusive: {best_sam['description']} scored {words.mean(best_sam):.4f} vs the "
+                   f"baseline's {words.mean(baseline):.4f}{words.on}, "
+                   f"{words.scale.signed(evidence['gain'])}, not above the {noise}; {keep} for now; "
+                   f"{_settle_text(evidence, words.scale)}")
     else:
         if best_sam is None:
             why = "no SAM-family configuration was confirmed"
@@ -175,31 +199,37 @@ def build_recommendation(
             why = f"every confirmation seed of {best_sam['description']} diverged"
         elif evidence["gain"] < 0:
             why = (f"the best SAM-family configuration ({best_sam['description']}) scored "
-                   f"{_mean(best_sam):.4f}, {-100 * evidence['gain']:.2f} pp worse than the "
-                   f"baseline ({noise})")
+                   f"{words.mean(best_sam):.4f}{words.on}, {words.scale.amount(-evidence['gain'])} "
+                   f"worse than the baseline ({noise})")
         else:
             why = (f"the best SAM-family configuration ({best_sam['description']}) scored "
-                   f"{_mean(best_sam):.4f}, +{100 * evidence['gain']:.2f} pp, not above the "
-                   f"{noise}, and too small to clear it with {evidence['max_seeds']} seeds")
+                   f"{words.mean(best_sam):.4f}{words.on}, {words.scale.signed(evidence['gain'])}, "
+                   f"not above the {noise}, and too small to clear it with "
+                   f"{evidence['max_seeds']} seeds")
         summary = f"SAM does not help here: {keep}; {why}"
     trials = study.get_trials(deepcopy=False)
     search_epochs = sum(len(t.user_attrs.get("history", [])) for t in trials)
     confirm_epochs = sum(c["epochs"] for c in confirmed)
     cost = chosen["step_time"] / baseline["step_time"] if baseline["step_time"] > 0 else float("nan")
     if best_sam is not None:
-        evidence["stability"] = stability(study, best_sam["config"], baseline.get("val_accuracy"))
+        evidence["stability"] = stability(study, best_sam["config"], _val_value(baseline))
+    classes = metric.num_classes if metric is not None else getattr(dataset, "num_classes", None)
     return Recommendation(
         verdict=verdict,
         config=SAMConfig.from_dict(chosen["config"]),
         test_accuracy=chosen["test_accuracy"],
         baseline={"config": baseline["config"], "test_accuracy": baseline["test_accuracy"],
-                  "tuned": tuned, "tuning": baseline_tuning(study)},
+                  "tuned": tuned, "tuning": baseline_tuning(study),
+                  "test_metric": words.scores(baseline),
+                  **_per_class(baseline, y_test, classes)},
         gain=gain,
         cost_multiplier=round(cost, 3) if math.isfinite(cost) else float("nan"),
         summary=summary,
         evidence=_plain(evidence),
         candidates=[{k: c[k] for k in ("description", "config", "trial", "val_accuracy", "test_accuracy")}
-                    | {"cost_multiplier": round(c["step_time"] / baseline["step_time"], 3)}
+                    | {"val_metric": c.get("val_metric", c["val_accuracy"]),
+                       "test_metric": words.scores(c),
+                       "cost_multiplier": round(c["step_time"] / baseline["step_time"], 3)}
                     for c in ranked],
         train={"epochs": train_config.epochs, "batch_size": train_config.batch_size, "model": model_name},
         dataset={**dataset.describe(), "path": data},
@@ -212,7 +242,54 @@ def build_recommendation(
         compute={"search_epochs": search_epochs, "confirmation_epochs": confirm_epochs,
                  "epochs": search_epochs + confirm_epochs},
         samtune_version=samtune.__version__,
+        metric=words.record(),
+        test_metric=words.scores(chosen),
+        **_per_class(chosen, y_test, classes),
     )
+
+
+class _Words:
+    """How the summary names the metric and its values: accuracy's sentences as they always
+    were; another metric by name (``test balanced accuracy 0.8100``), its gains in pp, a
+    cost's as the change of the mean cost."""
+
+    def __init__(self, metric: Metric | None) -> None:
+        self.metric = metric
+        self.accuracy = is_accuracy(metric)
+        self.label = metric_label(metric)
+        self.scale = scale_of(metric)
+        self.on = "" if self.accuracy else f" {self.label}"  # after a bare score in a sentence
+
+    def mean(self, c: dict[str, Any]) -> float:
+        """The record's mean test score (accuracy: -1 when every seed diverged, as before)."""
+        if self.accuracy:
+            return _mean(c)
+        return c["test_metric"]["mean"]
+
+    def scores(self, c: dict[str, Any]) -> dict[str, Any]:
+        """``{mean, std, per_seed}`` of the record on the metric (accuracy's own for accuracy)."""
+        return c["test_accuracy"] if self.accuracy else c["test_metric"]
+
+    def record(self) -> dict[str, Any]:
+        m = self.metric or Metric("accuracy", 1)
+        return {"name": m.name, "description": m.describe(), "greater_is_better": m.greater_is_better}
+
+
+def _per_class(c: dict[str, Any], y_test: Any, classes: int | None) -> dict[str, Any]:
+    """``confusion`` (summed over the record's finite seeds: it adds up to the test size times
+    those seeds) and ``per_class_recall`` (of that sum); empty without predictions."""
+    preds = c.get("pred") or []
+    if not preds or y_test is None or not classes:
+        return {}
+    counts = np.sum([confusion(y_test, p, classes) for p in preds], axis=0)
+    recall = np.divide(np.diagonal(counts), counts.sum(axis=1),
+                       out=np.zeros(classes), where=counts.sum(axis=1) > 0)
+    return {"confusion": counts.tolist(), "per_class_recall": recall.tolist()}
+
+
+def _val_value(c: dict[str, Any]) -> float | None:
+    """The record's trial value (its validation metric), the reference of ``stability``."""
+    return c.get("val_metric", c.get("val_accuracy"))
 
 
 def stability(study: optuna.Study, config: dict[str, Any],
@@ -221,7 +298,8 @@ def stability(study: optuna.Study, config: dict[str, Any],
     within a factor 2 (same m), or at the same rho (within 10%) with another m.
 
     ``sharp`` when there are neighbours and every one of them ended below the baseline's
-    validation accuracy: a small change of rho or m loses the gain."""
+    trial value (``baseline_val``: its validation accuracy, or metric): a small change of rho
+    or m loses the gain. Each neighbour's ``val_accuracy`` is its trial value."""
     rho, m, variant = config.get("rho", 0.0), config.get("m"), config.get("variant")
     near = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
@@ -250,23 +328,24 @@ def baseline_tuning(study: optuna.Study) -> dict[str, Any]:
             "lr_on_edge": record["lr_on_edge"]}
 
 
-def _noise_text(ev: dict[str, Any]) -> str:
-    """``noise bound 1.20 pp (2 x SE 0.60 pp: test examples 0.40, seeds 0.45; 3 vs 3 seeds)``."""
+def _noise_text(ev: dict[str, Any], scale: Scale = _PP) -> str:
+    """``noise bound 1.20 pp (2 x SE 0.60 pp: test examples 0.40, seeds 0.45; 3 vs 3 seeds)``
+    (for a cost, in cost units without ``pp``)."""
     if not math.isfinite(ev.get("se", math.nan)):
         return "noise bound unknown (nothing to pair on the test split)"
     seeds = ev["seeds"]
     seed = ("seed spread unknown with one seed" if ev["seed_se"] is None
-            else f"seeds {100 * ev['seed_se']:.2f}")
-    test = f"test examples {100 * ev['test_se']:.2f}" if math.isfinite(ev["test_se"]) else "no test pairing"
-    return (f"noise bound {100 * ev['bound']:.2f} pp ({ev['z']:g} x SE {100 * ev['se']:.2f} pp: "
+            else f"seeds {scale.num(ev['seed_se'])}")
+    test = f"test examples {scale.num(ev['test_se'])}" if math.isfinite(ev["test_se"]) else "no test pairing"
+    return (f"noise bound {scale.amount(ev['bound'])} ({ev['z']:g} x SE {scale.amount(ev['se'])}: "
             f"{test}, {seed}; {seeds[0]} vs {seeds[1]} seeds)")
 
 
-def _settle_text(ev: dict[str, Any]) -> str:
+def _settle_text(ev: dict[str, Any], scale: Scale = _PP) -> str:
     """What would settle an inconclusive verdict."""
     need = ev.get("seeds_to_settle")
     if need is None:
-        return (f"the test split's own noise ({100 * ev['test_se']:.2f} pp per SE over "
+        return (f"the test split's own noise ({scale.amount(ev['test_se'])} per SE over "
                 f"{ev['n_test']} examples) is too large for this gain: more test data would settle it")
     why = "the time budget ended" if ev.get("stopped") == "budget" else f"{ev['max_seeds']} seeds were the most allowed"
     return (f"{why}; if the measured gain is the true one, about {need} seeds per side would "

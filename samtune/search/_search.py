@@ -18,8 +18,17 @@ from torch import nn
 import samtune
 from samtune.data import Dataset, load_data
 from samtune.errors import ConfigError, SamtuneError
+from samtune.metrics import Metric, parse_metric
 from samtune.models.check import check_model, refuse_lazy
 from samtune.search._confirm import Runner, confirm, pick_candidates, settle
+from samtune.search._metric import (
+    is_accuracy,
+    metric_key,
+    metric_label,
+    metric_settings,
+    metric_shown,
+    value_name,
+)
 from samtune.search._objective import Objective, model_factory_from, named_model_factory
 from samtune.search._options import SearchOptions
 from samtune.search._progress import Progress, fmt_time
@@ -56,15 +65,17 @@ RESOLVE_GAIN = 0.03  # warn when the test split cannot show a gain this large (3
 HASHED = ("fingerprint", "space")  # settings shown shortened in the refusal message
 
 
-def _settings(data: Any, space: SearchSpace, train: TrainConfig, model: str) -> dict[str, Any]:
+def _settings(data: Any, space: SearchSpace, train: TrainConfig, model: str,
+              metric: Metric) -> dict[str, Any]:
     return {"fingerprint": data.fingerprint, "space": space.digest(), "space_name": space.name,
             "epochs": train.epochs, "batch_size": train.batch_size, "model": model,
             "dataset": data.describe(), "samtune_version": samtune.__version__,
-            "search": SEARCH_PLAN}
+            "search": SEARCH_PLAN, **metric_settings(metric)}
 
 
 def differences(stored: dict[str, Any], settings: dict[str, Any]) -> list[str]:
-    """What differs between a study's stored settings and a request's, one phrase each."""
+    """What differs between a study's stored settings and a request's, one phrase each (a
+    study stored without a metric was searched on accuracy; see ``_metric``)."""
     labels = {"fingerprint": "data (fingerprint)", "space": "search space", "epochs": "--epochs",
               "batch_size": "batch size", "model": "model", "search": "search plan"}
     out = []
@@ -74,6 +85,8 @@ def differences(stored: dict[str, Any], settings: dict[str, Any]) -> list[str]:
             if key in HASHED:
                 old, new = f"{old!s:.12}", f"{new!s:.12}"
             out.append(f"{label} {old} vs {new}")
+    if metric_key(stored) != metric_key(settings):
+        out.append(f"--metric {metric_shown(stored)} vs {metric_shown(settings)}")
     return out
 
 
@@ -152,10 +165,13 @@ class Plan:
     model_name: str  # stored in the study: a named model, or module:<signature>
     model_label: str  # for messages: the model's name or class
     settings: dict[str, Any]  # what a resumed study must match (SETTINGS_ATTR)
+    metric: Metric  # --metric, read against the data's classes
 
 
 def plan(dataset: Dataset, opts: SearchOptions, module: nn.Module | None = None) -> Plan:
-    """Resolve the request: space, batch size, model, and the settings a study must match."""
+    """Resolve the request: metric, space, batch size, model, and the settings a study must
+    match."""
+    metric = parse_metric(opts.metric, dataset.classes)
     space = SearchSpace.load(opts.space)
     batch = TrainConfig(batch_size=opts.batch_size).resolve_batch_size(len(dataset.x_train))
     train_config = TrainConfig(epochs=opts.epochs, batch_size=batch, seed=opts.seed, device=opts.device)
@@ -176,7 +192,7 @@ def plan(dataset: Dataset, opts: SearchOptions, module: nn.Module | None = None)
         model_name = opts.model or default_model_name(dataset.input_shape)
         label = repr(model_name)
     return Plan(space, train_config, factory, model_name, label,
-                _settings(dataset, space, train_config, model_name))
+                _settings(dataset, space, train_config, model_name, metric), metric)
 
 
 def search_settings(dataset: Dataset, module: nn.Module | None = None, **options: Any) -> dict[str, Any]:
@@ -246,7 +262,7 @@ def _search(data: str | Dataset, model: nn.Module | None, opts: SearchOptions) -
     shown_url = mask_url(storage_url)
     warn_small_test(dataset)
     pruner = make_pruner(opts.pruner, epochs=opts.epochs, seed=opts.seed, top_k=opts.top_k,
-                         val_size=len(dataset.y_val))
+                         val_size=len(dataset.y_val), value_name=value_name(p.metric.name))
     study = open_search_study(name, storage_url, p.settings, p.space, pruner, opts.seed,
                               opts.heartbeat, opts.trials)
     loadable = from_spec and model is None
@@ -256,20 +272,22 @@ def _search(data: str | Dataset, model: nn.Module | None, opts: SearchOptions) -
         seed=opts.seed, target=opts.target, drop=list(opts.drop),
         model=p.model_name if loadable else None, pruner=opts.pruner, device=opts.device,
         threads=opts.threads, timeout=opts.timeout, top_k=opts.top_k, end_time=end_time,
-        confirm_runs=opts.top_k + 1, val_size=len(dataset.y_val))
+        confirm_runs=opts.top_k + 1, val_size=len(dataset.y_val), metric=p.metric.name,
+        cost_matrix=None if p.metric.cost_matrix is None else p.metric.cost_matrix.tolist())
     study.set_user_attr(RUN_ATTR, run.to_dict())
 
     already = len(_finished(study))
     remaining = opts.trials - already
-    progress = Progress(opts.trials, enabled=opts.progress)
+    progress = Progress(opts.trials, enabled=opts.progress, value_name=value_name(p.metric.name))
+    judged = "" if is_accuracy(p.metric) else f" | metric {metric_shown(p.settings)}"
     progress.say(f"samtune: study {name!r} in {shown_url} | data {data} "
                  f"({dataset.split_sizes()}) | model {p.model_name} | batch {p.train_config.batch_size} | "
-                 f"{opts.epochs} epochs/trial | pruner {opts.pruner}")
+                 f"{opts.epochs} epochs/trial | pruner {opts.pruner}{judged}")
     if remaining > 0:
         if already:
             progress.say(f"resuming: {already} finished trial(s) found, running {remaining} more")
         objective = Objective(dataset, p.space, p.train_config, p.factory, seed=opts.seed,
-                              target=opts.trials, say=progress.say)
+                              target=opts.trials, say=progress.say, metric=p.metric)
         if opts.workers > 1:
             if not loadable:
                 raise ConfigError("--workers > 1 needs data given as a path or builtin:NAME and a "
@@ -304,15 +322,17 @@ def _search(data: str | Dataset, model: nn.Module | None, opts: SearchOptions) -
                  f"on the held-out test split (up to {max_seeds} while the verdict is open)")
 
     def on_run(i: int, n: int, config: Any, s: int, acc: float) -> None:
-        progress.say(f"  confirm {i}/{n}: {config.describe()} seed {s}: test_acc {acc:.4f}")
+        scored = "" if is_accuracy(p.metric) else f", test {metric_label(p.metric)} {runner.last_score:.4f}"
+        progress.say(f"  confirm {i}/{n}: {config.describe()} seed {s}: test_acc {acc:.4f}{scored}")
 
     runner = Runner(dataset, p.train_config, p.factory, seed=opts.seed, on_run=on_run,
-                    say=progress.say)
+                    say=progress.say, metric=p.metric)
     confirmed = confirm(candidates, dataset, p.train_config, p.factory, seeds=seeds, runner=runner)
     stopped = settle(confirmed, runner, max_seeds=max_seeds, say=progress.say,
                      afford=lambda runs: fits(confirmed, runs, end_time))
     rec = build_recommendation(study, confirmed, dataset, p.train_config, p.model_name,
-                               shown_url, data, max_seeds=max_seeds, stopped=stopped)
+                               shown_url, data, max_seeds=max_seeds, stopped=stopped,
+                               metric=p.metric)
     out = Path(opts.out) if opts.out else default_out_dir(storage_url, name)
     json_path, _ = rec.save(out)
     study.set_user_attr("recommendation", rec.to_dict())

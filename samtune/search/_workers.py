@@ -30,6 +30,14 @@ from optuna.trial import FrozenTrial, TrialState
 from torch import nn
 
 from samtune.errors import SamtuneError
+from samtune.metrics import Metric, parse_metric
+from samtune.search._metric import (
+    metric_from_run,
+    metric_key,
+    metric_settings,
+    metric_shown,
+    value_name,
+)
 from samtune.search._objective import Objective, TrialSurplus, named_model_factory
 from samtune.search._options import HEARTBEAT_S
 from samtune.search._progress import Progress, is_surplus
@@ -70,6 +78,8 @@ class RunRecord:
     end_time: float | None = None  # --time-budget: when the whole run ends (time.time())
     confirm_runs: int = 0  # runs the confirmation needs at least (one seed per candidate)
     val_size: int | None = None  # validation examples (the forgetting pruner's noise margin)
+    metric: str = "accuracy"  # --metric: a name, or "cost:" and the cost file's absolute path
+    cost_matrix: list[list[float]] | None = None  # a cost metric's K x K costs (workers need no file)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -256,13 +266,16 @@ def worker_study(name: str, url: str, *, seed: int | None, heartbeat: int = HEAR
     if stored is None:
         raise SamtuneError(f"study {name!r} was not made by 'samtune search'; start it with samtune search first.")
     run = RunRecord.from_dict(stored)
-    pruner = make_pruner(run.pruner, epochs=run.epochs, top_k=run.top_k, val_size=run.val_size)
+    pruner = make_pruner(run.pruner, epochs=run.epochs, top_k=run.top_k, val_size=run.val_size,
+                         value_name=value_name(run.metric))
     study = optuna.load_study(study_name=name, storage=storage, sampler=make_sampler(seed), pruner=pruner)
     return study, run
 
 
-def worker_objective(study: optuna.Study, run: RunRecord) -> Objective:
-    """Rebuild the objective from the study's stored run settings (data checked by fingerprint)."""
+def worker_objective(study: optuna.Study, run: RunRecord, metric: str | None = None) -> Objective:
+    """Rebuild the objective from the study's stored run settings (data checked by fingerprint).
+
+    ``metric``: a ``--metric`` the worker was given; refused unless it is the study's."""
     from samtune.data import load_data
 
     if run.data is None or run.model is None:
@@ -274,11 +287,24 @@ def worker_objective(study: optuna.Study, run: RunRecord) -> Objective:
         raise SamtuneError(
             f"the data at {run.data!r} differs from the data study {study.study_name!r} was made "
             "on (fingerprint); give this worker the same files.")
+    stored = metric_from_run(run.metric, run.cost_matrix, dataset.num_classes)
+    if metric is not None:
+        check_metric(study.study_name, stored, parse_metric(metric, dataset.classes))
     space = SearchSpace.from_dict(run.space, where=f"study {study.study_name!r}")
     train_config = TrainConfig(epochs=run.epochs, batch_size=run.batch_size, seed=run.seed,
                                device=run.device)
     factory = named_model_factory(run.model, dataset)
-    return Objective(dataset, space, train_config, factory, seed=run.seed, target=run.trials)
+    return Objective(dataset, space, train_config, factory, seed=run.seed, target=run.trials,
+                     metric=stored)
+
+
+def check_metric(study: str, stored: Metric, given: Metric) -> None:
+    """Refuse a worker's ``--metric`` that is not the one the study searches."""
+    old, new = metric_settings(stored), metric_settings(given)
+    if metric_key(old) != metric_key(new):
+        raise SamtuneError(
+            f"study {study!r} searches --metric {metric_shown(old)}, not {metric_shown(new)}; "
+            "leave --metric out (a worker takes the study's) or pass the study's.")
 
 
 def trial_phase(run: RunRecord) -> tuple[float | None, list[Callable[..., None]]]:
@@ -292,15 +318,18 @@ def trial_phase(run: RunRecord) -> tuple[float | None, list[Callable[..., None]]
 
 
 def join(name: str, url: str, *, quota: int | None = None, seed: int | None = None,
-         heartbeat: int = HEARTBEAT_S, threads: int | None = None, progress: bool = True) -> int:
+         heartbeat: int = HEARTBEAT_S, threads: int | None = None, progress: bool = True,
+         metric: str | None = None) -> int:
     """``samtune worker``: run trials of an existing study until it reaches its target.
 
+    The worker searches the study's metric; ``metric``, when given, must be that one.
     Returns the number of trials this worker ran.
     """
     study, run = worker_study(name, url, seed=seed, heartbeat=heartbeat)
-    objective = worker_objective(study, run)
+    objective = worker_objective(study, run, metric)
     torch.set_num_threads(cpu_threads(objective.model_factory(), threads or run.threads))
-    report = Progress(run.trials, enabled=progress, prefix=f"worker {os.getpid()} ")
+    report = Progress(run.trials, enabled=progress, prefix=f"worker {os.getpid()} ",
+                      value_name=value_name(run.metric))
     objective.say = lambda text: report.say(report.prefix + text.lstrip())
     timeout, budget = trial_phase(run)
     if timeout is None or timeout > 0:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +45,11 @@ class TrainResult:
     def val_acc(self) -> float:
         return float(self.final.get("val_acc", float("nan")))
 
+    @property
+    def val_metric(self) -> float:
+        """The last epoch's ``val_metric`` (``val_acc`` unless ``train`` was given a metric)."""
+        return float(self.final.get("val_metric", float("nan")))
+
 
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (CPU and CUDA)."""
@@ -63,9 +69,8 @@ def evaluate(
     bf16: bool = False,
 ) -> tuple[float, float]:
     """Accuracy and mean cross-entropy of ``model`` on (x, y), in eval mode."""
-    correct, total_loss = _predict(model, x, y, batch_size=batch_size, bf16=bf16)
-    n = max(1, len(x))
-    return correct.sum().item() / n, total_loss / n
+    pred, total_loss = _predict(model, x, y, batch_size=batch_size, bf16=bf16)
+    return _accuracy(pred, y), total_loss / max(1, len(x))
 
 
 def correct_examples(
@@ -73,17 +78,30 @@ def correct_examples(
     bf16: bool = False,
 ) -> torch.Tensor:
     """Which examples of (x, y) ``model`` classifies correctly in eval mode (bool, on the CPU)."""
+    return predict_classes(model, x, y, batch_size=batch_size, bf16=bf16) == y.cpu()
+
+
+def predict_classes(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 1024,
+    bf16: bool = False,
+) -> torch.Tensor:
+    """The class ``model`` predicts (argmax) for each example of x, in eval mode (int64, on
+    the CPU); ``y`` only feeds the loss the pass computes on the way."""
     return _predict(model, x, y, batch_size=batch_size, bf16=bf16)[0]
+
+
+def _accuracy(pred: torch.Tensor, y: torch.Tensor) -> float:
+    return (pred == y.cpu()).sum().item() / max(1, len(pred))
 
 
 def _predict(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int, bf16: bool
 ) -> tuple[torch.Tensor, float]:
-    """Per-example correctness and the summed cross-entropy, in eval mode."""
+    """Per-example predicted class and the summed cross-entropy, in eval mode."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    correct, total_loss = [], 0.0
+    pred, total_loss = [], 0.0
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
     with torch.no_grad():
         for lo in range(0, len(x), batch_size):
@@ -91,9 +109,9 @@ def _predict(
             with autocast:
                 out = model(xb)
             total_loss += F.cross_entropy(out.float(), yb, reduction="sum").item()
-            correct.append((out.argmax(-1) == yb).cpu())
+            pred.append(out.argmax(-1).cpu())
     model.train(was_training)
-    return (torch.cat(correct) if correct else torch.zeros(0, dtype=torch.bool)), total_loss
+    return (torch.cat(pred) if pred else torch.zeros(0, dtype=torch.int64)), total_loss
 
 
 def train(
@@ -102,13 +120,15 @@ def train(
     sam_config: SAMConfig,
     config: TrainConfig | None = None,
     callbacks: list[Callback] | None = None,
+    val_metric: Callable[[torch.Tensor, torch.Tensor], float] | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``data`` (a ``samtune.data.Dataset``) with the SAM-family optimizer.
 
     Each epoch's history record holds: epoch, lr, rho, train_loss, train_acc, the forgetting
     metrics of the perturbed pass (flip_rate, loss_gap, p_drop, bias_perturbed; absent for the
     sgd baseline), bias_clean, forgetting_rate (example forgetting over the epoch), val_acc,
-    val_loss, step_time and epoch_time (seconds).
+    val_loss, val_metric, step_time and epoch_time (seconds). ``val_metric`` is
+    ``val_metric(y_val, predicted classes)`` (CPU tensors), or ``val_acc`` when none is given.
     """
     config = config or TrainConfig()
     callbacks = callbacks or []
@@ -172,14 +192,17 @@ def train(
                     cb.on_step_end(result.steps, metrics)
         if result.diverged:
             break
-        val_acc, val_loss = evaluate(
+        val_pred, val_loss_sum = _predict(
             model, data.x_val, data.y_val, batch_size=config.eval_batch_size, bf16=config.bf16
         )
+        val_acc, val_loss = _accuracy(val_pred, data.y_val), val_loss_sum / max(1, len(data.x_val))
         record = {"epoch": epoch, "lr": float(lr), "rho": float(rho) if sam_config.perturbs else 0.0}
         record.update(agg.result())  # flushes the last steps into the tracker too
         record["forgetting_rate"] = tracker.epoch_rate()
         tracker.end_epoch()
         record.update(val_acc=val_acc, val_loss=val_loss,
+                      val_metric=(val_acc if val_metric is None
+                                  else float(val_metric(data.y_val.cpu(), val_pred))),
                       step_time=float(np.median(step_times[-steps_per_epoch:])),
                       epoch_time=time.perf_counter() - t_epoch)
         result.history.append(record)

@@ -109,7 +109,7 @@ def test_every_seed_diverged_scores_nan(data, monkeypatch):
 
 def test_slow_epoch_lines_evaluation_settings_and_the_default_seed(data, monkeypatch):
     made, seen, evals = [], [], []
-    real_run, real_correct = _confirm.run_config, _confirm.correct_examples
+    real_run, real_predict = _confirm.run_config, _confirm.predict_classes
 
     class Recorder:
         def __init__(self, say, label, epochs):
@@ -119,13 +119,13 @@ def test_slow_epoch_lines_evaluation_settings_and_the_default_seed(data, monkeyp
         seen.append((seed, callbacks))
         return real_run(config, d, train_config, model_factory, seed=seed)
 
-    def correct(*args, **kwargs):
+    def predict(*args, **kwargs):
         evals.append(kwargs)
-        return real_correct(*args, **kwargs)
+        return real_predict(*args, **kwargs)
 
     monkeypatch.setattr(_confirm, "EpochProgress", Recorder)
     monkeypatch.setattr(_confirm, "run_config", run)
-    monkeypatch.setattr(_confirm, "correct_examples", correct)
+    monkeypatch.setattr(_confirm, "predict_classes", predict)
     sam, base = SAMConfig(variant="sam"), SAMConfig(variant="sgd", rho=0.0)
     train = TrainConfig(epochs=1, batch_size=16, bf16=True, eval_batch_size=7)
     confirm([(sam, None), (base, None)], data, train, factory, seeds=2, say=print)

@@ -84,6 +84,7 @@ def test_a_clear_gain_is_used_and_every_field_holds_its_known_value():
     assert [c["cost_multiplier"] for c in rec.candidates] == [2.333, 4.167, 1.0]
     assert rec.candidates[0] == {"description": "sam best", "config": sam["config"], "trial": 2,
                                  "val_accuracy": 0.9, "test_accuracy": sam["test_accuracy"],
+                                 "val_metric": 0.9, "test_metric": sam["test_accuracy"],
                                  "cost_multiplier": 2.333}
     assert rec.train == {"epochs": 4, "batch_size": 32, "model": "mlp"}
     assert rec.dataset == {"classes": ["a", "b"], "fingerprint": "f", "path": "data.csv"}
