@@ -16,6 +16,7 @@ from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
+import torch
 from torch import nn
 
 from samtune.metrics import Metric
@@ -79,10 +80,12 @@ class Runner:
     def __init__(self, data: Any, train_config: TrainConfig, model_factory: Callable[[], nn.Module],
                  *, seed: int = 0, total: int = 0,
                  on_run: Callable[[int, int, SAMConfig, int, float], None] | None = None,
-                 say: Callable[[str], None] | None = None, metric: Metric | None = None) -> None:
+                 say: Callable[[str], None] | None = None, metric: Metric | None = None,
+                 folds: Any = None) -> None:
         self.data, self.train_config, self.model_factory = data, train_config, model_factory
         self.seed, self.total, self.done, self.on_run, self.say = seed, total, 0, on_run, say
         self.metric, self.last_score = metric, float("nan")
+        self.folds = folds  # samtune.data._folds.Folds: run s trains and tests on fold s
 
     def record(self, config: SAMConfig, trial: FrozenTrial | None) -> dict[str, Any]:
         """An empty confirmation record of ``config`` (``add_seed`` fills it)."""
@@ -99,6 +102,9 @@ class Runner:
             "correct": [],  # per finite seed: which test examples it got right
             "pred": [],  # per finite seed: the class it predicts for each test example (int64)
             "step_times": [], "step_time": float("nan"), "epochs": 0, "seconds": 0.0,
+            # on folds: per run, each tested example's utility (None: diverged), and k
+            "fold_runs": [] if self.folds is not None else None,
+            "k": self.folds.k if self.folds is not None else None,
         }
 
     def _val_accuracy(self, trial: FrozenTrial | None) -> float | None:
@@ -114,20 +120,29 @@ class Runner:
         run_seed = CONFIRM_SEED_OFFSET + self.seed * 1000 + s
         slow = ([EpochProgress(self.say, f"confirm {self.done}/{self.total}", self.train_config.epochs)]
                 if self.say else [])
+        data = self.data if self.folds is None else self.folds.dataset(self.data, s)[0]
         t0 = time.perf_counter()
-        result = run_config(config, self.data, self.train_config, self.model_factory,
+        result = run_config(config, data, self.train_config, self.model_factory,
                             seed=run_seed, callbacks=slow)
         rec["seconds"] += time.perf_counter() - t0
         rec["epochs"] += result.epochs_trained
         acc = score = float("nan")
+        utility = None
         if not result.diverged:
-            pred = predict_classes(result.model, self.data.x_test, self.data.y_test,
+            pred = predict_classes(result.model, data.x_test, data.y_test,
                                    batch_size=self.train_config.eval_batch_size,
                                    bf16=self.train_config.bf16)
             rec.setdefault("pred", []).append(pred)
-            rec["correct"].append(pred == self.data.y_test.cpu())
+            rec["correct"].append(pred == data.y_test.cpu())
             acc = rec["correct"][-1].sum().item() / max(1, rec["correct"][-1].numel())
-            score = acc if is_accuracy(self.metric) else self.metric.score(self.data.y_test, pred)
+            score = acc if is_accuracy(self.metric) else self.metric.score(data.y_test, pred)
+            if rec.get("fold_runs") is not None:  # each tested example's utility
+                utility = (rec["correct"][-1].double() if is_accuracy(self.metric) else
+                           torch.as_tensor(self.metric.per_example(data.y_test, pred)))
+        if rec.get("fold_runs") is not None:
+            rec["fold_runs"].append(utility)
+            if utility is not None:  # the labels this seed's predictions are for
+                rec.setdefault("labels", []).append(data.y_test.cpu())
         _add(rec["test_accuracy"], acc)
         _add(rec.setdefault("test_metric", {"mean": float("nan"), "std": 0.0, "per_seed": []}), score)
         self.last_score = score

@@ -104,6 +104,8 @@ def gain_evidence(candidate: dict[str, Any], baseline: dict[str, Any], metric: M
     >>> round(ev["gain"], 2), ev["seed_se"], ev["seeds"]
     (0.25, None, [1, 1])
     """
+    if candidate.get("fold_runs") is not None and baseline.get("fold_runs") is not None:
+        return fold_gain(candidate, baseline)
     if metric is None or metric.name == "accuracy":
         return paired_gain(candidate, baseline)
     a, b = candidate.get("pred") or [], baseline.get("pred") or []
@@ -133,13 +135,66 @@ def gain_evidence(candidate: dict[str, Any], baseline: dict[str, Any], metric: M
     }
 
 
+def fold_gain(candidate: dict[str, Any], baseline: dict[str, Any]) -> dict[str, Any]:
+    """``paired_gain`` for fold runs: run r of both configurations trained on the same rows
+    and tested on the same fold, so each run is a paired cluster of test examples.
+
+    ``fold_runs``: per run, each tested example's utility (1/0 correct for accuracy; minus its
+    cost for a cost metric), None for a diverged run; only runs both have count. With d the
+    per-example differences over the N (run, example) pairs, the gain is their mean; the test
+    term var(d) / N; the seed term what the cluster-robust variance, R / (R - 1) * sum_r e_r**2
+    / N**2 (e_r: run r's summed difference minus the gain times its size), adds to it, never
+    below 0. So se**2 = max(cluster variance, var(d) / N).
+
+    >>> import torch
+    >>> base = {"fold_runs": [torch.tensor([1., 0, 0, 1]), torch.tensor([0., 1, 1, 0])], "k": 7}
+    >>> sam = {"fold_runs": [torch.tensor([1., 1, 0, 1]), torch.tensor([1., 1, 1, 0])], "k": 7}
+    >>> ev = fold_gain(sam, base)  # one example gained in each run
+    >>> ev["gain"], ev["n_test"], ev["seeds"], ev["design"]
+    (0.25, 8, [2, 2], 'folds')
+    """
+    pairs = [(a, b) for a, b in zip(candidate["fold_runs"], baseline["fold_runs"])
+             if a is not None and b is not None]
+    out = {"gain": math.nan, "se": math.nan, "bound": math.nan, "test_se": math.nan,
+           "seed_se": None, "n_test": 0, "seeds": [len(pairs)] * 2, "design": "folds",
+           "k": candidate.get("k")}
+    if not pairs:
+        return out
+    d = [torch.as_tensor(a, dtype=torch.float64) - torch.as_tensor(b, dtype=torch.float64)
+         for a, b in pairs]
+    flat = torch.cat(d)
+    n = flat.numel()
+    gain = flat.mean().item()
+    test_var = flat.var().item() / n if n > 1 else math.nan
+    seed_var, known = 0.0, len(d) > 1
+    if known:
+        resid = torch.tensor([r.sum().item() - gain * r.numel() for r in d], dtype=torch.float64)
+        cluster = len(d) / (len(d) - 1) * (resid**2).sum().item() / n**2
+        seed_var = max(0.0, cluster - (test_var if math.isfinite(test_var) else 0.0))
+    var = (test_var if math.isfinite(test_var) else 0.0) + seed_var
+    se = math.sqrt(var) if (math.isfinite(test_var) or known) else math.nan
+    out.update(gain=gain, se=se, bound=Z * se if math.isfinite(se) else math.nan,
+               test_se=math.sqrt(test_var) if math.isfinite(test_var) else math.nan,
+               seed_se=math.sqrt(seed_var) if known else None, n_test=n)
+    return out
+
+
 def projected_se(ev: dict[str, Any], seeds: int) -> float:
-    """The standard error ``ev`` would have with ``seeds`` seeds on both sides (seed terms
-    shrink as 1/S; the test-example term is kept: it is the split's own noise)."""
+    """The standard error ``ev`` would have with ``seeds`` seeds (runs) on both sides.
+
+    On one test split the seed terms shrink as 1/S and the test-example term is kept: it is
+    the split's own noise. On folds (``design`` "folds") more runs also test more examples:
+    the test term shrinks as 1/R up to a full repeat of the ``k`` folds (after which the same
+    examples are tested again), the seed term as 1/R."""
     test = ev["test_se"] if math.isfinite(ev["test_se"]) else 0.0
     seed = ev["seed_se"] or 0.0
     now = max(1, min(ev["seeds"]))
-    return math.sqrt(test**2 + seed**2 * now / max(seeds, now))
+    later = max(seeds, now)
+    if ev.get("design") == "folds":
+        k = ev.get("k") or later
+        test_part = test**2 * now / max(now, min(later, k))
+        return math.sqrt(test_part + seed**2 * now / later)
+    return math.sqrt(test**2 + seed**2 * now / later)
 
 
 def decide(ev: dict[str, Any], max_seeds: int) -> Verdict:
@@ -161,16 +216,15 @@ def final(ev: dict[str, Any], max_seeds: int) -> Verdict:
     return "inconclusive" if verdict == "open" else verdict
 
 
-def seeds_to_settle(ev: dict[str, Any]) -> int | None:
-    """Seeds per side at which the measured gain, were it the true one, would clear Z * se;
-    None when no number of seeds would (the test split's own noise is above it)."""
+def seeds_to_settle(ev: dict[str, Any], most: int = 100) -> int | None:
+    """Seeds (runs) per side at which the measured gain, were it the true one, would clear
+    Z * se (``projected_se``); None when no number up to ``most`` would (the test data's own
+    noise is above it: more data would settle it, not more seeds)."""
     gain = ev["gain"]
-    if not (math.isfinite(gain) and gain > 0):
-        return None
-    test = ev["test_se"] if math.isfinite(ev["test_se"]) else 0.0
-    room = (gain / Z) ** 2 - test**2
-    seed = ev["seed_se"] or 0.0
-    if room <= 0:
+    if not (math.isfinite(gain) and gain > 0 and math.isfinite(ev["se"])):
         return None
     now = max(1, min(ev["seeds"]))
-    return max(now + 1, math.ceil(seed**2 * now / room))
+    for seeds in range(now + 1, most + 1):
+        if Z * projected_se(ev, seeds) < gain:
+            return seeds
+    return None

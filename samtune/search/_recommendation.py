@@ -168,8 +168,8 @@ def build_recommendation(
         seeds = min(ev["seeds"])
         allowed = seeds if stopped == "budget" or max_seeds is None else max(max_seeds, seeds)
         verdict = final(ev, allowed)
-        evidence = {"candidate": best_sam["description"], **ev, "z": Z, "max_seeds": allowed,
-                    "stopped": stopped}
+        evidence = {"candidate": best_sam["description"], "design": "test split", **ev, "z": Z,
+                    "max_seeds": allowed, "stopped": stopped}
         if verdict == "use":
             chosen, gain = best_sam, ev["gain"]
         elif verdict == "inconclusive":
@@ -281,7 +281,8 @@ def _per_class(c: dict[str, Any], y_test: Any, classes: int | None) -> dict[str,
     preds = c.get("pred") or []
     if not preds or y_test is None or not classes:
         return {}
-    counts = np.sum([confusion(y_test, p, classes) for p in preds], axis=0)
+    labels = c.get("labels") or [y_test] * len(preds)  # on folds: each run's own test fold
+    counts = np.sum([confusion(y, p, classes) for y, p in zip(labels, preds)], axis=0)
     recall = np.divide(np.diagonal(counts), counts.sum(axis=1),
                        out=np.zeros(classes), where=counts.sum(axis=1) > 0)
     return {"confusion": counts.tolist(), "per_class_recall": recall.tolist()}
@@ -337,16 +338,19 @@ def _noise_text(ev: dict[str, Any], scale: Scale = _PP) -> str:
     seed = ("seed spread unknown with one seed" if ev["seed_se"] is None
             else f"seeds {scale.num(ev['seed_se'])}")
     test = f"test examples {scale.num(ev['test_se'])}" if math.isfinite(ev["test_se"]) else "no test pairing"
+    runs = (f"{seeds[0]} fold runs each, {ev['n_test']} examples tested"
+            if ev.get("design") == "folds" else f"{seeds[0]} vs {seeds[1]} seeds")
     return (f"noise bound {scale.amount(ev['bound'])} ({ev['z']:g} x SE {scale.amount(ev['se'])}: "
-            f"{test}, {seed}; {seeds[0]} vs {seeds[1]} seeds)")
+            f"{test}, {seed}; {runs})")
 
 
 def _settle_text(ev: dict[str, Any], scale: Scale = _PP) -> str:
     """What would settle an inconclusive verdict."""
     need = ev.get("seeds_to_settle")
     if need is None:
-        return (f"the test split's own noise ({scale.amount(ev['test_se'])} per SE over "
-                f"{ev['n_test']} examples) is too large for this gain: more test data would settle it")
+        where = "the data's" if ev.get("design") == "folds" else "the test split's"
+        return (f"{where} own noise ({scale.amount(ev['test_se'])} per SE over "
+                f"{ev['n_test']} examples) is too large for this gain: more data would settle it")
     why = "the time budget ended" if ev.get("stopped") == "budget" else f"{ev['max_seeds']} seeds were the most allowed"
     return (f"{why}; if the measured gain is the true one, about {need} seeds per side would "
             f"settle it (--max-confirm-seeds {need})")

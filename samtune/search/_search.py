@@ -201,18 +201,22 @@ def search_settings(dataset: Dataset, module: nn.Module | None = None, **options
     return plan(dataset, SearchOptions(**options), module).settings
 
 
-def warn_small_test(dataset: Dataset) -> None:
-    """Warn when the test split is too small to show a gain of ``RESOLVE_GAIN``.
+def warn_small_test(dataset: Dataset, metric: Any = None) -> None:
+    """Warn when the examples the confirmation tests are too few to show a gain of
+    ``RESOLVE_GAIN``: the test split, or on folds every example outside val.
 
     The verdict's noise bound includes twice the standard error of the paired per-example
     difference. Even a gain with no example lost, a share g of n examples, has a standard error
     of sqrt(g (1 - g) / n), so it counts only when g > 4 / (n + 4).
     """
-    n = len(dataset.y_test)
+    folds = getattr(dataset, "folds", None)
+    on_folds = folds is not None and decomposable(metric)
+    n = folds.n if on_folds else len(dataset.y_test)
+    what = "the examples outside val (tested on folds)" if on_folds else "the test split"
     smallest = 4 / (n + 4)
     if smallest > RESOLVE_GAIN:
         warnings.warn(
-            f"the test split has {n} example(s): a gain must exceed about {100 * smallest:.1f} pp "
+            f"{what} has {n} example(s): a gain must exceed about {100 * smallest:.1f} pp "
             f"to beat the noise bound even when no example is lost, so a gain of "
             f"{100 * RESOLVE_GAIN:.0f} pp cannot be shown; use more data (at least "
             f"{math.ceil(4 / RESOLVE_GAIN - 4)} test examples) for a verdict that can say 'use'",
@@ -233,6 +237,12 @@ def confirm_seeds(study: optuna.Study, opts: SearchOptions, n_candidates: int, e
         say(f"--time-budget: {fmt_time(left)} left, about {fmt_time(run)} per run: confirming "
             f"with {fit} seed(s) instead of {opts.confirm_seeds}")
     return fit
+
+
+def decomposable(metric: Any) -> bool:
+    """Whether the metric is a mean over examples (accuracy, a cost), so that runs on
+    different folds can be pooled example by example."""
+    return metric is None or metric.decomposable
 
 
 def fits(confirmed: list[dict[str, Any]], runs: int, end_time: float | None) -> bool:
@@ -260,7 +270,7 @@ def _search(data: str | Dataset, model: nn.Module | None, opts: SearchOptions) -
     name = opts.study or default_study_name(data, opts.model if model is None else None)
     storage_url = opts.storage or default_storage_url(name)
     shown_url = mask_url(storage_url)
-    warn_small_test(dataset)
+    warn_small_test(dataset, p.metric)
     pruner = make_pruner(opts.pruner, epochs=opts.epochs, seed=opts.seed, top_k=opts.top_k,
                          val_size=len(dataset.y_val), value_name=value_name(p.metric.name))
     study = open_search_study(name, storage_url, p.settings, p.space, pruner, opts.seed,
@@ -318,15 +328,19 @@ def _search(data: str | Dataset, model: nn.Module | None, opts: SearchOptions) -
     candidates = pick_candidates(study, opts.top_k, dict(p.space.base_kwargs, lr=opts.lr or 0.05))
     seeds = confirm_seeds(study, opts, len(candidates), end_time, progress.say)
     max_seeds = max(seeds, opts.max_confirm_seeds or 2 * opts.confirm_seeds)
+    folds = dataset.folds if dataset.folds is not None and decomposable(p.metric) else None
+    where = ("on the held-out test split" if folds is None else
+             f"on {folds.k} stratified folds of the {folds.n} examples outside val (samtune "
+             "carved the test split: one fold per run)")
     progress.say(f"confirming {len(candidates)} configuration(s) x {seeds} seed(s) "
-                 f"on the held-out test split (up to {max_seeds} while the verdict is open)")
+                 f"{where} (up to {max_seeds} while the verdict is open)")
 
     def on_run(i: int, n: int, config: Any, s: int, acc: float) -> None:
         scored = "" if is_accuracy(p.metric) else f", test {metric_label(p.metric)} {runner.last_score:.4f}"
         progress.say(f"  confirm {i}/{n}: {config.describe()} seed {s}: test_acc {acc:.4f}{scored}")
 
     runner = Runner(dataset, p.train_config, p.factory, seed=opts.seed, on_run=on_run,
-                    say=progress.say, metric=p.metric)
+                    say=progress.say, metric=p.metric, folds=folds)
     confirmed = confirm(candidates, dataset, p.train_config, p.factory, seeds=seeds, runner=runner)
     stopped = settle(confirmed, runner, max_seeds=max_seeds, say=progress.say,
                      afford=lambda runs: fits(confirmed, runs, end_time))

@@ -61,5 +61,13 @@ def test_a_small_test_split_is_warned_about_before_the_trials(tiny):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         warn_small_test(SimpleNamespace(y_test=range(300)))
+    # on folds the confirmation tests every example outside val: 300 of them are enough
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_small_test(SimpleNamespace(y_test=range(27), folds=SimpleNamespace(n=300)))
+    with pytest.warns(UserWarning, match="examples outside val .* has 100 example"):
+        warn_small_test(SimpleNamespace(y_test=range(27), folds=SimpleNamespace(n=100)))
+    # a metric that is not a mean over examples stays on the carved test split (27 of wine)
     with pytest.warns(UserWarning, match="test split has 27"):
-        search("builtin:wine", **{**tiny, "trials": 1, "epochs": 1, "confirm_seeds": 1})
+        search("builtin:wine", **{**tiny, "trials": 1, "epochs": 1, "confirm_seeds": 1,
+                                  "metric": "balanced_accuracy"})

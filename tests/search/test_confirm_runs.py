@@ -158,3 +158,38 @@ def test_the_same_configuration_in_another_key_order_is_one_candidate():
         t.set_user_attr("config", config)
         study.tell(t, value)
     assert [t.number for _, t in pick_candidates(study, 2, {"lr": 0.05})] == [0, 2, 3]
+
+
+def test_on_folds_run_s_trains_and_tests_on_fold_s_for_every_configuration(data, monkeypatch):
+    from samtune.search._confirm import Runner, settle
+
+    trained, tested = [], []
+    real = _confirm.run_config
+
+    def recording(config, d, train_config, model_factory, *, seed, callbacks=None):
+        trained.append((config.variant, len(d.y_train), d.x_test[:, 0].tolist()))
+        result = real(config, d, train_config, model_factory, seed=seed, callbacks=callbacks)
+        with torch.no_grad():
+            tested.append(result.model.eval()(d.x_test).argmax(-1) == d.y_test)
+        return result
+
+    monkeypatch.setattr(_confirm, "run_config", recording)
+    folds = data.folds
+    sam = SAMConfig(variant="sam", rho=0.05, base_kwargs={"lr": 0.1})
+    base = SAMConfig(variant="sgd", rho=0.0, base_kwargs={"lr": 0.1})
+    runner = Runner(data, TrainConfig(epochs=1, batch_size=16), factory, folds=folds)
+    out = confirm([(sam, None), (base, None)], data, runner.train_config, factory, seeds=2,
+                  runner=runner)
+    for c, offset in zip(out, (0, 2)):
+        assert c["k"] == folds.k and len(c["fold_runs"]) == 2
+        for s in range(2):
+            _, rows = folds.indices(s)
+            want = folds.x[rows][:, 0].tolist()
+            assert trained[offset + s][2] == pytest.approx(want)  # tested on fold s
+            assert torch.equal(c["fold_runs"][s], tested[offset + s].double())
+            assert torch.equal(c["labels"][s], torch.as_tensor(folds.y[rows]))
+    assert trained[0][2] == trained[2][2] and trained[1][2] == trained[3][2]  # same folds, paired
+    assert trained[0][2] != trained[1][2]
+    settle(out, runner, max_seeds=3, afford=lambda runs: True)
+    n = len(out[0]["fold_runs"])
+    assert n == len(out[1]["fold_runs"]) and n in (2, 3)

@@ -114,3 +114,32 @@ def test_settle_stops_at_the_budget_and_at_max_seeds():
     runner.calls.clear()
     decided = settle([_record("sgd", runner, 3)], runner, max_seeds=9)
     assert decided == "decided" and runner.calls == ["sgd"] * 3  # no SAM candidate: nothing to settle
+
+
+def test_fold_runs_are_paired_clusters_with_a_cluster_robust_standard_error():
+    import numpy as np
+
+    from samtune.search._evidence import fold_gain
+
+    gen = torch.Generator().manual_seed(1)
+    sizes = (40, 41, 40)
+    base = [(torch.rand(n, generator=gen) < 0.7).double() for n in sizes]
+    sam = [(torch.rand(n, generator=gen) < 0.8).double() for n in sizes]
+    ev = fold_gain({"fold_runs": sam, "k": 7}, {"fold_runs": base + [None], "k": 7})
+    d = np.concatenate([(a - b).numpy() for a, b in zip(sam, base)])
+    n = len(d)
+    assert ev["n_test"] == n == 121 and ev["seeds"] == [3, 3] and ev["design"] == "folds"
+    assert ev["gain"] == pytest.approx(d.mean())
+    assert ev["test_se"] == pytest.approx(math.sqrt(d.var(ddof=1) / n))
+    resid = [(a - b).sum().item() - d.mean() * len(a) for a, b in zip(sam, base)]
+    cluster = 3 / 2 * sum(r * r for r in resid) / n**2
+    assert ev["se"] == pytest.approx(math.sqrt(max(cluster, d.var(ddof=1) / n)))
+    assert ev["bound"] == pytest.approx(2 * ev["se"])
+
+
+def test_on_folds_more_runs_shrink_the_test_term_until_a_repeat_is_full():
+    ev = {**_ev(0.01, 0.004, 0.002, seeds=3), "design": "folds", "k": 6}
+    assert projected_se(ev, 6) == pytest.approx(math.sqrt(0.004**2 / 2 + 0.002**2 / 2))
+    assert projected_se(ev, 12) == pytest.approx(math.sqrt(0.004**2 / 2 + 0.002**2 / 4))
+    single = _ev(0.01, 0.004, 0.002, seeds=3)
+    assert projected_se(single, 6) == pytest.approx(math.sqrt(0.004**2 + 0.002**2 / 2))

@@ -73,7 +73,7 @@ def test_a_clear_gain_is_used_and_every_field_holds_its_known_value():
     assert rec.test_accuracy == sam["test_accuracy"]
     assert rec.baseline["config"] == base["config"] and rec.baseline["tuned"] is True
     assert rec.baseline["test_accuracy"] == base["test_accuracy"]
-    assert rec.evidence == {"candidate": "sam best", "gain": pytest.approx(0.3), "se": pytest.approx(se),
+    assert rec.evidence == {"candidate": "sam best", "design": "test split", "gain": pytest.approx(0.3), "se": pytest.approx(se),
                             "bound": pytest.approx(2 * se), "test_se": pytest.approx(se),
                             "seed_se": 0.0, "n_test": N, "seeds": [2, 2], "z": 2.0, "max_seeds": 2,
                             "stopped": "decided", "stability": {"n": 0, "neighbours": []}}
