@@ -12,8 +12,8 @@ import torch
 
 from samtune.data._builtin import load_builtin
 from samtune.data._dataset import Dataset
-from samtune.data._folds import make_folds
 from samtune.data._fingerprint import dataset_fingerprint
+from samtune.data._folds import make_folds
 from samtune.data._images import has_images, load_image_folder
 from samtune.data._npz import load_npz
 from samtune.data._raw import RawData

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
 import torch
+from optuna.trial import FrozenTrial, TrialState
 from torch import nn
 
 from samtune.metrics import Metric
