@@ -137,6 +137,8 @@ def trial_counts(storage: str, study: str) -> dict[str, int]:
     import optuna
     from optuna.trial import TrialState
 
+    from samtune.search._stages import searched
+
     s = optuna.load_study(study_name=study, storage=storage)
     trials = s.get_trials(deepcopy=False)
     warm = [t for t in trials if "fixed_params" in t.system_attrs]
@@ -144,7 +146,7 @@ def trial_counts(storage: str, study: str) -> dict[str, int]:
     return {"n_trials": len(trials), "n_complete": len(complete),
             "n_pruned": sum(t.state == TrialState.PRUNED for t in trials),
             "n_warm_start": len(warm),
-            "n_complete_searched": sum("fixed_params" not in t.system_attrs for t in complete)}
+            "n_complete_searched": sum(searched(t) for t in complete)}
 
 
 def score(job: tuple[str, int, str, str, dict[str, Any]]) -> dict[str, Any]:

@@ -12,7 +12,8 @@ stopped, seeds_to_settle for "inconclusive", stability; see ``_evidence``; empty
 SAM-family configuration was confirmed), cost_multiplier (step time of config over the baseline's,
 measured side by side), candidates (every confirmed configuration), train (epochs, batch_size,
 model), dataset {fingerprint, path, classes, split_sizes, ...}, study {name, storage, n_trials,
-n_complete, n_pruned, n_complete_searched (completed trials that were not enqueued)}, compute {search_epochs, confirmation_epochs, epochs}, samtune_version.
+n_complete, n_pruned, n_complete_searched (completed trials the search chose: sampled, or
+neighbours of its best family trial; not the baseline grid or the warm starts)}, compute {search_epochs, confirmation_epochs, epochs}, samtune_version.
 
 The metric (``--metric``; accuracy by default): metric {name, description, greater_is_better},
 test_metric {mean, std, per_seed} of config on it (the score: for a cost the mean cost, lower
@@ -49,6 +50,7 @@ from samtune.optim import SAMConfig
 from samtune.search._confirm import mean_utility
 from samtune.search._evidence import Z, final, gain_evidence, seeds_to_settle
 from samtune.search._metric import Scale, is_accuracy, metric_label, scale_of
+from samtune.search._stages import searched
 
 VERDICTS = ("use", "keep-baseline", "inconclusive")
 _PP = Scale()  # gains in percentage points (every metric but a cost)
@@ -236,8 +238,7 @@ def build_recommendation(
         study={"name": study.study_name, "storage": storage_url, "n_trials": len(trials),
                "n_complete": sum(t.state == TrialState.COMPLETE for t in trials),
                "n_pruned": sum(t.state == TrialState.PRUNED for t in trials),
-               "n_complete_searched": sum(t.state == TrialState.COMPLETE
-                                          and "fixed_params" not in t.system_attrs
+               "n_complete_searched": sum(t.state == TrialState.COMPLETE and searched(t)
                                           for t in trials)},
         compute={"search_epochs": search_epochs, "confirmation_epochs": confirm_epochs,
                  "epochs": search_epochs + confirm_epochs},

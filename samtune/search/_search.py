@@ -352,7 +352,7 @@ def _search(data: str | Dataset, model: nn.Module | None, opts: SearchOptions) -
     study.set_user_attr("recommendation", rec.to_dict())
     st = rec.study
     progress.say(f"trials: {st['n_complete']} complete ({st['n_complete_searched']} of them "
-                 f"searched, the rest enqueued: baseline grid and warm starts), "
+                 f"chosen by the search, the rest the baseline grid and warm starts), "
                  f"{st['n_pruned']} pruned")
     progress.say(f"done in {fmt_time(time.monotonic() - t_start)}: {rec.summary}")
     progress.say(f"recommendation: {json_path} (and .yaml)")

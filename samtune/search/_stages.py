@@ -36,6 +36,7 @@ from optuna.trial import FrozenTrial, TrialState
 from samtune.optim import SAMConfig, get_variant
 from samtune.search._space import SearchSpace
 
+ORIGIN_ATTR = "origin"  # trial user attribute of an enqueued neighbour: "neighbour"
 STAGE_ATTR = "samtune_stage"  # study user attribute, set when the baseline stage is settled
 TRIAL_STAGE = "stage"  # trial user attribute: "baseline" or "family"
 BASELINE_POINTS = 5  # baseline trials on the space's lr range before any extension (at most)
@@ -134,7 +135,8 @@ def _has_run(trial: FrozenTrial, params: dict[str, Any]) -> bool:
     return all(k in trial.params and trial.params[k] == v for k, v in params.items())
 
 
-def enqueue_warm_start(study: optuna.Study, warm: list[dict[str, Any]], target: int) -> int:
+def enqueue_warm_start(study: optuna.Study, warm: list[dict[str, Any]], target: int,
+                       user_attrs: dict[str, Any] | None = None) -> int:
     """Enqueue the warm-start configurations that no live trial holds, as many as the trials
     still to run; returns how many were enqueued.
 
@@ -149,7 +151,7 @@ def enqueue_warm_start(study: optuna.Study, warm: list[dict[str, Any]], target: 
     finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in live)
     room = target - finished - sum(t.state == TrialState.WAITING for t in live)
     for params in missing[:max(0, room)]:
-        study.enqueue_trial(params)
+        study.enqueue_trial(params, user_attrs=user_attrs)
     return min(len(missing), max(0, room))
 
 
@@ -164,7 +166,9 @@ def enqueue_stage(study: optuna.Study, space: SearchSpace, target: int) -> None:
     record = stage_record(study)
     if record is not None:
         family = SearchSpace.from_dict(record["space"], where="the study's family space")
-        enqueue_warm_start(study, family.warm_start_params() + record.get("neighbours", []), target)
+        enqueue_warm_start(study, family.warm_start_params(), target)
+        enqueue_warm_start(study, record.get("neighbours", []), target,
+                           user_attrs={ORIGIN_ATTR: "neighbour"})
         advance(study, space, target)
         return
     enqueue_warm_start(study, baseline_params(space, target), target)
@@ -217,7 +221,7 @@ def _refine(study: optuna.Study, record: dict[str, Any], target: int) -> str | N
     space = SearchSpace.from_dict(record["space"], where="the study's family space")
     points = neighbours(space, dict(best.params))
     study.set_user_attr(STAGE_ATTR, {**record, "refined_around": best.number, "neighbours": points})
-    n = enqueue_warm_start(study, points, target)
+    n = enqueue_warm_start(study, points, target, user_attrs={ORIGIN_ATTR: "neighbour"})
     if not n:
         return None
     return (f"family: trying {n} neighbour(s) of trial {best.number} "
@@ -269,3 +273,10 @@ def advance(study: optuna.Study, space: SearchSpace, target: int) -> str | None:
     return (f"baseline tuned: lr {best_lr:.3g}{edge}, val {best.value:.4f}, best of {len(lrs)} "
             f"baseline trial(s) over lr {lrs[0]:.3g}-{lrs[-1]:.3g}; searching the SAM family "
             f"at {span}")
+
+
+def searched(trial: FrozenTrial) -> bool:
+    """Whether the search chose ``trial``'s configuration (sampled, or a neighbour of its best
+    family trial), as opposed to the baseline grid and the warm starts it enqueues as given."""
+    return ("fixed_params" not in trial.system_attrs
+            or trial.user_attrs.get(ORIGIN_ATTR) == "neighbour")

@@ -20,6 +20,7 @@ from samtune.search._stages import (
     family_space,
     neighbours,
     sample_baseline,
+    searched,
     trial_space,
 )
 
@@ -138,6 +139,8 @@ def test_after_the_warm_starts_the_best_family_trials_neighbours_run():
     assert record["neighbours"] == want  # lr / 2 is the range's low end, exactly
     assert all("fixed_params" in t.system_attrs for t in family[4:9])
     assert "fixed_params" not in family[9].system_attrs  # TPE samples what remains
+    # the search chose the neighbours and the sampled trials, not the grid or the warm starts
+    assert [searched(t) for t in study.trials] == [False] * 5 + [False] * 4 + [True] * 7
     enqueue_stage(study, sp, 30)  # a resumed study runs none of them again
     assert not study.get_trials(states=(TrialState.WAITING,))
 
