@@ -13,7 +13,12 @@ would. Each outcome is scored against the bank's truth (``benchmarks/bank``):
   configuration over the bank's tuned baseline;
 - ``baseline_gap_pp``: the bank's tuned baseline minus the baseline the search compared against;
 - ``compute_runs``: the call's wall time (confirmation included) in units of one training run of
-  the bank's tuned baseline, timed in the same process before and after the call.
+  the bank's tuned baseline, timed in the same process before and after the call;
+- ``bank_cost``: the bank's step-cost ratio of the recommended configuration's (variant, m,
+  schedule) (None when the bank has no cost for it, e.g. a perturb schedule), and, where the
+  bank says SAM helps and the verdict is "use", ``cost_over_cheapest``: that over the bank's
+  cheapest cell within noise of its best (``truth.cheapest_cost``); 1 is as cheap as the bank's
+  answer (the summary's ``mean_cost_over_cheapest``).
 
 A configuration that is not a bank cell (the search's rho and lr are continuous) is retrained in
 the bank's protocol (its data, model, budget and first ``SEEDS`` seeds) and cached in
@@ -95,6 +100,15 @@ def retrain(task, config, seed: int, key: str) -> dict[str, Any]:
     return {"type": "run", "task": task.name, "key": key, "config": config.to_dict(),
             "seed": seed, "history": {}, "pred": None if pred is None else encode_u8(pred),
             "diverged": result.diverged}
+
+
+def bank_cost(store: Store, config) -> float | None:
+    """The bank's step-cost ratio of ``config``'s (variant, m, schedule); None when the bank
+    has none (its cells never use a perturb schedule)."""
+    if config.perturb != "always":
+        return None
+    cost = store.cost(Cell.from_config(config).cost_key)
+    return cost if math.isfinite(cost) else None
 
 
 def baseline_run_seconds(task, config) -> float:
@@ -179,6 +193,9 @@ def score(job: tuple[str, int, str, str, dict[str, Any]]) -> dict[str, Any]:
     base_acc, _ = accuracy(task, store, cache, rec.baseline_config)
     actual_gain = acc - t.baseline_acc
     run_unit = statistics.fmean(unit)
+    cost = bank_cost(store, rec.config)
+    over_cheapest = (cost / t.cheapest_cost if cost is not None and t.sam_helps
+                     and rec.verdict == "use" and 0 < t.cheapest_cost < math.inf else None)
     return {
         "task": name, "seed": seed, "verdict": rec.verdict,
         "true_verdict": "use" if t.sam_helps else "keep-baseline",
@@ -191,6 +208,7 @@ def score(job: tuple[str, int, str, str, dict[str, Any]]) -> dict[str, Any]:
         "baseline_gap_pp": 100 * (t.baseline_acc - base_acc),
         "compute_runs": wall / run_unit, "wall_s": round(wall, 1),
         "baseline_run_s": round(run_unit, 2), "cost_multiplier": rec.cost_multiplier,
+        "bank_cost": cost, "cost_over_cheapest": over_cheapest,
         "summary": rec.summary, "confirm_seeds": rec.evidence.get("seeds"), **counts,
     }
 
@@ -208,6 +226,7 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     out["mean_abs_claimed_gain_error_pp"] = mean("claimed_gain_error_pp", abs)
     out["worst_regret_pp"] = max((r["regret_pp"] for r in runs), default=math.nan)
     out["mean_complete_searched"] = mean("n_complete_searched")
+    out["mean_cost_over_cheapest"] = mean("cost_over_cheapest")
     decided = [r for r in runs if r["verdict"] != "inconclusive"]
     out["inconclusive_share"] = 1 - len(decided) / len(runs) if runs else math.nan
     out["decided_accuracy"] = (statistics.fmean(r["verdict_correct"] for r in decided)
@@ -217,14 +236,15 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def table(tasks: list[dict[str, Any]], runs: list[dict[str, Any]], summary: dict[str, Any]) -> str:
-    lines = ["task                 helps  seed verdict        ok  regret  claim_err  base_gap  runs  searched  config"]
+    lines = ["task                 helps  seed verdict        ok  regret  claim_err  base_gap  runs  searched  cost  config"]
     helps = {t["name"]: t["sam_helps"] for t in tasks}
     for r in sorted(runs, key=lambda r: (r["task"], r["seed"])):
         lines.append(
             f"{r['task']:<20} {'yes' if helps[r['task']] else 'no':<6} {r['seed']:>4} "
             f"{r['verdict']:<14} {'Y' if r['verdict_correct'] else 'N':<3} {r['regret_pp']:>6.2f} "
             f"{r['claimed_gain_error_pp']:>10.2f} {r['baseline_gap_pp']:>9.2f} "
-            f"{r['compute_runs']:>5.1f} {r['n_complete_searched']:>9}  {r['config']}")
+            f"{r['compute_runs']:>5.1f} {r['n_complete_searched']:>9}  "
+            f"{'-' if r.get('bank_cost') is None else format(r['bank_cost'], '.2f'):>4}  {r['config']}")
     s = summary
     lines.append(
         f"summary over {s['n_runs']} runs: verdict accuracy {s['verdict_accuracy']:.2f} "
@@ -232,7 +252,8 @@ def table(tasks: list[dict[str, Any]], runs: list[dict[str, Any]], summary: dict
         f"{s['regret_pp']:.2f} pp (worst {s['worst_regret_pp']:.2f}), mean |claimed-gain error| "
         f"{s['mean_abs_claimed_gain_error_pp']:.2f} pp, mean baseline gap {s['baseline_gap_pp']:.2f} pp, "
         f"compute {s['compute_runs']:.1f} baseline runs, searched trials completed "
-        f"{s['mean_complete_searched']:.1f}")
+        f"{s['mean_complete_searched']:.1f}, cost over the bank's cheapest near its best "
+        f"{s['mean_cost_over_cheapest']:.2f}")
     return "\n".join(lines)
 
 

@@ -49,13 +49,14 @@ def as_dataset(data: Any, *, seed: int = 0, target: str | None = None) -> Datase
 
 
 def find_recommendation(storage: str, settings: dict[str, Any], budget: int,
+                        max_cost: float | None = None,
                         ) -> tuple[tuple[str, Recommendation] | None, list[str]]:
     """The recommendation of a stored study that matches the request, and why the others
     made on this data and architecture do not.
 
     A study matches when it was made on the same data (fingerprint) and model architecture
-    with the same search space, epochs per trial and batch size, and ran at least ``budget``
-    trials. Returns ``((study name, recommendation) or None, ["study 'x': epochs 3 vs 30", ...])``.
+    with the same search space, epochs per trial and batch size, ran at least ``budget``
+    trials, and recommended under the same ``max_cost`` (none: no limit). Returns ``((study name, recommendation) or None, ["study 'x': epochs 3 vs 30", ...])``.
     """
     path = storage[len("sqlite:///"):] if storage.startswith("sqlite:///") else None
     if path is not None and not Path(path).exists():
@@ -70,6 +71,9 @@ def find_recommendation(storage: str, settings: dict[str, Any], budget: int,
         trials = summary.user_attrs.get(RUN_ATTR, {}).get("trials", 0)
         if trials < budget:
             differ.append(f"budget {trials} vs {budget} trial(s)")
+        held = summary.user_attrs["recommendation"].get("max_cost")
+        if held != max_cost:
+            differ.append(f"max_cost {held} vs {max_cost}")
         if differ:
             mismatches.append(f"study {summary.study_name!r}: {'; '.join(differ)}")
             continue
@@ -129,6 +133,7 @@ def autoconfigure(
     seed: int = 0,
     progress: bool = False,
     fresh: bool = False,
+    max_cost: float | None = None,
     **search_options: Any,
 ) -> AutoConfig:
     """Configure SAM for *your* model and data; returns the optimizer and lr scheduler.
@@ -144,7 +149,9 @@ def autoconfigure(
     recommended m divides your batches). ``steps_per_epoch`` x ``epochs`` wires the rho and lr
     schedules to your run. ``search_options`` are further ``SearchOptions`` fields, e.g.
     ``metric="balanced_accuracy"``; a stored study is reused only if it was judged on the same
-    metric.
+    metric. ``max_cost``: recommend only a configuration at most that many times the
+    baseline's training cost (``SearchOptions.max_cost``); a stored recommendation is reused
+    only if it was made under the same limit.
 
     >>> auto = autoconfigure(model, loader, epochs=20)  # doctest: +SKIP
     >>> for x, y in loader:  # doctest: +SKIP
@@ -163,10 +170,11 @@ def autoconfigure(
     signature = model_signature(model)
     url = storage or default_storage_url(AUTO_STUDIES)
     opts = SearchOptions(trials=budget, epochs=search_epochs or epochs, batch_size=batch_size,
-                         storage=url, seed=seed, progress=progress, **search_options)
+                         storage=url, seed=seed, progress=progress, max_cost=max_cost,
+                         **search_options)
     fields = {k: getattr(opts, k) for k in opts.__dataclass_fields__ if k not in ("model", "study")}
     settings = search_settings(dataset, module=model, **fields)
-    found, mismatches = (None, []) if fresh else find_recommendation(url, settings, budget)
+    found, mismatches = (None, []) if fresh else find_recommendation(url, settings, budget, max_cost)
     if found is not None:
         study_name, rec = found
         reused, where = True, f"reused study {study_name!r} (same data, architecture, epochs, batch size; >= {budget} trials)"

@@ -38,6 +38,9 @@ def test_reuse_needs_the_same_epochs_batch_size_and_budget(tmp_path):
     bigger = autoconfigure(_net(), _loader(16), epochs=2, budget=3, **common)
     assert not bigger.reused and "budget 2 vs 3 trial(s)" in bigger.message
     assert bigger.recommendation.study["n_trials"] >= 3
+    limited = autoconfigure(_net(), _loader(16), epochs=2, budget=2, max_cost=1.5, **common)
+    assert not limited.reused and "max_cost None vs 1.5" in limited.message
+    assert limited.recommendation.max_cost == 1.5 and limited.recommendation.cost_multiplier <= 1.5
 
 
 @pytest.mark.slow

@@ -10,7 +10,8 @@ import pytest
 MODULES = ["samtune", "samtune.optim", "samtune.optim._build", "samtune.optim._config",
            "samtune.optim._variants", "samtune.schedules._rho", "samtune.schedules._lr",
            "samtune.search._recommendation", "samtune.search._progress", "samtune.search._metric",
-           "samtune.search._evidence", "samtune.api", "samtune.data._arrays"]
+           "samtune.search._evidence", "samtune.search._cost", "samtune.train._loop",
+           "samtune.api", "samtune.data._arrays"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -116,6 +116,7 @@ def _recommendation(study: optuna.Study, rec: dict[str, Any] | None) -> str:
         judged,
         f"<p>Gain over the tuned baseline: <b id=\"gain\">{_e(gain)}</b>; cost: "
         f"<b id=\"cost\">{_e(rec['cost_multiplier'])}x</b> the baseline's step time.</p>",
+        _best_line(rec),
         _table(headers, rows, set(range(1, len(headers)))),
         _confusions(rec),
         "<h3>Configuration</h3>",
@@ -129,6 +130,17 @@ def _recommendation(study: optuna.Study, rec: dict[str, Any] | None) -> str:
         "<h3>Evidence</h3>",
         _table(["", ""], evidence),
     ])
+
+
+def _best_line(rec: dict[str, Any]) -> str:
+    """When a cheaper configuration than the best was recommended: the best's gain and cost."""
+    best = rec.get("best") or {}
+    if not best:
+        return ""
+    gain = gain_text({**rec, "gain": best["gain"]})
+    return (f'<p id="best">The best confirmed configuration, {_e(best["description"])}, gained '
+            f"{_e(gain)} at {_e(best['cost'])}x the baseline's cost; the recommended one is the "
+            "cheapest whose gain is beyond its own noise and within the noise of the best's.</p>")
 
 
 def _confusions(rec: dict[str, Any]) -> str:
@@ -185,7 +197,50 @@ def _confirmation(rec: dict[str, Any] | None) -> str:
              _e(", ".join(f"{a:.4f}" for a in c["test_accuracy"].get("per_seed", []))),
              f"{_e(c.get('cost_multiplier', ''))}x"] for c in rec["candidates"]]
     return (_figure(_figures.confirmation(rec), "confirmation")
-            + _table(["configuration", "trial", "mean", "std", "per seed", "cost"], rows, {2, 3, 5}))
+            + _table(["configuration", "trial", "mean", "std", "per seed", "cost"], rows, {2, 3, 5})
+            + _gain_vs_cost(rec))
+
+
+def _gain_vs_cost(rec: dict[str, Any]) -> str:
+    """Each confirmed configuration's gain over the baseline against its cost, cheapest first,
+    with the frontier (no other is better on both) marked; empty for recommendations made
+    before the gain was recorded per candidate."""
+    cands = [c for c in rec["candidates"] if "gain" in c]
+    if not cands:
+        return ""
+    cost_metric = (rec.get("metric") or {}).get("greater_is_better") is False
+    front = [f["config"] for f in rec.get("frontier", [])]
+    best = (rec.get("best") or {}).get("description")
+
+    def num(x: Any, signed: bool = True) -> str:
+        if not isinstance(x, int | float):
+            return "-"
+        if cost_metric:  # a gain is a drop of the mean cost
+            return f"{-x:+.4f}" if signed else f"{x:.4f}"
+        return f"{100 * x:+.2f} pp" if signed else f"{100 * x:.2f} pp"
+
+    def role(c: dict[str, Any]) -> str:
+        if c["config"] == rec["baseline"]["config"]:
+            return "baseline"
+        if c["config"] == rec["config"]:
+            return "<b>recommended</b>"
+        return "best" if c["description"] == best else ""
+
+    def cost_of(c: dict[str, Any]) -> float:
+        x = c.get("cost_multiplier")
+        return x if isinstance(x, int | float) and x == x else float("inf")
+
+    rows = [[_e(c["description"]), num(c["gain"]), num(c.get("bound"), signed=False),
+             f"{_e(c.get('cost_multiplier', ''))}x", "yes" if c["config"] in front else "",
+             role(c)] for c in sorted(cands, key=cost_of)]
+    limit = (f" Only configurations at most {rec['max_cost']:g}x the baseline's cost could be "
+             "recommended (--max-cost)." if rec.get("max_cost") else "")
+    return ('<h3 id="gain-vs-cost">Gain against cost</h3>'
+            "<p>Each confirmed configuration's gain over the baseline on the test split (with "
+            "the noise bound it had to beat) against its step time over the baseline's, "
+            "cheapest first. On the frontier: no other configuration has a higher gain at a "
+            f"lower cost.{_e(limit)}</p>"
+            + _table(["configuration", "gain", "bound", "cost", "frontier", ""], rows, {1, 2, 3}))
 
 
 def _forgetting(trials: list[Any]) -> str:

@@ -21,6 +21,7 @@ from torch import nn
 
 from samtune.metrics import Metric
 from samtune.optim import SAMConfig
+from samtune.search._cost import baseline_step_time, cost_of_trial, val_margin
 from samtune.search._evidence import decide, gain_evidence
 from samtune.search._metric import is_accuracy, scale_of
 from samtune.search._objective import run_config
@@ -36,10 +37,17 @@ def _key(config: dict[str, Any]) -> str:
 
 
 def pick_candidates(
-    study: optuna.Study, top_k: int, base_fallback: dict[str, Any]
+    study: optuna.Study, top_k: int, base_fallback: dict[str, Any], *,
+    val_size: int | None = None, max_cost: float | None = None,
 ) -> list[tuple[SAMConfig, FrozenTrial | None]]:
-    """The top-k distinct completed SAM-family configurations, plus the best baseline trial
-    (a baseline never takes one of the k places).
+    """The top-k distinct completed SAM-family configurations, then the cheapest one within
+    noise of the best when it is not among them, plus the best baseline trial (a baseline
+    never takes one of the k places).
+
+    Within noise: a validation value at most ``_cost.val_margin`` (2 binomial standard errors
+    on ``val_size`` examples; no ``val_size``: none is added) below the best SAM-family
+    value; cheapest by the trials' ``cost``. ``max_cost``: trials whose cost is above it are
+    no candidates (an unknown cost is not above it).
 
     With no completed baseline trial, the baseline is the best trial's base optimizer alone:
     an untuned fallback (its trial is None; ``confirm`` describes it as such).
@@ -49,15 +57,20 @@ def pick_candidates(
          if "config" in t.user_attrs),
         key=lambda t: t.value, reverse=True,
     )
+    base_time = baseline_step_time(done)
+    fam = [t for t in done if t.user_attrs["config"]["variant"] != "sgd"
+           and not (max_cost is not None and (cost_of_trial(t, base_time) or 0.0) > max_cost)]
     picked: list[tuple[SAMConfig, FrozenTrial | None]] = []
     seen: set[str] = set()
-    for t in done:
+    for t in fam:
         k = _key(t.user_attrs["config"])
-        if t.user_attrs["config"]["variant"] == "sgd":
-            continue
         if k not in seen and len(picked) < top_k:
             seen.add(k)
             picked.append((SAMConfig.from_dict(t.user_attrs["config"]), t))
+    cheap = cheapest_near_best(fam, val_size, base_time)
+    if cheap is not None and _key(cheap.user_attrs["config"]) not in seen:
+        seen.add(_key(cheap.user_attrs["config"]))
+        picked.append((SAMConfig.from_dict(cheap.user_attrs["config"]), cheap))
     baseline = next((t for t in done if t.user_attrs["config"]["variant"] == "sgd"), None)
     if baseline is not None:
         if _key(baseline.user_attrs["config"]) not in seen:
@@ -68,6 +81,19 @@ def pick_candidates(
         picked.append((SAMConfig(variant="sgd", rho=0.0, base=best.base if best else "sgd",
                                  base_kwargs=base_kwargs), None))
     return picked
+
+
+def cheapest_near_best(fam: list[FrozenTrial], val_size: int | None,
+                       base_time: float | None = None) -> FrozenTrial | None:
+    """Of ``fam`` (SAM-family trials, best value first), the cheapest whose value is within
+    ``val_margin`` of the best one's (ties: the better value); None without ``val_size`` or
+    without a known cost."""
+    if not fam or not val_size:
+        return None
+    floor = fam[0].value - val_margin(fam[0], val_size)
+    near = [(cost, -t.value, i, t) for i, t in enumerate(fam)
+            if t.value >= floor and (cost := cost_of_trial(t, base_time)) is not None]
+    return min(near)[3] if near else None
 
 
 class Runner:

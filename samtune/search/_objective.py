@@ -17,6 +17,7 @@ from torch import nn
 
 from samtune.metrics import Metric
 from samtune.optim import SAMConfig
+from samtune.search._cost import cost_attrs
 from samtune.search._metric import val_scorer
 from samtune.search._progress import EpochProgress
 from samtune.search._space import SearchSpace
@@ -122,6 +123,9 @@ class Objective:
             val_metric=val_scorer(self.metric),
         )
         trial.set_user_attr("step_time", result.step_time)
+        done = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        for key, value in cost_attrs(done, config, result, socket.gethostname()).items():
+            trial.set_user_attr(key, value)  # cost, perturbed_share: see _cost
         for key, value in summarize(result.history).items():
             trial.set_user_attr(key, value)
         if result.diverged:

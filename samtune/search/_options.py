@@ -85,6 +85,11 @@ class SearchOptions:
                         "optionally labelled with the class names; the mean cost is minimized)",
                         metavar="NAME|cost:FILE.csv")
     top_k: int = _opt(2, "distinct best configurations to confirm, besides the baseline", low=1, metavar="K")
+    max_cost: float | None = _opt(None, "recommend only a configuration at most X times the "
+                                  "baseline's training cost (step time, measured side by side "
+                                  "in the confirmation); trials above it are not confirmed, and "
+                                  "the summary says when a better configuration was left out "
+                                  "(X >= 1; default: no limit)", metavar="X")
     device: str | None = _opt(None, "torch device (default: cuda when present, else cpu)", metavar="DEV")
     threads: int | None = _opt(None, "torch CPU threads (default: 1 for models under 2M "
                                "parameters, else torch's default)", low=1, metavar="N")
@@ -106,6 +111,12 @@ class SearchOptions:
             if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
                                       or not value > 0):
                 raise ConfigError(f"{flag(name)} must be a positive number of seconds, but got {value!r}.")
+        if self.max_cost is not None and (isinstance(self.max_cost, bool)
+                                          or not isinstance(self.max_cost, int | float)
+                                          or not self.max_cost >= 1):
+            raise ConfigError(f"--max-cost must be a number >= 1 (a multiple of the baseline's "
+                              f"cost, which is 1), but got {self.max_cost!r}; pass 1.5 for at "
+                              "most one and a half times the baseline's step time.")
         if self.lr is not None and not 0 < self.lr <= 10:
             raise ConfigError(f"--lr must be in (0, 10], but got {self.lr!r}.")
         if self.pruner not in PRUNERS:

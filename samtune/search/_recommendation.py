@@ -9,9 +9,16 @@ files), tuning {trials, completed, lr_tried, lr, lr_on_edge}: how the staged sea
 gain (mean test accuracy of config minus the baseline's; 0 unless "use"), evidence (the best
 SAM-family candidate's gain, se, bound = z * se, test_se, seed_se, n_test, seeds, max_seeds,
 stopped, seeds_to_settle for "inconclusive", stability; see ``_evidence``; empty when no
-SAM-family configuration was confirmed), cost_multiplier (step time of config over the baseline's,
-measured side by side), candidates (every confirmed configuration), train (epochs, batch_size,
-model), dataset {fingerprint, path, classes, split_sizes, ...}, study {name, storage, n_trials,
+SAM-family configuration was confirmed; with "use" and a cheaper configuration chosen, chosen:
+its candidate, gain, se, bound, seeds, gap to the best's gain with gap_se and gap_bound, cost
+and stability), cost_multiplier (step time of config over the baseline's, measured side by
+side), candidates (every confirmed configuration, with its gain over the baseline, bound and
+cost_multiplier), frontier (the confirmed configurations, the baseline included, that no other
+beats on both gain and cost, cheapest first: description, config, gain, bound, cost), best
+(description, gain, cost of the best SAM-family candidate when "use" chose a cheaper one within
+its noise; else empty), max_cost (the --max-cost the answer was held to, or None), left_out (a
+better configuration above max_cost: description, config, where "confirmation" with its gain or
+"search" with its trial, val_metric, cost; else empty), train (epochs, batch_size, model), dataset {fingerprint, path, classes, split_sizes, ...}, study {name, storage, n_trials,
 n_complete, n_pruned, n_complete_searched (completed trials the search chose: sampled, or
 neighbours of its best family trial; not the baseline grid or the warm starts)}, compute {search_epochs, confirmation_epochs, epochs}, samtune_version.
 
@@ -48,6 +55,14 @@ from samtune.errors import SamtuneError
 from samtune.metrics import Metric, confusion
 from samtune.optim import SAMConfig
 from samtune.search._confirm import mean_utility
+from samtune.search._cost import (
+    admissible,
+    baseline_step_time,
+    cheapest_near,
+    cost_of_trial,
+    frontier,
+    record_cost,
+)
 from samtune.search._evidence import Z, final, gain_evidence, seeds_to_settle
 from samtune.search._metric import Scale, is_accuracy, metric_label, scale_of
 from samtune.search._stages import searched
@@ -83,6 +98,11 @@ class Recommendation:
     test_metric: dict[str, Any] = field(default_factory=dict)  # config's {mean, std, per_seed}
     per_class_recall: list[float] = field(default_factory=list)  # config's, of the summed confusion
     confusion: list[list[int]] = field(default_factory=list)  # config's, summed over its seeds
+    # confirmed configurations no other beats on both gain and cost, cheapest first
+    frontier: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] = field(default_factory=dict)  # the best, when a cheaper one is used
+    max_cost: float | None = None  # --max-cost the answer was held to (None: no limit)
+    left_out: dict[str, Any] = field(default_factory=dict)  # a better one above max_cost
 
     @property
     def baseline_config(self) -> SAMConfig:
@@ -151,52 +171,79 @@ class Recommendation:
 def build_recommendation(
     study: optuna.Study, confirmed: list[dict[str, Any]], dataset: Any, train_config: Any,
     model_name: str, storage_url: str, data: str, *, max_seeds: int | None = None,
-    stopped: str = "decided", metric: Metric | None = None,
+    stopped: str = "decided", metric: Metric | None = None, max_cost: float | None = None,
 ) -> Recommendation:
     """State the verdict on the best SAM-family candidate (by mean test ``metric``; None:
     accuracy) against the baseline (``_evidence``). ``max_seeds``: the most seeds the
     confirmation was allowed (None: the seeds it ran); ``stopped``: why ``settle`` stopped
-    adding them. Confusion matrices need the records' ``pred`` and ``dataset.y_test``."""
+    adding them. Confusion matrices need the records' ``pred`` and ``dataset.y_test``.
+
+    When the verdict is ``use``, the configuration to use is the cheapest candidate whose
+    gain is beyond its own noise and within the noise of the best's (``_cost.cheapest_near``).
+    ``max_cost``: only candidates at most that multiple of the baseline's measured cost are
+    judged or chosen; ``left_out`` names a better one above it."""
     words = _Words(metric)
     y_test = getattr(dataset, "y_test", None)
     baseline = next(c for c in confirmed if c["config"]["variant"] == "sgd")
     ranked = sorted(confirmed, key=lambda c: -mean_utility(c, metric))
-    best_sam = next((c for c in ranked if c["config"]["variant"] != "sgd"), None)
+    allowed = admissible(ranked, max_cost)
+    fam = [c for c in allowed if c["config"]["variant"] != "sgd"]
+    evs = {id(c): gain_evidence(c, baseline, metric, y_test)
+           for c in ranked if c["config"]["variant"] != "sgd"}
+    best_sam = fam[0] if fam else None
     evidence: dict[str, Any] = {}
-    verdict, chosen, gain = "keep-baseline", baseline, 0.0
+    verdict, chosen, gain, gap = "keep-baseline", baseline, 0.0, None
     tuned = baseline.get("tuned", True)
     if best_sam is not None:
-        ev = gain_evidence(best_sam, baseline, metric, y_test)
+        ev = evs[id(best_sam)]
         seeds = min(ev["seeds"])
-        allowed = seeds if stopped == "budget" or max_seeds is None else max(max_seeds, seeds)
-        verdict = final(ev, allowed)
+        allowed_seeds = seeds if stopped == "budget" or max_seeds is None else max(max_seeds, seeds)
+        verdict = final(ev, allowed_seeds)
         evidence = {"candidate": best_sam["description"], "design": "test split", **ev, "z": Z,
-                    "max_seeds": allowed, "stopped": stopped}
+                    "max_seeds": allowed_seeds, "stopped": stopped}
         if verdict == "use":
-            chosen, gain = best_sam, ev["gain"]
+            chosen, gap = cheapest_near(fam, best_sam, evs, baseline,
+                                        lambda c, b: gain_evidence(c, b, metric, y_test))
+            gain = evs[id(chosen)]["gain"]
         elif verdict == "inconclusive":
             evidence["seeds_to_settle"] = seeds_to_settle(ev)
-    noise = _noise_text(evidence, words.scale) if evidence else ""
+    cost = record_cost(chosen, baseline)
     keep = (f"keep the tuned baseline ({baseline['description']})" if tuned else
             f"keep the baseline, an {baseline['description']} (no baseline trial completed, "
             "so its learning rate is the best trial's; rerun with more --trials to tune it)")
     if verdict == "use":
+        chosen_ev = {**evs[id(chosen)], "z": Z}
+        noise = _noise_text(chosen_ev, words.scale)
         against = "baseline" if tuned else "the untuned fallback baseline"
-        summary = (f"use {best_sam['description']}: test {words.label} {words.mean(best_sam):.4f} vs "
-                   f"{against} {words.mean(baseline):.4f} ({words.scale.signed(gain)}; {noise})")
-        stable = stability(study, best_sam["config"], _val_value(baseline))
+        summary = f"use {chosen['description']}: {words.scale.signed(gain)} {_at(cost)}"
+        if chosen is not best_sam:
+            summary += (f" (best: {best_sam['description']} {words.scale.signed(ev['gain'])} "
+                        f"{_times(record_cost(best_sam, baseline))})")
+        summary += (f"; test {words.label} {words.mean(chosen):.4f} vs {against} "
+                    f"{words.mean(baseline):.4f} ({noise})")
+        stable = stability(study, chosen["config"], _val_value(baseline))
         if stable.get("sharp"):
             summary += (f"; warning: the {stable['n']} searched neighbour(s) at rho x0.5-2 or "
                         f"another m all ended below the baseline's validation {words.label}, so "
                         "the gain sits on a sharp ridge of rho and m")
+        if gap is not None:
+            evidence["chosen"] = _plain({
+                "candidate": chosen["description"], **{k: chosen_ev[k] for k in
+                                                       ("gain", "se", "bound", "seeds")},
+                "gap": gap["gap"], "gap_se": gap["se"], "gap_bound": gap["bound"],
+                "cost": _round(cost), "stability": stable})
     elif verdict == "inconclusive":
+        noise = _noise_text(evidence, words.scale)
         summary = (f"inconclusive: {best_sam['description']} scored {words.mean(best_sam):.4f} vs the "
                    f"baseline's {words.mean(baseline):.4f}{words.on}, "
                    f"{words.scale.signed(evidence['gain'])}, not above the {noise}; {keep} for now; "
                    f"{_settle_text(evidence, words.scale)}")
     else:
+        noise = _noise_text(evidence, words.scale) if evidence else ""
         if best_sam is None:
             why = "no SAM-family configuration was confirmed"
+            if max_cost is not None:
+                why = f"no SAM-family configuration within --max-cost {max_cost:g} was confirmed"
         elif not math.isfinite(evidence["gain"]):
             why = f"every confirmation seed of {best_sam['description']} diverged"
         elif evidence["gain"] < 0:
@@ -209,13 +256,19 @@ def build_recommendation(
                    f"not above the {noise}, and too small to clear it with "
                    f"{evidence['max_seeds']} seeds")
         summary = f"SAM does not help here: {keep}; {why}"
+    left_out = _left_out(study, ranked, allowed, best_sam, evs, baseline, max_cost, metric)
+    if left_out:
+        summary += _left_out_text(left_out, max_cost, words)
     trials = study.get_trials(deepcopy=False)
     search_epochs = sum(len(t.user_attrs.get("history", [])) for t in trials)
     confirm_epochs = sum(c["epochs"] for c in confirmed)
-    cost = chosen["step_time"] / baseline["step_time"] if baseline["step_time"] > 0 else float("nan")
     if best_sam is not None:
         evidence["stability"] = stability(study, best_sam["config"], _val_value(baseline))
     classes = metric.num_classes if metric is not None else getattr(dataset, "num_classes", None)
+    points = [{"description": c["description"], "config": c["config"],
+               "gain": 0.0 if c is baseline else evs[id(c)]["gain"],
+               "bound": None if c is baseline else _finite_or_none(evs[id(c)]["bound"]),
+               "cost": _round(record_cost(c, baseline))} for c in ranked]
     return Recommendation(
         verdict=verdict,
         config=SAMConfig.from_dict(chosen["config"]),
@@ -225,14 +278,14 @@ def build_recommendation(
                   "test_metric": words.scores(baseline),
                   **_per_class(baseline, y_test, classes)},
         gain=gain,
-        cost_multiplier=round(cost, 3) if math.isfinite(cost) else float("nan"),
+        cost_multiplier=_round(cost),
         summary=summary,
         evidence=_plain(evidence),
         candidates=[{k: c[k] for k in ("description", "config", "trial", "val_accuracy", "test_accuracy")}
                     | {"val_metric": c.get("val_metric", c["val_accuracy"]),
-                       "test_metric": words.scores(c),
-                       "cost_multiplier": round(c["step_time"] / baseline["step_time"], 3)}
-                    for c in ranked],
+                       "test_metric": words.scores(c), "cost_multiplier": pt["cost"],
+                       "gain": _finite_or_none(pt["gain"]), "bound": pt["bound"]}
+                    for c, pt in zip(ranked, points)],
         train={"epochs": train_config.epochs, "batch_size": train_config.batch_size, "model": model_name},
         dataset={**dataset.describe(), "path": data},
         study={"name": study.study_name, "storage": storage_url, "n_trials": len(trials),
@@ -246,7 +299,72 @@ def build_recommendation(
         metric=words.record(),
         test_metric=words.scores(chosen),
         **_per_class(chosen, y_test, classes),
+        frontier=frontier(points),
+        best=({"description": best_sam["description"], "gain": ev["gain"],
+               "cost": _round(record_cost(best_sam, baseline))}
+              if verdict == "use" and chosen is not best_sam else {}),
+        max_cost=max_cost,
+        left_out=left_out,
     )
+
+
+def _left_out(study: optuna.Study, ranked: list[dict[str, Any]], allowed: list[dict[str, Any]],
+              best: dict[str, Any] | None, evs: dict[int, dict[str, Any]],
+              baseline: dict[str, Any], max_cost: float | None,
+              metric: Metric | None) -> dict[str, Any]:
+    """The better configuration ``max_cost`` left out, if any: a confirmed one above it that
+    beat the best within it on the test split, else the search's best SAM-family trial by
+    validation value when its trial cost is above it (it was not confirmed)."""
+    if max_cost is None:
+        return {}
+    over = [c for c in ranked if c["config"]["variant"] != "sgd" and not any(c is a for a in allowed)]
+    if over and (best is None or mean_utility(over[0], metric) > mean_utility(best, metric)):
+        c = over[0]
+        return {"description": c["description"], "config": c["config"], "where": "confirmation",
+                "gain": _finite_or_none(evs[id(c)]["gain"]), "val_metric": _val_value(c),
+                "cost": _round(record_cost(c, baseline))}
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    fam = [t for t in done if t.user_attrs.get("config", {}).get("variant") not in (None, "sgd")
+           and t.value is not None]
+    if not fam:
+        return {}
+    top = max(fam, key=lambda t: t.value)
+    cost = cost_of_trial(top, baseline_step_time(done))
+    if cost is None or not cost > max_cost or any(c["config"] == top.user_attrs["config"] for c in allowed):
+        return {}
+    return {"description": SAMConfig.from_dict(top.user_attrs["config"]).describe(),
+            "config": top.user_attrs["config"], "where": "search", "trial": top.number,
+            "gain": None, "val_metric": top.value, "cost": _round(cost)}
+
+
+def _left_out_text(out: dict[str, Any], max_cost: float | None, words: _Words) -> str:
+    """``; --max-cost 2 left out a better configuration, X (...) at 3.10x the baseline's cost``"""
+    if out["where"] == "confirmation":
+        how = f"{words.scale.signed(out['gain'])} on test" if out["gain"] is not None else "better on test"
+    else:
+        value = out["val_metric"] if not words.scale.cost else -out["val_metric"]
+        how = f"validation {words.label} {value:.4f}, the search's best"
+    return (f"; --max-cost {max_cost:g} left out a better configuration, {out['description']} "
+            f"({how}, {_at(out['cost'])})")
+
+
+def _times(cost: float | None) -> str:
+    """``at 1.40x`` (or ``at an unmeasured cost``)."""
+    return f"at {cost:.2f}x" if cost is not None and math.isfinite(cost) else "at an unmeasured cost"
+
+
+def _at(cost: float | None) -> str:
+    """``at 1.40x the baseline's cost`` (or ``at an unmeasured cost``)."""
+    known = cost is not None and math.isfinite(cost)
+    return f"{_times(cost)} the baseline's cost" if known else _times(cost)
+
+
+def _round(x: float) -> float:
+    return round(x, 3) if math.isfinite(x) else float("nan")
+
+
+def _finite_or_none(x: Any) -> float | None:
+    return float(x) if isinstance(x, int | float) and math.isfinite(x) else None
 
 
 class _Words:

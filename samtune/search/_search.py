@@ -21,6 +21,7 @@ from samtune.errors import ConfigError, SamtuneError
 from samtune.metrics import Metric, parse_metric
 from samtune.models.check import check_model, refuse_lazy
 from samtune.search._confirm import Runner, confirm, pick_candidates, settle
+from samtune.search._cost import admissible
 from samtune.search._metric import (
     is_accuracy,
     metric_key,
@@ -276,13 +277,14 @@ def _search(data: str | Dataset, model: nn.Module | None, opts: SearchOptions) -
     study = open_search_study(name, storage_url, p.settings, p.space, pruner, opts.seed,
                               opts.heartbeat, opts.trials)
     loadable = from_spec and model is None
+    # the confirmation's smallest round: the top k, the cheapest near the best, the baseline
     run = RunRecord(
         data=data if loadable else None, fingerprint=dataset.fingerprint, space=p.space.to_dict(),
         epochs=opts.epochs, batch_size=p.train_config.batch_size, trials=opts.trials,
         seed=opts.seed, target=opts.target, drop=list(opts.drop),
         model=p.model_name if loadable else None, pruner=opts.pruner, device=opts.device,
         threads=opts.threads, timeout=opts.timeout, top_k=opts.top_k, end_time=end_time,
-        confirm_runs=opts.top_k + 1, val_size=len(dataset.y_val), metric=p.metric.name,
+        confirm_runs=opts.top_k + 2, val_size=len(dataset.y_val), metric=p.metric.name,
         cost_matrix=None if p.metric.cost_matrix is None else p.metric.cost_matrix.tolist())
     study.set_user_attr(RUN_ATTR, run.to_dict())
 
@@ -325,7 +327,8 @@ def _search(data: str | Dataset, model: nn.Module | None, opts: SearchOptions) -
         raise SamtuneError(f"no trial of study {name!r} completed (all pruned or failed); "
                            "raise --trials or --epochs, or try --pruner none.")
 
-    candidates = pick_candidates(study, opts.top_k, dict(p.space.base_kwargs, lr=opts.lr or 0.05))
+    candidates = pick_candidates(study, opts.top_k, dict(p.space.base_kwargs, lr=opts.lr or 0.05),
+                                 val_size=len(dataset.y_val), max_cost=opts.max_cost)
     seeds = confirm_seeds(study, opts, len(candidates), end_time, progress.say)
     max_seeds = max(seeds, opts.max_confirm_seeds or 2 * opts.confirm_seeds)
     folds = dataset.folds if dataset.folds is not None and decomposable(p.metric) else None
@@ -342,11 +345,12 @@ def _search(data: str | Dataset, model: nn.Module | None, opts: SearchOptions) -
     runner = Runner(dataset, p.train_config, p.factory, seed=opts.seed, on_run=on_run,
                     say=progress.say, metric=p.metric, folds=folds)
     confirmed = confirm(candidates, dataset, p.train_config, p.factory, seeds=seeds, runner=runner)
-    stopped = settle(confirmed, runner, max_seeds=max_seeds, say=progress.say,
-                     afford=lambda runs: fits(confirmed, runs, end_time))
+    # the verdict is judged among the candidates within --max-cost (by their measured cost)
+    stopped = settle(admissible(confirmed, opts.max_cost), runner, max_seeds=max_seeds,
+                     say=progress.say, afford=lambda runs: fits(confirmed, runs, end_time))
     rec = build_recommendation(study, confirmed, dataset, p.train_config, p.model_name,
                                shown_url, data, max_seeds=max_seeds, stopped=stopped,
-                               metric=p.metric)
+                               metric=p.metric, max_cost=opts.max_cost)
     out = Path(opts.out) if opts.out else default_out_dir(storage_url, name)
     json_path, _ = rec.save(out)
     study.set_user_attr("recommendation", rec.to_dict())

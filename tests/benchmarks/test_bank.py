@@ -128,6 +128,16 @@ def test_decision_quick_run_scores_one_search(tmp_path):
                 "compute_runs"):
         assert key in run
     assert run["compute_runs"] > 0 and math.isfinite(run["regret_pp"])
+    # the quick bank's costs: sgd 1.0, sam (whole batch, constant) 2.0; any other: none
+    config = run["config"]
+    plain_sam = config.startswith("sam ") and "schedule=constant m=batch (" in config  # no perturb=
+    want = 1.0 if config.startswith("sgd") else 2.0 if plain_sam else None
+    assert run["bank_cost"] == want
+    if task["sam_helps"] and run["verdict"] == "use" and want is not None:
+        assert run["cost_over_cheapest"] == pytest.approx(want / task["cheapest_cost"])
+    else:
+        assert run["cost_over_cheapest"] is None
+    assert "mean_cost_over_cheapest" in printed["summary"]
     assert printed["summary"]["verdict_accuracy"] in (0.0, 1.0)
     assert printed["summary"]["worst_regret_pp"] == pytest.approx(run["regret_pp"])
 

@@ -101,3 +101,33 @@ def test_use_verdict_shows_the_gain_and_the_chosen_configuration(synthetic):
     assert '<b id="cost">2.1x</b>' in body
     assert "<b>recommended</b>: sam rho=0.1 (sgd, lr=0.05)" in body
     assert "<td><code>rho</code></td><td>0.1</td>" in body
+
+
+def test_confirmation_section_shows_gain_against_cost_with_the_frontier_and_the_best():
+    study = make_synthetic(recommendation=False)
+    rec = make_synthetic().user_attrs["recommendation"]
+    cheap = {"description": "sam rho=0.05 m=16 (sgd, lr=0.05)", "config": {"variant": "sam", "m": 16},
+             "trial": 1, "val_accuracy": 0.93, "test_accuracy": rec["test_accuracy"],
+             "cost_multiplier": 1.4, "gain": 0.04, "bound": 0.02}
+    best, base = rec["candidates"]
+    rec = {**rec, "config": cheap["config"], "gain": 0.04, "cost_multiplier": 1.4, "max_cost": 3.0,
+           "candidates": [{**best, "gain": 0.05, "bound": 0.02}, cheap,
+                          {**base, "gain": 0.0, "bound": None}],
+           "frontier": [{"description": base["description"], "config": base["config"], "gain": 0.0,
+                         "bound": None, "cost": 1.0},
+                        {"description": cheap["description"], "config": cheap["config"],
+                         "gain": 0.04, "bound": 0.02, "cost": 1.4}],
+           "best": {"description": best["description"], "gain": 0.05, "cost": 2.1}}
+    study.set_user_attr("recommendation", rec)
+    page = build_report(study)
+    table = _section(page, "confirmation").split('id="gain-vs-cost"')[1]
+    rows = re.findall(r"<tr>(.*?)</tr>", table.split("<tbody>")[1])
+    cells = [re.findall(r"<td[^>]*>(.*?)</td>", r) for r in rows]
+    assert [c[0] for c in cells] == [html.escape(base["description"]), html.escape(cheap["description"]),
+                                     html.escape(best["description"])]  # cheapest first
+    assert [c[1:5] for c in cells] == [["+0.00 pp", "-", "1.0x", "yes"],
+                                       ["+4.00 pp", "2.00 pp", "1.4x", "yes"],
+                                       ["+5.00 pp", "2.00 pp", "2.1x", ""]]
+    assert [c[5] for c in cells] == ["baseline", "<b>recommended</b>", "best"]
+    assert "at most 3x the baseline&#x27;s cost" in table
+    assert "gained +5.00 pp at 2.1x the baseline" in _section(page, "recommendation")

@@ -73,8 +73,9 @@ def test_accuracy_keeps_the_baseline_where_balanced_accuracy_uses_sam(name):
         gain = (75 / 90 + 1) / 2 - 0.5
         assert rec.verdict == "use" and rec.config.variant == "sam"
         assert rec.gain == pytest.approx(gain) and rec.evidence["gain"] == pytest.approx(gain)
-        assert rec.summary.startswith(f"use sam: test balanced accuracy {0.5 + gain:.4f} vs baseline "
-                                      f"0.5000 (+{100 * gain:.2f} pp; noise bound ")
+        assert rec.summary.startswith(f"use sam: +{100 * gain:.2f} pp at 1.00x the baseline's cost; "
+                                      f"test balanced accuracy {0.5 + gain:.4f} vs baseline "
+                                      f"0.5000 (noise bound ")
         assert rec.confusion == [[75, 15], [0, 10]]
         assert rec.per_class_recall == pytest.approx([75 / 90, 1.0])
         assert rec.test_metric["mean"] == pytest.approx(0.5 + gain)
@@ -105,8 +106,8 @@ def test_a_cost_metric_says_mean_cost_and_its_change():
     ev = rec.evidence
     assert rec.verdict == "use" and rec.gain == pytest.approx(0.475 - 0.145)
     assert rec.test_metric["mean"] == pytest.approx(0.145)  # the score: lower is better
-    assert rec.summary.startswith(f"use sam: test mean cost 0.1450 vs baseline 0.4750 (-0.3300; "
-                                  f"noise bound {ev['bound']:.4f} (2 x SE {ev['se']:.4f}: ")
+    assert rec.summary.startswith(f"use sam: -0.3300 at 1.00x the baseline's cost; test mean cost "
+                                  f"0.1450 vs baseline 0.4750 (noise bound {ev['bound']:.4f} (2 x SE {ev['se']:.4f}: ")
     assert rec.metric["greater_is_better"] is False and "lower is better" in rec.metric["description"]
 
 

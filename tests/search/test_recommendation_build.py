@@ -77,15 +77,19 @@ def test_a_clear_gain_is_used_and_every_field_holds_its_known_value():
                             "bound": pytest.approx(2 * se), "test_se": pytest.approx(se),
                             "seed_se": 0.0, "n_test": N, "seeds": [2, 2], "z": 2.0, "max_seeds": 2,
                             "stopped": "decided", "stability": {"n": 0, "neighbours": []}}
-    assert rec.summary == (f"use sam best: test accuracy 0.9000 vs baseline 0.6000 (+30.00 pp; "
-                           f"noise bound {200 * se:.2f} pp (2 x SE {100 * se:.2f} pp: test examples "
+    assert rec.summary == (f"use sam best: +30.00 pp at 2.33x the baseline's cost; test accuracy "
+                           f"0.9000 vs baseline 0.6000 (noise bound {200 * se:.2f} pp (2 x SE {100 * se:.2f} pp: test examples "
                            f"{100 * se:.2f}, seeds 0.00; 2 vs 2 seeds))")
     assert [c["description"] for c in rec.candidates] == ["sam best", "asam", "base"]
     assert [c["cost_multiplier"] for c in rec.candidates] == [2.333, 4.167, 1.0]
     assert rec.candidates[0] == {"description": "sam best", "config": sam["config"], "trial": 2,
                                  "val_accuracy": 0.9, "test_accuracy": sam["test_accuracy"],
                                  "val_metric": 0.9, "test_metric": sam["test_accuracy"],
-                                 "cost_multiplier": 2.333}
+                                 "cost_multiplier": 2.333, "gain": pytest.approx(0.3),
+                                 "bound": pytest.approx(2 * se)}
+    # asam (+10 pp at 4.17x) is beaten on both axes by sam; the baseline is the cheapest point
+    assert [(f["description"], f["cost"]) for f in rec.frontier] == [("base", 1.0), ("sam best", 2.333)]
+    assert rec.best == {} and rec.left_out == {} and rec.max_cost is None
     assert rec.train == {"epochs": 4, "batch_size": 32, "model": "mlp"}
     assert rec.dataset == {"classes": ["a", "b"], "fingerprint": "f", "path": "data.csv"}
     assert rec.study == {"name": rec.study["name"], "storage": "sqlite:///s.db", "n_trials": 6,
@@ -275,7 +279,8 @@ def test_the_recommendation_judges_stability_against_the_baselines_validation_ac
     sam["config"] = {**sam["config"], "rho": 0.1}
     rec = _build([base, sam], study)
     assert rec.evidence["stability"]["n"] == 2 and rec.evidence["stability"]["sharp"] is True
-    assert rec.summary.startswith("use sam c: test accuracy 0.9000 vs baseline 0.6000")
+    assert rec.summary.startswith("use sam c: +30.00 pp at 2.00x the baseline's cost; test accuracy "
+                                  "0.9000 vs baseline 0.6000")
     assert rec.verdict == "use" and rec.summary.endswith(
         "; warning: the 2 searched neighbour(s) at rho x0.5-2 or another m all ended below the "
         "baseline's validation accuracy, so the gain sits on a sharp ridge of rho and m")

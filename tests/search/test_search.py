@@ -16,7 +16,8 @@ from samtune.search import Recommendation, search, stored_recommendation
 SCHEMA = {
     "verdict": str, "config": dict, "test_accuracy": dict, "baseline": dict, "gain": float,
     "cost_multiplier": float, "dataset": dict, "study": dict, "compute": dict,
-    "samtune_version": str, "summary": str, "candidates": list, "train": dict,
+    "samtune_version": str, "summary": str, "candidates": list, "train": dict, "frontier": list,
+    "best": dict, "left_out": dict,
 }
 
 
