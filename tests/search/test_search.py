@@ -122,5 +122,5 @@ def test_the_closing_lines_say_how_many_searched_trials_completed(tiny, capsys):
     err = capsys.readouterr().err
     st = rec.study
     assert st["n_complete_searched"] <= st["n_complete"]
-    assert (f"trials: {st['n_complete']} complete ({st['n_complete_searched']} of them searched"
+    assert (f"trials: {st['n_complete']} complete ({st['n_complete_searched']} of them chosen by the search"
             in err)
