@@ -187,7 +187,10 @@ def build_recommendation(
     baseline = next(c for c in confirmed if c["config"]["variant"] == "sgd")
     ranked = sorted(confirmed, key=lambda c: -mean_utility(c, metric))
     allowed = admissible(ranked, max_cost)
-    fam = [c for c in allowed if c["config"]["variant"] != "sgd"]
+    # the candidate ``settle`` added seeds to is the one judged, even when an extra seed
+    # lowered its mean below another's: choosing again on the same test split would reward luck
+    fam = sorted((c for c in allowed if c["config"]["variant"] != "sgd"),
+                 key=lambda c: (-len(c["test_accuracy"]["per_seed"]), -mean_utility(c, metric)))
     evs = {id(c): gain_evidence(c, baseline, metric, y_test)
            for c in ranked if c["config"]["variant"] != "sgd"}
     best_sam = fam[0] if fam else None

@@ -286,3 +286,11 @@ def test_the_recommendation_judges_stability_against_the_baselines_validation_ac
         "baseline's validation accuracy, so the gain sits on a sharp ridge of rho and m")
     base["val_accuracy"] = 0.70  # a neighbour at the baseline: no warning
     assert "warning" not in _build([base, sam], study).summary
+
+
+def test_the_candidate_settle_extended_is_judged_even_when_another_now_has_a_higher_mean():
+    base = _cand("sgd", [80, 80, 80, 80], 1.0, description="base")
+    settled = _cand("sam", [90, 90, 90, 70], 2.0, description="settled")  # its 4th seed fell
+    other = _cand("asam", [86, 86, 86], 2.0, description="other")  # 3 seeds, higher mean now
+    rec = _build([base, settled, other], max_seeds=6)
+    assert rec.evidence["candidate"] == "settled" and rec.evidence["seeds"] == [4, 4]
