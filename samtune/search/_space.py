@@ -21,10 +21,40 @@ from samtune.optim import SAMConfig, get_variant, list_variants
 from samtune.optim._micro import effective_m
 from samtune.optim._variants import RHO_RANGE, check_param
 from samtune.schedules import list_schedules
+from samtune.schedules._perturb import PerturbSchedule
 from samtune.search._options import PRESETS_DIR, list_presets
 
 _KEYS = {"name", "base", "base_kwargs", "lr", "variants", "rho", "schedule", "m",
-         "variant_kwargs", "warm_start"}
+         "variant_kwargs", "warm_start", "perturb"}
+ALWAYS = "always"
+
+
+def parse_perturb(label: str, where: str = "perturb") -> tuple[str, dict[str, Any]]:
+    """``"stochastic:p=0.5"`` -> ``("stochastic", {"p": 0.5})``; ``"always"`` -> ``("always", {})``.
+
+    >>> parse_perturb("late:start=0.5"), parse_perturb("periodic:every=2")
+    (('late', {'start': 0.5}), ('periodic', {'every': 2}))
+    """
+    if not isinstance(label, str) or not label.strip():
+        raise ConfigError(f"{where}: each choice must be a string such as 'always' or "
+                          f"'stochastic:p=0.5', but got {label!r}.")
+    kind, _, rest = label.partition(":")
+    kwargs: dict[str, Any] = {}
+    for item in filter(None, (x.strip() for x in rest.split(","))):
+        key, eq, value = item.partition("=")
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+        if not eq or number is None:
+            raise ConfigError(f"{where}: {label!r}: write key=number pairs after the colon, "
+                              f"e.g. 'stochastic:p=0.5'.")
+        kwargs[key.strip()] = int(number) if number.is_integer() and "." not in value else number
+    try:
+        PerturbSchedule(kind.strip(), kwargs)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {label!r}: {exc}") from None
+    return kind.strip(), kwargs
 
 
 def _range(where: str, spec: Any, low_bound: float | None = None,
@@ -60,6 +90,9 @@ class SearchSpace:
     m: list[int | None] = field(default_factory=lambda: [None])
     variant_kwargs: dict[str, Any] = field(default_factory=dict)
     warm_start: list[dict[str, Any]] = field(default_factory=list)
+    #: which steps perturb, searched for SAM-family trials when there are several choices
+    #: (``parse_perturb`` labels: "always", "late:start=0.5", "stochastic:p=0.5", ...)
+    perturb: list[str] = field(default_factory=lambda: [ALWAYS])
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "space") -> SearchSpace:
@@ -115,11 +148,17 @@ class SearchSpace:
                     vk[key] = check_param(key, spec)
                 except ConfigError as exc:
                     raise ConfigError(f"{where}: variant_kwargs: {exc}") from None
+        perturb = data.get("perturb", [ALWAYS])
+        perturb = perturb if isinstance(perturb, list) else [perturb]
+        if not perturb:
+            raise ConfigError(f"{where}: perturb must list at least one choice (e.g. [always]).")
+        for label in perturb:
+            parse_perturb(label, f"{where}: perturb")
         space = cls(
             name=str(data.get("name", where)), base=data.get("base", "sgd"),
             base_kwargs=dict(data.get("base_kwargs") or {}), lr=lr, variants=list(variants),
             rho=rho, schedule=schedules, m=ms, variant_kwargs=vk,
-            warm_start=list(data.get("warm_start") or []),
+            warm_start=list(data.get("warm_start") or []), perturb=list(perturb),
         )
         try:  # the fixed parts must make a valid SAMConfig
             SAMConfig(variant="sgd", base=space.base, base_kwargs={**space.base_kwargs, "lr": 0.05})
@@ -169,7 +208,10 @@ class SearchSpace:
         return SearchSpace(**{**self.__dict__, "lr": float(lr)})
 
     def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(self.__dict__))
+        d = json.loads(json.dumps(self.__dict__))
+        if d["perturb"] == [ALWAYS]:
+            del d["perturb"]  # the default: digests of spaces made before it stay the same
+        return d
 
     def digest(self) -> str:
         """Hash of everything that shapes the trials (the mismatch check on resume)."""
@@ -199,6 +241,9 @@ class SearchSpace:
                 elif value is not None:
                     vk[name] = value
             kwargs["variant_kwargs"] = vk
+            label = (trial.suggest_categorical("perturb", self.perturb) if len(self.perturb) > 1
+                     else self.perturb[0])
+            kwargs["perturb"], kwargs["perturb_kwargs"] = parse_perturb(label)
         else:
             kwargs["rho"] = 0.0
         return SAMConfig(**kwargs)
@@ -218,5 +263,9 @@ class SearchSpace:
                     params["schedule"] = ws.get("schedule", self.schedule[0])
                 if ws.get("m") in self.m:
                     params["m"] = ws.get("m")
+                if len(self.perturb) > 1:  # a warm start perturbs as written, every step by default
+                    label = ws.get("perturb", ALWAYS)
+                    if label in self.perturb:
+                        params["perturb"] = label
             out.append(params)
         return out
