@@ -213,11 +213,12 @@ def warn_small_test(dataset: Dataset, metric: Any = None) -> None:
     folds = getattr(dataset, "folds", None)
     on_folds = folds is not None and decomposable(metric)
     n = folds.n if on_folds else len(dataset.y_test)
-    what = "the examples outside val (tested on folds)" if on_folds else "the test split"
+    what = (f"the confirmation tests {n} example(s) (every one outside val, on folds)" if on_folds
+            else f"the test split has {n} example(s)")
     smallest = 4 / (n + 4)
     if smallest > RESOLVE_GAIN:
         warnings.warn(
-            f"{what} has {n} example(s): a gain must exceed about {100 * smallest:.1f} pp "
+            f"{what}: a gain must exceed about {100 * smallest:.1f} pp "
             f"to beat the noise bound even when no example is lost, so a gain of "
             f"{100 * RESOLVE_GAIN:.0f} pp cannot be shown; use more data (at least "
             f"{math.ceil(4 / RESOLVE_GAIN - 4)} test examples) for a verdict that can say 'use'",

@@ -65,7 +65,7 @@ def test_a_small_test_split_is_warned_about_before_the_trials(tiny):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         warn_small_test(SimpleNamespace(y_test=range(27), folds=SimpleNamespace(n=300)))
-    with pytest.warns(UserWarning, match="examples outside val .* has 100 example"):
+    with pytest.warns(UserWarning, match=r"confirmation tests 100 example\(s\) \(every one outside val"):
         warn_small_test(SimpleNamespace(y_test=range(27), folds=SimpleNamespace(n=100)))
     # a metric that is not a mean over examples stays on the carved test split (27 of wine)
     with pytest.warns(UserWarning, match="test split has 27"):

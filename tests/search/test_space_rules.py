@@ -51,7 +51,7 @@ def test_defaults():
     ({"m": [True]}, "s: m values must be null or whole numbers >= 1, but got m=True."),
     ({"variant_kwargs": {"eta": [1]}}, "s: variant_kwargs: eta must be a number, but got eta=[1]."),
     ({"variant_kwargs": {"eta": {"low": 1}}}, "s: variant_kwargs.eta must be a mapping with low and high (and optional log), but got {'low': 1}."),
-    ({"bogus": 1}, "s: unknown key(s) ['bogus']; accepted: base, base_kwargs, lr, m, name, rho, schedule, variant_kwargs, variants, warm_start."),
+    ({"bogus": 1}, "s: unknown key(s) ['bogus']; accepted: base, base_kwargs, lr, m, name, perturb, rho, schedule, variant_kwargs, variants, warm_start."),
 ])
 def test_bad_spaces_and_their_messages(data, message):
     with pytest.raises(ConfigError) as err:
