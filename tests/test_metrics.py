@@ -254,3 +254,17 @@ def test_many_class_names_are_shortened_in_messages(tmp_path):
 
 def test_docstring_examples():
     assert doctest.testmod(samtune.metrics).failed == 0
+
+
+@pytest.mark.parametrize("name", ["accuracy", "balanced_accuracy", "macro_f1", "worst_class_recall"])
+def test_the_bootstraps_confusion_path_agrees_with_scikit_learns_scores(name):
+    """``score`` is scikit-learn's; the bootstrap rescores from confusion matrices: the same."""
+    from samtune.metrics import _confusion
+
+    rng = np.random.default_rng(7)
+    metric = Metric(name, 4)
+    for _ in range(20):
+        t = rng.integers(0, 4, 60)
+        p = np.where(rng.random(60) < 0.6, t, rng.integers(0, 4, 60))
+        fast = metric._from_confusion(_confusion(t, p[None], 4))[0]
+        assert fast == pytest.approx(metric.score(t, p))
