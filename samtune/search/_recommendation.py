@@ -65,7 +65,7 @@ from samtune.search._cost import (
 )
 from samtune.search._evidence import Z, final, gain_evidence, seeds_to_settle
 from samtune.search._metric import Scale, is_accuracy, metric_label, scale_of
-from samtune.search._stages import searched
+from samtune.search._stages import STAGE_ATTR, searched
 
 VERDICTS = ("use", "keep-baseline", "inconclusive")
 _PP = Scale()  # gains in percentage points (every metric but a cost)
@@ -441,8 +441,6 @@ def stability(study: optuna.Study, config: dict[str, Any],
 def baseline_tuning(study: optuna.Study) -> dict[str, Any]:
     """How the staged search tuned the baseline: trials, the lrs tried, the lr it chose and
     whether that lr sits on the edge of what was tried (empty for an unstaged study)."""
-    from samtune.search._stages import STAGE_ATTR
-
     record = study.user_attrs.get(STAGE_ATTR)
     if not record:
         return {}
