@@ -111,7 +111,8 @@ class Objective:
         fixed = trial.study._storage.get_trial_system_attrs(trial._trial_id).get("fixed_params")
         stage, space = trial_space(trial.study, self.space, fixed)
         trial.set_user_attr(TRIAL_STAGE, stage)
-        config = sample_baseline(trial, space, fixed) if stage == "baseline" else space.sample(trial)
+        config = (sample_baseline(trial, space, fixed) if stage == "baseline"
+                  else space.sample(trial, fixed))
         trial.set_user_attr("config", config.to_dict())
         trial.set_user_attr("config_text", config.describe())
         callbacks: list[Callback] = [OptunaReporter(trial)]

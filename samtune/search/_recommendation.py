@@ -427,8 +427,9 @@ def stability(study: optuna.Study, config: dict[str, Any],
     near = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         c = t.user_attrs.get("config", {})
-        if c == config or c.get("variant") != variant or not rho or t.value is None:
-            continue
+        if (c == config or c.get("variant") != variant or not rho or t.value is None
+                or c.get("perturb", "always") != config.get("perturb", "always")):
+            continue  # another variant, or the same point under another perturb schedule
         ratio = c.get("rho", 0.0) / rho
         if (c.get("m") == m and 0.5 <= ratio <= 2.0) or (c.get("m") != m and 0.9 <= ratio <= 1.1):
             near.append({"rho": c.get("rho"), "m": c.get("m"), "val_accuracy": float(t.value)})

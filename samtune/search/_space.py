@@ -220,8 +220,12 @@ class SearchSpace:
     def rho_range(self, variant: str) -> dict[str, Any]:
         return self.rho.get(variant, self.rho["default"])
 
-    def sample(self, trial: optuna.Trial) -> SAMConfig:
-        """Suggest one configuration; conditional parameters exist only where they apply."""
+    def sample(self, trial: optuna.Trial, fixed: dict[str, Any] | None = None) -> SAMConfig:
+        """Suggest one configuration; conditional parameters exist only where they apply.
+
+        ``fixed``: the trial's enqueued params. Where the space does not search ``perturb``
+        (one choice), an enqueued ``perturb`` label (the search's cheaper schedules) is applied
+        as given: it is the trial's configuration, not a parameter TPE models."""
         variant = trial.suggest_categorical("variant", self.variants)
         lr = self.lr if not isinstance(self.lr, dict) else trial.suggest_float(
             "lr", self.lr["low"], self.lr["high"], log=self.lr["log"])
@@ -241,8 +245,10 @@ class SearchSpace:
                 elif value is not None:
                     vk[name] = value
             kwargs["variant_kwargs"] = vk
-            label = (trial.suggest_categorical("perturb", self.perturb) if len(self.perturb) > 1
-                     else self.perturb[0])
+            if len(self.perturb) > 1:
+                label = trial.suggest_categorical("perturb", self.perturb)
+            else:
+                label = (fixed or {}).get("perturb", self.perturb[0])
             kwargs["perturb"], kwargs["perturb_kwargs"] = parse_perturb(label)
         else:
             kwargs["rho"] = 0.0

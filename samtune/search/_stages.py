@@ -19,7 +19,14 @@ learning rate; a verdict against a baseline tuned less than the SAM family is wo
    its range), and the other batch design (m on the whole batch <-> the space's middle m). The
    research's advice is to vary the perturbation size and the batch design around a promising
    point; the neighbours also tell the recommendation how the gain holds near it
-   (``stability``). TPE samples the trials that remain.
+   (``stability``). When a neighbour beats the trial they surround, a second round runs around
+   the new best (``REFINE_ROUNDS`` rounds at most; points already run are not run again).
+4. **Cheaper.** When the refinement ends with a SAM-family trial above the tuned baseline, the
+   same configuration runs under the cheap perturbation schedules ``CHEAPER`` (SAM on a random
+   half of the steps, on the last half of training): about 1.5x the baseline's cost instead of
+   2x or more. They are tried as neighbours of the best, not as a dimension TPE searches (which
+   cost the search its breadth: ``benchmarks/RESULTS.md``), and the confirmation weighs them
+   by cost (``_confirm.cheapest_near_best``). TPE samples the trials that remain.
 
 Every decision is read from the study (trials' ``stage`` attribute, the study attribute), so a
 resumed study or a worker on another machine continues where the study stands.
@@ -36,7 +43,8 @@ from optuna.trial import FrozenTrial, TrialState
 from samtune.optim import SAMConfig, get_variant
 from samtune.search._space import SearchSpace
 
-ORIGIN_ATTR = "origin"  # trial user attribute of an enqueued neighbour: "neighbour"
+ORIGIN_ATTR = "origin"  # trial user attribute of an enqueued neighbour: "neighbour", "cheaper"
+ORIGINS = ("neighbour", "cheaper")  # enqueued by the search from its own best trial
 STAGE_ATTR = "samtune_stage"  # study user attribute, set when the baseline stage is settled
 TRIAL_STAGE = "stage"  # trial user attribute: "baseline" or "family"
 BASELINE_POINTS = 5  # baseline trials on the space's lr range before any extension (at most)
@@ -45,8 +53,11 @@ MIN_POINTS_TO_EXTEND = 3  # with fewer points, "on the edge" says nothing
 EDGE_FACTOR = 2.5  # lr step beyond an edge (about the grid's own spacing on the default range)
 MAX_EXTENSIONS = 3  # edge steps at most: 2.5^3 ~ 16x beyond the range
 LR_BOUNDS = (1e-4, 10.0)  # what SAMConfig accepts (lr <= 10) and a sane floor
-FAMILY_LR_FACTOR = 2.0  # the SAM family's lr within [tuned / 2, tuned * 2]
+FAMILY_LR_FACTOR = 3.0  # the SAM family's lr within [tuned / 3, tuned * 3]: the tuned lr is
+# itself known only to about the baseline grid's step (2.3x on the default range)
 NEIGHBOUR_FACTOR = 2.0  # the neighbours' rho and lr steps
+REFINE_ROUNDS = 2  # rounds of neighbours at most, each around a new best family trial
+CHEAPER: tuple[str, ...] = ()  # cheap schedules tried on the best (stage 4)
 
 
 def _lr_range(space: SearchSpace) -> tuple[float, float] | None:
@@ -169,6 +180,8 @@ def enqueue_stage(study: optuna.Study, space: SearchSpace, target: int) -> None:
         enqueue_warm_start(study, family.warm_start_params(), target)
         enqueue_warm_start(study, record.get("neighbours", []), target,
                            user_attrs={ORIGIN_ATTR: "neighbour"})
+        enqueue_warm_start(study, record.get("cheaper", []), target,
+                           user_attrs={ORIGIN_ATTR: "cheaper"})
         advance(study, space, target)
         return
     enqueue_warm_start(study, baseline_params(space, target), target)
@@ -187,7 +200,9 @@ def neighbours(family: SearchSpace, params: dict[str, Any]) -> list[dict[str, An
 
     def add(**change: Any) -> None:
         point = {**params, **change}
-        if point != params and point not in out:
+        same = all(isinstance(v, float) and isinstance(params.get(k), float)
+                   and math.isclose(v, params[k], rel_tol=0.01) for k, v in change.items())
+        if point != params and not same and point not in out:  # clipped back onto params: no
             out.append(point)
 
     if "rho" in params:
@@ -205,27 +220,84 @@ def neighbours(family: SearchSpace, params: dict[str, Any]) -> list[dict[str, An
     return out
 
 
+def _point(trial: FrozenTrial) -> dict[str, Any] | None:
+    """The point a trial runs: its params (a waiting trial: its enqueued ones), with the
+    ``perturb`` label it was enqueued with when that is no parameter of the space."""
+    fixed = trial.system_attrs.get("fixed_params")
+    if trial.state == TrialState.WAITING:
+        return fixed
+    point = dict(trial.params)
+    if fixed and "perturb" in fixed and "perturb" not in point:
+        point["perturb"] = fixed["perturb"]
+    return point
+
+
+def _new(points: list[dict[str, Any]], trials: list[FrozenTrial]) -> list[dict[str, Any]]:
+    """The points no trial of ``trials`` runs or ran (failed ones excepted: they run again)."""
+    ran = [_point(t) for t in trials if t.state != TrialState.FAIL]
+    return [p for p in points if p not in ran]
+
+
+def _rounds(record: dict[str, Any]) -> list[int]:
+    """The trials the neighbour rounds so far were centred on (a study of an earlier samtune
+    records only the first, as ``refined_around``)."""
+    if "rounds" in record:
+        return list(record["rounds"])
+    return [] if record.get("refined_around") is None else [record["refined_around"]]
+
+
+def cheaper(family: SearchSpace, params: dict[str, Any]) -> list[dict[str, Any]]:
+    """``params`` under each of the ``CHEAPER`` schedules (those the space can run: all of them
+    when it searches no perturb schedule, else the ones it lists)."""
+    searched_perturb = len(family.perturb) > 1
+    return [{**params, "perturb": label} for label in CHEAPER
+            if not searched_perturb or label in family.perturb]
+
+
 def _refine(study: optuna.Study, record: dict[str, Any], target: int) -> str | None:
-    """Enqueue the neighbours of the best SAM-family trial once the family's warm starts are
-    finished (once per study)."""
-    if record.get("refined_around") is not None or record.get("stage") != "family":
+    """Once the family's warm starts (or the last round) are finished: enqueue the neighbours
+    of the best SAM-family trial when it is new (``REFINE_ROUNDS`` rounds at most), then, once,
+    the best under the cheap schedules when it beats the tuned baseline."""
+    if record.get("stage") != "family":
         return None
     if study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-        return None  # warm starts still to run
+        return None  # warm starts or neighbours still to run
     family = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
               if t.user_attrs.get(TRIAL_STAGE) == "family" and t.value is not None
-              and math.isfinite(t.value)]
+              and math.isfinite(t.value)
+              and t.user_attrs.get(ORIGIN_ATTR) != "cheaper"]  # refined and made cheaper: as run
     if not family:
         return None
     best = max(family, key=lambda t: t.value)
     space = SearchSpace.from_dict(record["space"], where="the study's family space")
-    points = neighbours(space, dict(best.params))
-    study.set_user_attr(STAGE_ATTR, {**record, "refined_around": best.number, "neighbours": points})
-    n = enqueue_warm_start(study, points, target, user_attrs={ORIGIN_ATTR: "neighbour"})
+    rounds = _rounds(record)
+    live = study.get_trials(deepcopy=False)
+    if len(rounds) < REFINE_ROUNDS and best.number not in rounds:
+        points = _new(neighbours(space, dict(best.params)), live)
+        study.set_user_attr(STAGE_ATTR, {
+            **record, "refined_around": rounds[0] if rounds else best.number,
+            "rounds": [*rounds, best.number], "neighbours": [*record.get("neighbours", []), *points]})
+        n = enqueue_warm_start(study, points, target, user_attrs={ORIGIN_ATTR: "neighbour"})
+        if n:
+            return (f"family: trying {n} neighbour(s) of trial {best.number} "
+                    f"({best.user_attrs.get('config_text', best.params)}): rho and lr x2 and /2, "
+                    "the other m")
+        record = stage_record(study)
+        rounds = _rounds(record)
+    if record.get("cheaper_around") is not None or not rounds:
+        return None
+    if best.user_attrs.get("config", {}).get("perturb", "always") != "always":
+        return None  # already a cheap schedule
+    if not best.value > record.get("baseline_value", math.inf):
+        return None  # SAM is not ahead: nothing to make cheaper (yet)
+    points = _new(cheaper(space, dict(best.params)), live)
+    study.set_user_attr(STAGE_ATTR, {**record, "cheaper_around": best.number, "cheaper": points})
+    n = enqueue_warm_start(study, points, target, user_attrs={ORIGIN_ATTR: "cheaper"})
     if not n:
         return None
-    return (f"family: trying {n} neighbour(s) of trial {best.number} "
-            f"({best.user_attrs.get('config_text', best.params)}): rho and lr x2 and /2, the other m")
+    return (f"family: trying trial {best.number} "
+            f"({best.user_attrs.get('config_text', best.params)}) under cheaper schedules: "
+            f"{', '.join(p['perturb'] for p in points[:n])}")
 
 
 def advance(study: optuna.Study, space: SearchSpace, target: int) -> str | None:
@@ -276,7 +348,7 @@ def advance(study: optuna.Study, space: SearchSpace, target: int) -> str | None:
 
 
 def searched(trial: FrozenTrial) -> bool:
-    """Whether the search chose ``trial``'s configuration (sampled, or a neighbour of its best
-    family trial), as opposed to the baseline grid and the warm starts it enqueues as given."""
+    """Whether the search chose ``trial``'s configuration (sampled, a neighbour of its best
+    family trial, or that trial under a cheaper schedule), as opposed to the baseline grid and the warm starts it enqueues as given."""
     return ("fixed_params" not in trial.system_attrs
-            or trial.user_attrs.get(ORIGIN_ATTR) == "neighbour")
+            or trial.user_attrs.get(ORIGIN_ATTR) in ORIGINS)

@@ -4,15 +4,18 @@ known function of the configuration."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 
+from samtune.search import _stages
 from samtune.search._space import SearchSpace
 from samtune.search._stages import (
     STAGE_ATTR,
+    _point,
     advance,
     baseline_lrs,
     baseline_points,
@@ -32,15 +35,17 @@ def space() -> SearchSpace:
 
 
 def run(study: optuna.Study, sp: SearchSpace, n: int, peak_lr: float, *, sam_bonus: float = 0.0,
-        target: int = 30) -> None:
-    """``n`` trials whose value peaks at ``peak_lr`` (log distance), SAM-family + ``sam_bonus``."""
+        target: int = 30, bonus=None) -> None:
+    """``n`` trials whose value peaks at ``peak_lr`` (log distance), SAM-family + ``sam_bonus``
+    (+ ``bonus(config)`` when given)."""
     def objective(trial: optuna.Trial) -> float:
         fixed = study._storage.get_trial_system_attrs(trial._trial_id).get("fixed_params")
         stage, s = trial_space(study, sp, fixed)
-        config = sample_baseline(trial, s, fixed) if stage == "baseline" else s.sample(trial)
+        config = sample_baseline(trial, s, fixed) if stage == "baseline" else s.sample(trial, fixed)
         trial.set_user_attr("stage", stage)
         trial.set_user_attr("config", config.to_dict())
-        return -abs(math.log(config.lr / peak_lr)) + (sam_bonus if config.perturbs else 0.0)
+        extra = bonus(config) if bonus is not None and config.perturbs else 0.0
+        return -abs(math.log(config.lr / peak_lr)) + (sam_bonus if config.perturbs else 0.0) + extra
 
     enqueue_stage(study, sp, target)
     study.optimize(objective, n_trials=n, callbacks=[lambda st, t: advance(st, sp, target)])
@@ -73,7 +78,7 @@ def test_the_baseline_comes_first_then_the_family_around_the_tuned_lr():
     assert record["baseline_lr"] == pytest.approx(0.0387) and not record["lr_on_edge"]
     family = [t for t in study.trials if t.user_attrs.get("stage") == "family"]
     assert family and all(t.user_attrs["config"]["variant"] != "sgd" for t in family)
-    assert all(0.0387 / 2 - 1e-9 <= t.user_attrs["config"]["base_kwargs"]["lr"] <= 0.0387 * 2 + 1e-9
+    assert all(0.0387 / 3 - 1e-9 <= t.user_attrs["config"]["base_kwargs"]["lr"] <= 0.0387 * 3 + 1e-9
                for t in family)
     # the space's SAM-family warm starts run first, at the tuned lr
     assert [(t.params["variant"], t.params["m"]) for t in family[:4]] == [
@@ -134,9 +139,9 @@ def test_after_the_warm_starts_the_best_family_trials_neighbours_run():
     best = family[0]
     assert record["refined_around"] == best.number and best.params["variant"] == "sam"
     want = [{**best.params, "rho": 0.1}, {**best.params, "rho": 0.025},
-            {**best.params, "lr": 0.0774}, {**best.params, "lr": pytest.approx(0.0387 / 2)}, {**best.params, "m": 16}]
+            {**best.params, "lr": 0.0774}, {**best.params, "lr": 0.0193}, {**best.params, "m": 16}]
     assert [t.params for t in family[4:9]] == want
-    assert record["neighbours"] == want  # lr / 2 is the range's low end, exactly
+    assert record["neighbours"] == want  # rounded to 3 significant digits
     assert all("fixed_params" in t.system_attrs for t in family[4:9])
     assert "fixed_params" not in family[9].system_attrs  # TPE samples what remains
     # the search chose the neighbours and the sampled trials, not the grid or the warm starts
@@ -146,8 +151,44 @@ def test_after_the_warm_starts_the_best_family_trials_neighbours_run():
 
 
 def test_neighbours_stay_in_the_space_and_toggle_the_batch_design():
-    fam = family_space(space(), 0.1)  # lr 0.05-0.2, sam rho 0.01-0.5, m null/8/16/32
-    top = {"variant": "sam", "rho": 0.5, "lr": 0.2, "schedule": "constant", "m": 16}
+    fam = family_space(space(), 0.1)  # lr 0.0333-0.3, sam rho 0.01-0.5, m null/8/16/32
+    top = {"variant": "sam", "rho": 0.5, "lr": 0.3, "schedule": "constant", "m": 16}
     got = neighbours(fam, top)
-    assert got == [{**top, "rho": 0.25}, {**top, "lr": 0.1}, {**top, "m": None}]
+    assert got == [{**top, "rho": 0.25}, {**top, "lr": 0.15}, {**top, "m": None}]
     assert neighbours(fam, {"variant": "sam", "rho": 0.05, "lr": 0.1, "m": None})[-1]["m"] == 16
+
+
+def test_a_better_neighbour_gets_a_round_of_its_own_then_the_best_runs_cheaper(monkeypatch):
+    monkeypatch.setattr(_stages, "CHEAPER", ("stochastic:p=0.5", "late:start=0.5"))
+    sp = space()
+    study = optuna.create_study(direction="maximize")
+
+    def bonus(config) -> float:  # SAM ahead of the baseline, more so with a larger rho
+        return 0.5 + 0.1 * math.log(config.rho) - (0.3 if config.perturb != "always" else 0.0)
+
+    run(study, sp, 24, peak_lr=0.04, bonus=bonus)
+    record = study.user_attrs[STAGE_ATTR]
+    by_number = {t.number: t for t in study.trials}
+    first, second = (by_number[n] for n in record["rounds"])
+    assert record["refined_around"] == first.number and first.params["variant"] == "asam"
+    assert second.params == {**first.params, "rho": 2.0}  # round one's rho x2 won round two
+    points = [_point(t) for t in study.trials if t.user_attrs.get("origin") == "neighbour"]
+    assert {**first.params, "rho": 2.0} in points and first.params not in points  # no rerun
+    assert len(points) == len({json.dumps(p, sort_keys=True) for p in points})
+    best = by_number[record["cheaper_around"]]
+    assert best.params["rho"] == 4.0  # round two's rho x2: the best, made cheaper
+    cheap = [t for t in study.trials if t.user_attrs.get("origin") == "cheaper"]
+    assert [t.user_attrs["config"]["perturb"] for t in cheap] == ["stochastic", "late"]
+    assert [t.user_attrs["config"]["perturb_kwargs"] for t in cheap] == [{"p": 0.5}, {"start": 0.5}]
+    assert all(t.params == best.params and searched(t) for t in cheap)
+    enqueue_stage(study, sp, 30)  # a resumed study runs none of them again
+    assert not study.get_trials(states=(TrialState.WAITING,))
+
+
+def test_no_cheaper_schedules_when_sam_is_not_ahead_of_the_baseline(monkeypatch):
+    monkeypatch.setattr(_stages, "CHEAPER", ("stochastic:p=0.5", "late:start=0.5"))
+    sp = space()
+    study = optuna.create_study(direction="maximize")
+    run(study, sp, 20, peak_lr=0.04, sam_bonus=-0.5)
+    assert "cheaper_around" not in study.user_attrs[STAGE_ATTR]
+    assert not any(t.user_attrs.get("origin") == "cheaper" for t in study.trials)
