@@ -57,7 +57,7 @@ FAMILY_LR_FACTOR = 3.0  # the SAM family's lr within [tuned / 3, tuned * 3]: the
 # itself known only to about the baseline grid's step (2.3x on the default range)
 NEIGHBOUR_FACTOR = 2.0  # the neighbours' rho and lr steps
 REFINE_ROUNDS = 2  # rounds of neighbours at most, each around a new best family trial
-CHEAPER: tuple[str, ...] = ()  # cheap schedules tried on the best (stage 4)
+CHEAPER = ("stochastic:p=0.5", "late:start=0.5")  # cheap schedules tried on the best (stage 4)
 
 
 def _lr_range(space: SearchSpace) -> tuple[float, float] | None:

@@ -272,6 +272,20 @@ def test_stability_neighbours_at_the_ends_of_their_windows():
     assert stability(study, {"variant": "sam", "rho": 0.0, "m": None}, 0.5) == {"n": 0, "neighbours": []}
 
 
+def test_the_same_point_under_a_cheaper_schedule_is_no_neighbour():
+    from samtune.search._recommendation import stability
+
+    study = optuna.create_study(direction="maximize")
+    for perturb, val in (("always", 0.9), ("stochastic", 0.5), ("late", 0.5)):
+        t = study.ask()
+        t.set_user_attr("config", {"variant": "sam", "rho": 0.5, "m": None, "perturb": perturb})
+        study.tell(t, val)
+    best = {"variant": "sam", "rho": 0.5, "m": None, "perturb": "always"}
+    assert stability(study, best, 0.8) == {"n": 0, "neighbours": []}
+    cheap = {**best, "perturb": "late"}  # the cheaper one's neighbours are not the others either
+    assert stability(study, cheap, 0.8) == {"n": 0, "neighbours": []}
+
+
 def test_the_recommendation_judges_stability_against_the_baselines_validation_accuracy():
     study = _neighbour_study([("sam", 0.05, None, 0.70), ("sam", 0.2, None, 0.71)])
     base = _cand("sgd", [60, 60], 1.0, val=0.75)
