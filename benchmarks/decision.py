@@ -104,11 +104,18 @@ def retrain(task, config, seed: int, key: str) -> dict[str, Any]:
 
 def bank_cost(store: Store, config) -> float | None:
     """The bank's step-cost ratio of ``config``'s (variant, m, schedule); None when the bank
-    has none (its cells never use a perturb schedule)."""
-    if config.perturb != "always":
-        return None
+    has none. The bank's cells perturb every step; under a perturb schedule that perturbs a
+    share s of the task's steps the cost is 1 + s (c - 1), c the every-step cost (a step that
+    does not perturb costs a base step: RESULTS.md, issue 16's step table)."""
     cost = store.cost(Cell.from_config(config).cost_key)
-    return cost if math.isfinite(cost) else None
+    if not math.isfinite(cost):
+        return None
+    if config.perturb == "always":
+        return cost
+    h = store.header
+    total = h["epochs"] * (h["sizes"]["train"] // h["batch_size"])
+    share = config.perturb_schedule(total).share(total)
+    return round(1.0 + share * (cost - 1.0), 3)
 
 
 def baseline_run_seconds(task, config) -> float:

@@ -131,8 +131,13 @@ def test_decision_quick_run_scores_one_search(tmp_path):
     # the quick bank's costs: sgd 1.0, sam (whole batch, constant) 2.0; any other: none
     config = run["config"]
     plain_sam = config.startswith("sam ") and "schedule=constant m=batch (" in config  # no perturb=
+    cheap_sam = config.startswith("sam ") and "schedule=constant m=batch perturb=" in config
     want = 1.0 if config.startswith("sgd") else 2.0 if plain_sam else None
-    assert run["bank_cost"] == want
+    if cheap_sam:  # 1 + share x (2 - 1): between the baseline's cost and every-step SAM's
+        assert 1.0 < run["bank_cost"] < 2.0
+        want = run["bank_cost"]
+    else:
+        assert run["bank_cost"] == want
     if task["sam_helps"] and run["verdict"] == "use" and want is not None:
         assert run["cost_over_cheapest"] == pytest.approx(want / task["cheapest_cost"])
     else:
@@ -149,3 +154,19 @@ def test_replay_quick_run(tmp_path):
     assert set(printed["summary"]) >= {"none", "forgetting", "median", "hyperband"}
     assert printed["summary"]["none"]["epochs_ratio"] == 1.0
     assert printed["summary"]["none"]["good_pruned_rate"] == 0.0
+
+
+def test_the_bank_cost_of_a_perturb_schedule_follows_its_share_of_perturbed_steps():
+    from decision import bank_cost
+
+    from samtune import SAMConfig
+    from bank.store import DATA_DIR
+
+    store = Store(DATA_DIR / "table-clean.jsonl.gz")  # asam, m=16, constant: 3.435x in the bank
+    every = SAMConfig(variant="asam", rho=1.0, m=16, base_kwargs={"lr": 0.1})
+    assert bank_cost(store, every) == 3.435
+    late = SAMConfig(variant="asam", rho=1.0, m=16, base_kwargs={"lr": 0.1},
+                     perturb="late", perturb_kwargs={"start": 0.5})
+    assert bank_cost(store, late) == round(1 + 0.5 * 2.435, 3)  # half the steps perturb
+    sgd = SAMConfig(variant="sgd", rho=0.0, base_kwargs={"lr": 0.1})
+    assert bank_cost(store, sgd) == 1.0
