@@ -5,6 +5,7 @@ No performance assertion here: timings belong to benchmarks/RESULTS.md, not to C
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -106,3 +107,14 @@ def test_variant_table(quick_result):
             assert all(_positive(v) for v in rows[variant].values())
         assert set(result["variants"]["rho0_over_base"][model]) == {"sam/None", "sam/8"}
         assert _positive(result["variants"]["stochastic_p025_over_base"][model])
+
+
+def test_randsam_floor_times_the_draws_against_a_base_step(capsys):
+    from tests.benchmarks._quick import load
+
+    assert load("randsam_floor").main(["--rounds", "1", "--steps", "1", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["over_base"]["base"] == 1.0 and got["n_params"] == 78858  # 40-256-256-10
+    assert {"draws 16", "one call 16"} <= set(got["median_s"])
+    assert all(v > 0 for v in got["median_s"].values())
+    assert load("randsam_floor").main(["--rounds", "0"]) == 2

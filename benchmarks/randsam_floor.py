@@ -1,0 +1,94 @@
+"""What randsam's m-sharpness must pay before any pass: its Gaussian draws, against a base step.
+
+randsam perturbs each micro-batch of m examples with its own direction n ~ N(0, I) over every
+perturbed parameter (``samtune.optim._perturb.random_direction``): k = B / m draws of the
+parameter count per step, whatever path computes the two passes. Two passes already cost about
+2 base steps, so when the draws alone cost more than 0.6 of a base step, randsam at that m
+cannot meet ``<= 2.6x the base step`` (issue 16) with this definition of the variant.
+
+This script times, side by side in interleaved rounds on one thread, samtune's default MLP
+(``build_model("mlp", (40,), 10)``, batch 128, the size the search uses on 40 features):
+
+- ``base``: one plain torch SGD step (forward, backward, update);
+- ``draws k``: ``random_direction(params, k)`` for k = 4, 8, 16 (m = 32, 16, 8);
+- ``one call k``: the same number of normals drawn by a single ``torch.randn`` (the cheapest
+  any implementation can draw them with torch's generator).
+
+    python benchmarks/randsam_floor.py              # 15 rounds, prints medians and ratios
+    python benchmarks/randsam_floor.py --rounds 5 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+
+import torch
+from torch import nn
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--rounds", type=int, default=15, help="interleaved rounds (default 15)")
+    p.add_argument("--steps", type=int, default=20, help="calls per timed block (default 20)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    args = p.parse_args(argv)
+    if args.rounds < 1 or args.steps < 1:
+        print("error: --rounds and --steps must be >= 1", file=sys.stderr)
+        return 2
+
+    from samtune.models import build_model
+    from samtune.optim._perturb import random_direction
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = build_model("mlp", (40,), 10)
+    params = [q for q in model.parameters() if q.requires_grad]
+    n_params = sum(q.numel() for q in params)
+    x, y = torch.randn(128, 40), torch.randint(0, 10, (128,))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    loss_fn = nn.CrossEntropyLoss()
+    gen = torch.Generator().manual_seed(0)
+
+    def base() -> None:
+        opt.zero_grad(set_to_none=True)
+        loss_fn(model(x), y).backward()
+        opt.step()
+
+    jobs = {"base": base}
+    for k in (4, 8, 16):
+        jobs[f"draws {k}"] = lambda k=k: random_direction(params, k, gen)
+        jobs[f"one call {k}"] = lambda k=k: torch.randn(k * n_params, generator=gen)
+    times: dict[str, list[float]] = {name: [] for name in jobs}
+    for fn in jobs.values():  # warm-up
+        fn()
+    for _ in range(args.rounds):
+        for name, fn in jobs.items():
+            t0 = time.perf_counter()
+            for _ in range(args.steps):
+                fn()
+            times[name].append((time.perf_counter() - t0) / args.steps)
+    med = {name: statistics.median(v) for name, v in times.items()}
+    ratio = {name: med[name] / med["base"] for name in med}
+    result = {"model": "mlp 40-256-256-10, batch 128", "n_params": n_params,
+              "rounds": args.rounds, "median_s": med, "over_base": ratio,
+              "torch": torch.__version__}
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"default MLP ({n_params} parameters), batch 128, one thread, median of "
+          f"{args.rounds} interleaved rounds")
+    for name in jobs:
+        print(f"  {name:<12} {1e3 * med[name]:8.3f} ms   {ratio[name]:5.2f}x base")
+    for k, m in ((4, 32), (8, 16), (16, 8)):
+        floor = 2.0 + ratio[f"draws {k}"]
+        print(f"  m={m:<3} (k={k:>2}): two passes + draws >= {floor:.2f}x base "
+              f"(one-call draws: {2.0 + ratio[f'one call {k}']:.2f}x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
