@@ -146,9 +146,22 @@ class SAMConfig:
             return f"sgd baseline ({self.base}, lr={self.lr:.3g})"
         m = "batch" if self.m is None else self.m
         return (
-            f"{self.variant} rho={self.rho:.3g} schedule={self.schedule} m={m}{self._perturb_text()} "
-            f"({self.base}, lr={self.lr:.3g})"
+            f"{self.variant} rho={self.rho:.3g}{self._kwargs_text()} schedule={self.schedule} "
+            f"m={m}{self._perturb_text()} ({self.base}, lr={self.lr:.3g})"
         )
+
+    def _kwargs_text(self) -> str:
+        """The variant's own hyperparameters where they differ from its defaults (asam's eta,
+        gsam's alpha, obf's gamma, ...): two configurations that differ only in them are two
+        configurations."""
+        defaults = get_variant(self.variant).resolve_kwargs({})
+        parts = []
+        for k, v in sorted(self.variant_kwargs.items()):
+            if v is None or v == defaults.get(k):
+                continue  # the variant's default: nothing to tell
+            shown = f"{v:.3g}" if isinstance(v, float) else str(v)
+            parts.append(f" {k}={shown}")
+        return "".join(parts)
 
     def _perturb_text(self) -> str:
         if self.perturb == "always":

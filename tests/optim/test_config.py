@@ -63,3 +63,15 @@ def test_bad_hyperparameters_raise_clear_errors(kwargs, needle):
 def test_from_dict_refuses_unknown_fields():
     with pytest.raises(ConfigError, match="unknown SAMConfig field"):
         SAMConfig.from_dict({"variant": "sam", "rhoo": 0.1})
+
+
+def test_the_description_names_the_variants_own_hyperparameters_off_their_defaults():
+    asam = SAMConfig(variant="asam", rho=1.0, variant_kwargs={"eta": 0.0111}, base_kwargs={"lr": 0.2})
+    assert asam.describe() == "asam rho=1 eta=0.0111 schedule=constant m=batch (sgd, lr=0.2)"
+    other = SAMConfig(variant="asam", rho=1.0, variant_kwargs={"eta": 0.0125}, base_kwargs={"lr": 0.2})
+    assert other.describe() != asam.describe()  # two configurations, two descriptions
+    assert SAMConfig(variant="asam", rho=1.0).describe() == "asam rho=1 schedule=constant m=batch (sgd, lr=0.05)"
+    both = SAMConfig(variant="gsam-obf", rho=0.05, m=8, variant_kwargs={"alpha": 0.3, "gamma": 0.01},
+                     perturb="stochastic", perturb_kwargs={"p": 0.5})
+    assert both.describe() == ("gsam-obf rho=0.05 alpha=0.3 gamma=0.01 schedule=constant m=8 "
+                               "perturb=stochastic(p=0.5) (sgd, lr=0.05)")

@@ -152,9 +152,12 @@ def test_a_sam_identical_to_the_baseline_gives_keep_baseline_with_zero_gain(tiny
     assert rec.verdict == "keep-baseline" and rec.gain == 0.0
     assert rec.config.to_dict() == baseline.user_attrs["config"]
     best_sam = next(t for t in done if t.user_attrs["config"]["variant"] == "sam")
-    # --top-k 1: the best SAM-family trial, and the best baseline besides it
-    assert [c["trial"] for c in rec.candidates] in ([best_sam.number, baseline.number],
-                                                    [baseline.number, best_sam.number])
+    # --top-k 1: the best SAM-family trial and the best baseline besides it, and the search's
+    # cheaper-schedule trial when SAM led on val (it is within noise of the best and cheaper)
+    picked = [c["trial"] for c in rec.candidates]
+    assert best_sam.number in picked and baseline.number in picked and len(set(picked)) == len(picked)
+    extra = [n for n in picked if n not in (best_sam.number, baseline.number)]
+    assert all(study.trials[n].user_attrs.get("origin") == "cheaper" for n in extra)
     accs = {c["config"]["variant"]: c["test_accuracy"]["per_seed"] for c in rec.candidates}
     assert accs["sam"] == accs["sgd"]  # the same seeds: the same runs
     assert rec.evidence["gain"] == 0.0

@@ -78,7 +78,7 @@ def test_the_baseline_comes_first_then_the_family_around_the_tuned_lr():
     assert record["baseline_lr"] == pytest.approx(0.0387) and not record["lr_on_edge"]
     family = [t for t in study.trials if t.user_attrs.get("stage") == "family"]
     assert family and all(t.user_attrs["config"]["variant"] != "sgd" for t in family)
-    assert all(0.0387 / 3 - 1e-9 <= t.user_attrs["config"]["base_kwargs"]["lr"] <= 0.0387 * 3 + 1e-9
+    assert all(0.0387 / 2 - 1e-9 <= t.user_attrs["config"]["base_kwargs"]["lr"] <= 0.0387 * 2 + 1e-9
                for t in family)
     # the space's SAM-family warm starts run first, at the tuned lr
     assert [(t.params["variant"], t.params["m"]) for t in family[:4]] == [
@@ -139,9 +139,9 @@ def test_after_the_warm_starts_the_best_family_trials_neighbours_run():
     best = family[0]
     assert record["refined_around"] == best.number and best.params["variant"] == "sam"
     want = [{**best.params, "rho": 0.1}, {**best.params, "rho": 0.025},
-            {**best.params, "lr": 0.0774}, {**best.params, "lr": 0.0193}, {**best.params, "m": 16}]
+            {**best.params, "lr": 0.0774}, {**best.params, "lr": pytest.approx(0.0387 / 2)}, {**best.params, "m": 16}]
     assert [t.params for t in family[4:9]] == want
-    assert record["neighbours"] == want  # rounded to 3 significant digits
+    assert record["neighbours"] == want  # lr / 2 is the range's low end, exactly
     assert all("fixed_params" in t.system_attrs for t in family[4:9])
     assert "fixed_params" not in family[9].system_attrs  # TPE samples what remains
     # the search chose the neighbours and the sampled trials, not the grid or the warm starts
@@ -151,15 +151,19 @@ def test_after_the_warm_starts_the_best_family_trials_neighbours_run():
 
 
 def test_neighbours_stay_in_the_space_and_toggle_the_batch_design():
-    fam = family_space(space(), 0.1)  # lr 0.0333-0.3, sam rho 0.01-0.5, m null/8/16/32
-    top = {"variant": "sam", "rho": 0.5, "lr": 0.3, "schedule": "constant", "m": 16}
+    fam = family_space(space(), 0.1)  # lr 0.05-0.2, sam rho 0.01-0.5, m null/8/16/32
+    top = {"variant": "sam", "rho": 0.5, "lr": 0.2, "schedule": "constant", "m": 16}
     got = neighbours(fam, top)
-    assert got == [{**top, "rho": 0.25}, {**top, "lr": 0.15}, {**top, "m": None}]
+    assert got == [{**top, "rho": 0.25}, {**top, "lr": 0.1}, {**top, "m": None}]
+    odd = family_space(space(), 0.1 / 3)  # lr up to 0.0666..., not a 3-digit number
+    near_top = {**top, "lr": 0.0666}  # lr x2 is clipped to 0.06667: 0.1% away, no neighbour
+    assert [p["lr"] for p in neighbours(odd, near_top) if p["lr"] != 0.0666] == [0.0333]
     assert neighbours(fam, {"variant": "sam", "rho": 0.05, "lr": 0.1, "m": None})[-1]["m"] == 16
 
 
-def test_a_better_neighbour_gets_a_round_of_its_own_then_the_best_runs_cheaper():
+def test_a_better_neighbour_gets_a_round_of_its_own_then_the_best_runs_cheaper(monkeypatch):
     assert _stages.CHEAPER == ("stochastic:p=0.5", "late:start=0.5")  # SAM on half the steps
+    monkeypatch.setattr(_stages, "REFINE_ROUNDS", 2)  # one round by default
     sp = space()
     study = optuna.create_study(direction="maximize")
 
