@@ -244,8 +244,9 @@ def settle(
     best = best_sam(confirmed, metric)
     if best is None:
         return "decided"
+    n = sum(c["config"]["variant"] != "sgd" for c in confirmed)  # the best of n is judged
     while True:
-        ev = gain_evidence(best, baseline, metric, y_test)
+        ev = gain_evidence(best, baseline, metric, y_test, candidates=n)
         if decide(ev, max_seeds) != "open":
             return "decided"
         n = min(len(best["test_accuracy"]["per_seed"]), len(baseline["test_accuracy"]["per_seed"]))

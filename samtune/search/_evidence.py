@@ -22,8 +22,13 @@ The decision is sequential (``decide``): after each round of seeds,
 - otherwise ``open``: one more seed for both sides when the budget allows, else
   ``inconclusive``.
 
-Z = 2 at every look (about 97.7% one-sided at one look; the looks raise the chance that a
-configuration no better than the baseline is called ``use`` somewhat, see the README).
+Z = 2 at every look for one candidate (about 97.7% one-sided at one look; the looks raise the
+chance that a configuration no better than the baseline is called ``use`` somewhat, see the
+README). With n SAM-family candidates confirmed on the same test data, the one judged is the
+best of n noisy gains, so its z is Bonferroni's over them (``z_for``: 2.28 for 2, 2.43 for 3):
+the chance that any of n configurations no better than the baseline clears it stays that of
+one at Z = 2. ``gain_evidence(..., candidates=n)`` records it as ``z`` and ``bound``, and
+``decide``, ``final`` and ``seeds_to_settle`` read it from there.
 
 For another metric than accuracy (``--metric``), ``gain_evidence`` makes the same evidence
 from ``Metric.paired_gain`` on the seeds' test predictions: the gain in the metric's utility,
@@ -36,6 +41,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Sequence
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -44,6 +50,23 @@ import torch
 from samtune.metrics import Metric
 
 Z = 2.0
+_ONE_SIDED = 1.0 - NormalDist().cdf(Z)  # the chance one null gain clears Z se (about 0.023)
+
+
+def z_for(candidates: int) -> float:
+    """The z that ``candidates`` SAM-family configurations judged on the same test data need
+    for the best of them to clear it by chance no more often than one does at ``Z``
+    (Bonferroni; rounded to two decimals).
+
+    >>> z_for(1), z_for(2), z_for(3), z_for(4)
+    (2.0, 2.28, 2.43, 2.53)
+    """
+    n = max(1, int(candidates))
+    return round(NormalDist().inv_cdf(1.0 - _ONE_SIDED / n), 2)
+
+
+def _z(ev: dict[str, Any]) -> float:
+    return ev.get("z", Z)
 
 Verdict = str  # "use", "keep-baseline", "open" or "inconclusive"
 
@@ -91,10 +114,12 @@ def paired_gain(candidate: dict[str, Any], baseline: dict[str, Any]) -> dict[str
 
 
 def gain_evidence(candidate: dict[str, Any], baseline: dict[str, Any], metric: Metric | None,
-                  y_test: Any = None) -> dict[str, Any]:
+                  y_test: Any = None, *, candidates: int = 1) -> dict[str, Any]:
     """``paired_gain`` for accuracy (``metric`` None or accuracy); for another metric the same
     keys from ``metric.paired_gain`` on the records' ``pred`` (per finite seed, the class
-    predicted for each example of ``y_test``).
+    predicted for each example of ``y_test``). ``candidates``: how many SAM-family
+    configurations were confirmed beside it; ``z`` is ``z_for(candidates)`` and ``bound`` is
+    ``z`` x ``se``.
 
     >>> from samtune.metrics import Metric
     >>> y = [0, 0, 1, 1] * 25
@@ -104,6 +129,13 @@ def gain_evidence(candidate: dict[str, Any], baseline: dict[str, Any], metric: M
     >>> round(ev["gain"], 2), ev["seed_se"], ev["seeds"]
     (0.25, None, [1, 1])
     """
+    ev = _evidence(candidate, baseline, metric, y_test)
+    z = z_for(candidates)
+    return {**ev, "z": z, "bound": z * ev["se"] if math.isfinite(ev["se"]) else math.nan}
+
+
+def _evidence(candidate: dict[str, Any], baseline: dict[str, Any], metric: Metric | None,
+              y_test: Any) -> dict[str, Any]:
     if candidate.get("fold_runs") is not None and baseline.get("fold_runs") is not None:
         return fold_gain(candidate, baseline)
     if metric is None or metric.name == "accuracy":
@@ -199,13 +231,13 @@ def projected_se(ev: dict[str, Any], seeds: int) -> float:
 
 def decide(ev: dict[str, Any], max_seeds: int) -> Verdict:
     """``use``, ``keep-baseline`` or ``open`` (more seeds could decide; ``inconclusive`` when
-    none are left: see ``final``)."""
+    none are left: see ``final``), at the evidence's ``z`` (``Z`` when it has none)."""
     gain, se = ev["gain"], ev["se"]
     if not (math.isfinite(gain) and math.isfinite(se)):
         return "keep-baseline"  # nothing to compare (every seed diverged), or no noise estimate
-    if gain > Z * se:
+    if gain > _z(ev) * se:
         return "use"
-    if gain <= 0 or gain + se <= Z * projected_se(ev, max_seeds):
+    if gain <= 0 or gain + se <= _z(ev) * projected_se(ev, max_seeds):
         return "keep-baseline"
     return "open"
 
@@ -218,13 +250,13 @@ def final(ev: dict[str, Any], max_seeds: int) -> Verdict:
 
 def seeds_to_settle(ev: dict[str, Any], most: int = 100) -> int | None:
     """Seeds (runs) per side at which the measured gain, were it the true one, would clear
-    Z * se (``projected_se``); None when no number up to ``most`` would (the test data's own
+    z * se (``projected_se``; z: the evidence's, ``Z`` by default); None when no number up to ``most`` would (the test data's own
     noise is above it: more data would settle it, not more seeds)."""
     gain = ev["gain"]
     if not (math.isfinite(gain) and gain > 0 and math.isfinite(ev["se"])):
         return None
     now = max(1, min(ev["seeds"]))
     for seeds in range(now + 1, most + 1):
-        if Z * projected_se(ev, seeds) < gain:
+        if _z(ev) * projected_se(ev, seeds) < gain:
             return seeds
     return None

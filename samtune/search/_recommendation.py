@@ -63,7 +63,7 @@ from samtune.search._cost import (
     frontier,
     record_cost,
 )
-from samtune.search._evidence import Z, final, gain_evidence, seeds_to_settle
+from samtune.search._evidence import final, gain_evidence, seeds_to_settle
 from samtune.search._metric import Scale, is_accuracy, metric_label, scale_of
 from samtune.search._stages import STAGE_ATTR, searched
 
@@ -191,7 +191,8 @@ def build_recommendation(
     # lowered its mean below another's: choosing again on the same test split would reward luck
     fam = sorted((c for c in allowed if c["config"]["variant"] != "sgd"),
                  key=lambda c: (-len(c["test_accuracy"]["per_seed"]), -mean_utility(c, metric)))
-    evs = {id(c): gain_evidence(c, baseline, metric, y_test)
+    # the best of len(fam) noisy gains is judged: z is Bonferroni's over them (_evidence.z_for)
+    evs = {id(c): gain_evidence(c, baseline, metric, y_test, candidates=max(1, len(fam)))
            for c in ranked if c["config"]["variant"] != "sgd"}
     best_sam = fam[0] if fam else None
     evidence: dict[str, Any] = {}
@@ -202,7 +203,7 @@ def build_recommendation(
         seeds = min(ev["seeds"])
         allowed_seeds = seeds if stopped == "budget" or max_seeds is None else max(max_seeds, seeds)
         verdict = final(ev, allowed_seeds)
-        evidence = {"candidate": best_sam["description"], "design": "test split", **ev, "z": Z,
+        evidence = {"candidate": best_sam["description"], "design": "test split", **ev,
                     "max_seeds": allowed_seeds, "stopped": stopped}
         if verdict == "use":
             chosen, gap = cheapest_near(fam, best_sam, evs, baseline,
@@ -215,7 +216,7 @@ def build_recommendation(
             f"keep the baseline, an {baseline['description']} (no baseline trial completed, "
             "so its learning rate is the best trial's; rerun with more --trials to tune it)")
     if verdict == "use":
-        chosen_ev = {**evs[id(chosen)], "z": Z}
+        chosen_ev = evs[id(chosen)]
         noise = _noise_text(chosen_ev, words.scale)
         against = "baseline" if tuned else "the untuned fallback baseline"
         summary = f"use {chosen['description']}: {words.scale.signed(gain)} {_at(cost)}"

@@ -185,18 +185,19 @@ def test_the_cheaper_configuration_within_noise_of_the_best_is_used_and_both_are
     best = _cand("sam", 90, 3.0, "sam best")
     cheap = _cand("asam", 88, 1.5, "asam cheap", rho=1.0)
     rec = _build([base, best, cheap])
-    # cheap: +28 pp, bound 2 x 4.51 pp; 2 examples short of the best, bound 2 x 1.41 pp
+    # cheap: +28 pp, bound 2.28 x 4.51 pp (the best of two candidates is judged); 2 examples
+    # short of the best, within the gap's bound 2 x 1.41 pp
     assert rec.verdict == "use" and rec.config.variant == "asam"
     assert rec.gain == pytest.approx(0.28) and rec.cost_multiplier == 1.5
     assert rec.evidence["candidate"] == "sam best" and rec.evidence["gain"] == pytest.approx(0.30)
     chosen = rec.evidence["chosen"]
     assert chosen["gap"] == pytest.approx(0.02) and chosen["gap_se"] == pytest.approx(_se(2))
-    assert chosen["bound"] == pytest.approx(2 * _se(28)) and chosen["cost"] == 1.5
+    assert chosen["bound"] == pytest.approx(2.28 * _se(28)) and chosen["cost"] == 1.5
     assert rec.best == {"description": "sam best", "gain": pytest.approx(0.30), "cost": 3.0}
     assert rec.summary == (
         f"use asam cheap: +28.00 pp at 1.50x the baseline's cost (best: sam best +30.00 pp at "
-        f"3.00x); test accuracy 0.8800 vs baseline 0.6000 (noise bound {200 * _se(28):.2f} pp "
-        f"(2 x SE {100 * _se(28):.2f} pp: test examples {100 * _se(28):.2f}, seeds 0.00; 2 vs 2 seeds))")
+        f"3.00x); test accuracy 0.8800 vs baseline 0.6000 (noise bound {228 * _se(28):.2f} pp "
+        f"(2.28 x SE {100 * _se(28):.2f} pp: test examples {100 * _se(28):.2f}, seeds 0.00; 2 vs 2 seeds))")
     assert Recommendation.from_dict(rec.to_dict()).to_dict() == rec.to_dict()
 
 
@@ -212,8 +213,8 @@ def test_a_cheaper_configuration_outside_the_noise_of_the_best_is_not_used():
 
 def test_a_cheaper_configuration_whose_own_gain_is_within_its_noise_is_not_used():
     base = _cand("sgd", 60, 1.0, "base")
-    best = _cand("sam", 64, 3.0, "sam best")  # +4 pp > 2 x 1.97 pp: use
-    cheap = _cand("asam", 63, 1.5, "asam cheap", rho=1.0)  # +3 pp <= 2 x 1.71 pp; 1 short of best
+    best = _cand("sam", 66, 3.0, "sam best")  # +6 pp > 2.28 x 2.39 pp: use
+    cheap = _cand("asam", 64, 1.5, "asam cheap", rho=1.0)  # +4 pp <= 2.28 x 1.97 pp; 2 short of best
     rec = _build([base, best, cheap])
     assert rec.verdict == "use" and rec.config.variant == "sam" and rec.best == {}
 
@@ -264,7 +265,7 @@ def test_the_frontier_holds_the_configurations_no_other_beats_on_gain_and_cost()
     assert rec.frontier[0] == {"description": "base", "config": base["config"], "gain": 0.0,
                                "bound": None, "cost": 1.0}
     assert rec.frontier[1]["gain"] == pytest.approx(0.28)
-    assert rec.frontier[1]["bound"] == pytest.approx(2 * _se(28))
+    assert rec.frontier[1]["bound"] == pytest.approx(2.53 * _se(28))  # the best of four candidates
     assert {c["description"]: c["cost_multiplier"] for c in rec.candidates} == {
         "sam best": 3.0, "asam cheap": 1.5, "gsam": 2.0, "base": 1.0, "obf": 1.2}
     assert frontier([{"gain": math.nan, "cost": 1.0}, {"gain": 0.1, "cost": 2.0}]) == [

@@ -9,7 +9,16 @@ import pytest
 import torch
 
 from samtune.search._confirm import settle
-from samtune.search._evidence import Z, decide, final, paired_gain, projected_se, seeds_to_settle
+from samtune.search._evidence import (
+    Z,
+    decide,
+    final,
+    gain_evidence,
+    paired_gain,
+    projected_se,
+    seeds_to_settle,
+    z_for,
+)
 
 
 def _ev(gain, test_se, seed_se, seeds=3):
@@ -143,3 +152,31 @@ def test_on_folds_more_runs_shrink_the_test_term_until_a_repeat_is_full():
     assert projected_se(ev, 12) == pytest.approx(math.sqrt(0.004**2 / 2 + 0.002**2 / 4))
     single = _ev(0.01, 0.004, 0.002, seeds=3)
     assert projected_se(single, 6) == pytest.approx(math.sqrt(0.004**2 + 0.002**2 / 2))
+
+
+def test_the_best_of_several_candidates_needs_bonferronis_z():
+    from statistics import NormalDist
+
+    assert z_for(1) == Z and z_for(0) == Z
+    for n in (2, 3, 5):  # n candidates at z_for(n): a null gain clears it as often as one at Z
+        tail = 1 - NormalDist().cdf(z_for(n))
+        assert n * tail == pytest.approx(1 - NormalDist().cdf(Z), rel=0.02)
+    ev = {**_ev(0.0101, 0.003, 0.004), "z": z_for(3)}  # above 2 se = 0.01, below 2.43 se
+    assert decide(ev, 3) == "open" and final(ev, 3) == "inconclusive"
+    assert decide(_ev(0.0101, 0.003, 0.004), 3) == "use"  # one candidate: z = 2
+
+
+def test_settle_judges_the_best_of_three_at_their_z():
+    n = 2000  # sam gets 5 more of 2000 examples right at every seed: gain 2.24 se
+    masks = {"sgd": _masks(n, [1600] * 6), "sam": _masks(n, [1605] * 6),
+             "asam": _masks(n, [1500] * 6), "obf": _masks(n, [1500] * 6)}
+    runner = _Runner(masks)
+    alone = [_record(v, runner, 3) for v in ("sgd", "sam")]
+    ev = gain_evidence(alone[1], alone[0], None, candidates=1)
+    assert 2.0 < ev["gain"] / ev["se"] < 2.28 and ev["z"] == 2.0 and ev["bound"] == 2.0 * ev["se"]
+    assert settle(alone, runner, max_seeds=6) == "decided"  # one candidate: use at once
+    three = [_record(v, runner, 3) for v in ("sgd", "sam", "asam", "obf")]
+    runner.calls.clear()
+    assert settle(three, runner, max_seeds=6) == "max seeds"  # 2.24 se < 2.43: stays open
+    assert set(runner.calls) == {"sgd", "sam"} and len(three[1]["test_accuracy"]["per_seed"]) == 6
+    assert gain_evidence(three[1], three[0], None, candidates=3)["z"] == 2.43
