@@ -64,9 +64,13 @@ def summarize(history: list[dict[str, float]]) -> dict[str, float]:
     out = {"final_val_acc": history[-1]["val_acc"], "final_val_loss": history[-1]["val_loss"],
            "best_val_acc": max(r["val_acc"] for r in history), "epochs_trained": len(history)}
     for key in SUMMARY_KEYS:
+        # A perturbation schedule (late, stochastic) leaves some epochs without the
+        # perturbed-pass signals: the mean is over the epochs that have them.
+        values = [r[key] for r in history if r.get(key) is not None]
         if key in early:
             out[f"early_{key}"] = early[key]
-            out[f"mean_{key}"] = sum(r[key] for r in history) / len(history)
+        if values:
+            out[f"mean_{key}"] = sum(values) / len(values)
     return {k: float(v) for k, v in out.items() if isinstance(v, int | float) and math.isfinite(v)}
 
 

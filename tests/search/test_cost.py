@@ -21,6 +21,7 @@ from samtune.models import build_model
 from samtune.search import SearchOptions
 from samtune.search._confirm import pick_candidates
 from samtune.search._cost import cost_attrs, frontier, val_margin
+from samtune.search._objective import summarize
 from samtune.search._recommendation import Recommendation, build_recommendation
 from samtune.train import TrainConfig, seed_everything, train
 from samtune.train._loop import typical_step_time
@@ -80,6 +81,21 @@ def test_the_loop_counts_the_perturbed_steps_and_weighs_both_kinds_of_step():
     # one median would be the plain step's; the weighted one lies between the two kinds
     assert typical_step_time([1.0] * 6 + [4.0] * 3, [False] * 6 + [True] * 3) == pytest.approx(2.0)
     assert typical_step_time([1.0, 2.0, 9.0], [True] * 3) == 2.0
+
+
+def test_a_late_schedule_summarizes_over_the_epochs_that_perturbed():
+    # the first epoch of a late schedule has no perturbed pass, so no flip rate
+    data = load_data("builtin:wine", seed=0)
+    seed_everything(0)
+    model = build_model(None, data.input_shape, data.num_classes)
+    config = SAMConfig(variant="sam", perturb="late", perturb_kwargs={"start": 0.3})
+    history = train(model, data, config, TrainConfig(epochs=4, seed=0)).history
+    assert ["flip_rate" in r for r in history] == [False, True, True, True]
+    attrs = summarize(history)
+    assert attrs["early_flip_rate"] == pytest.approx(history[1]["flip_rate"])
+    flips = [r["flip_rate"] for r in history[1:]]
+    assert attrs["mean_flip_rate"] == pytest.approx(sum(flips) / 3)
+    assert attrs["mean_forgetting_rate"] == pytest.approx(sum(r["forgetting_rate"] for r in history) / 4)
 
 
 def test_a_search_trial_records_its_cost_against_the_baseline_trial(tiny):
