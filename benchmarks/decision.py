@@ -27,6 +27,7 @@ the bank's protocol (its data, model, budget and first ``SEEDS`` seeds) and cach
     python benchmarks/decision.py                    # every bank task x 3 seeds, 2 processes
     python benchmarks/decision.py --tasks shortcut --seeds 0
     python benchmarks/decision.py --quick --json     # a tiny task and bank, in seconds
+    python benchmarks/decision.py --rescore results/decision.json   # against the bank as it is now
 
 Writes ``benchmarks/results/decision.json`` (``tasks``, ``runs``, ``summary``) unless --quick.
 """
@@ -220,6 +221,23 @@ def score(job: tuple[str, int, str, str, dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def rescore(run: dict[str, Any], t) -> dict[str, Any]:
+    """``run`` (a stored result) scored again against the bank's truth ``t``, as it stands now
+    (a bank whose grid grew may say otherwise). The configurations' accuracies are the stored
+    ones: only the truth's side of each measure is recomputed."""
+    helps = "use" if t.sam_helps else "keep-baseline"
+    actual_gain = run["test_acc"] - t.baseline_acc
+    cost = run.get("bank_cost")
+    over_cheapest = (cost / t.cheapest_cost if cost is not None and t.sam_helps
+                     and run["verdict"] == "use" and 0 < t.cheapest_cost < math.inf else None)
+    return {**run, "true_verdict": helps, "verdict_correct": run["verdict"] == helps,
+            "regret_pp": 100 * (t.best_acc - run["test_acc"]),
+            "actual_gain_pp": 100 * actual_gain,
+            "claimed_gain_error_pp": run["claimed_gain_pp"] - 100 * actual_gain,
+            "baseline_gap_pp": 100 * (t.baseline_acc - run["search_baseline_acc"]),
+            "cost_over_cheapest": over_cheapest}
+
+
 # -- the table -----------------------------------------------------------------------------------
 
 
@@ -301,7 +319,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="a tiny task and bank, a tiny search")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.add_argument("--out", type=Path, default=None, help=f"result file (default {DEFAULT_OUT})")
+    p.add_argument("--rescore", type=Path, default=None, metavar="RESULT",
+                   help="score a stored result file again against the bank as it is now "
+                        "(no search runs; written only with --out)")
     args = p.parse_args(argv)
+    if args.rescore is not None:
+        return rescore_file(args.rescore, args.out, args.json)
     seeds = [int(s) for s in args.seeds.split(",") if s]
     options: dict[str, Any] = {}
     tmp = None
@@ -352,6 +375,31 @@ def main(argv: list[str] | None = None) -> int:
         print(table(tasks, runs, summary))
     if tmp is not None:
         tmp.cleanup()
+    return 0
+
+
+def rescore_file(path: Path, out: Path | None, as_json: bool) -> int:
+    try:
+        stored = json.loads(path.read_text())
+        runs = stored["runs"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        print(f"error: {path}: not a decision result file ({exc}); pass the .json "
+              "benchmarks/decision.py wrote", file=sys.stderr)
+        return 2
+    names = sorted({r["task"] for r in runs})
+    try:
+        stores = load_bank(names, DATA_DIR)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    truths = {n: truth(store) for n, store in stores.items()}
+    runs = [rescore(r, truths[r["task"]]) for r in runs]
+    tasks = task_rows(stores)
+    result = {**stored, "rescored": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+              "tasks": tasks, "runs": runs, "summary": summarize(runs)}
+    if out is not None:
+        out.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result) if as_json else table(tasks, runs, result["summary"]))
     return 0
 
 

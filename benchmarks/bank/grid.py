@@ -34,6 +34,9 @@ FAMILY_GRID: dict[str, tuple[tuple[float, ...], tuple[int | None, ...], str]] = 
     "asam": ((0.5, 1.0, 2.0), (None, 16), "constant"),
     "gsam": ((0.05, 0.1, 0.2), (None, 16), "lr_prop"),
     "obf": ((0.05, 0.1, 0.2), (None, 16), "constant"),
+    # the compositions the default space searches (their grids: gsam's and asam's)
+    "gsam-obf": ((0.05, 0.1, 0.2), (None, 16), "lr_prop"),
+    "asam-obf": ((0.5, 1.0, 2.0), (None, 16), "constant"),
 }
 TOP_SAM = 5  # best SAM-family cells topped up
 

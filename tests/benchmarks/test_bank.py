@@ -170,3 +170,24 @@ def test_the_bank_cost_of_a_perturb_schedule_follows_its_share_of_perturbed_step
     assert bank_cost(store, late) == round(1 + 0.5 * 2.435, 3)  # half the steps perturb
     sgd = SAMConfig(variant="sgd", rho=0.0, base_kwargs={"lr": 0.1})
     assert bank_cost(store, sgd) == 1.0
+
+
+def test_a_stored_result_rescored_against_another_truth():
+    from types import SimpleNamespace
+
+    from decision import rescore
+
+    run = {"task": "t", "seed": 0, "verdict": "use", "test_acc": 0.80, "claimed_gain_pp": 3.0,
+           "search_baseline_acc": 0.76, "bank_cost": 2.4, "verdict_correct": False}
+    helps = SimpleNamespace(sam_helps=True, best_acc=0.81, baseline_acc=0.78, cheapest_cost=2.0)
+    got = rescore(run, helps)
+    assert got["verdict_correct"] and got["true_verdict"] == "use"
+    assert got["regret_pp"] == pytest.approx(1.0) and got["actual_gain_pp"] == pytest.approx(2.0)
+    assert got["claimed_gain_error_pp"] == pytest.approx(1.0)
+    assert got["baseline_gap_pp"] == pytest.approx(2.0)
+    assert got["cost_over_cheapest"] == pytest.approx(1.2)
+    no = SimpleNamespace(sam_helps=False, best_acc=0.78, baseline_acc=0.78, cheapest_cost=1.0)
+    got = rescore(run, no)
+    assert not got["verdict_correct"] and got["cost_over_cheapest"] is None
+    assert got["regret_pp"] == pytest.approx(-2.0)  # better than the bank's best: its grid missed it
+    assert run["verdict_correct"] is False  # the stored run is left as it was
