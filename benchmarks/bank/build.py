@@ -3,6 +3,7 @@
     python benchmarks/bank/build.py                    # every task, 2 worker processes
     python benchmarks/bank/build.py --tasks shortcut --jobs 1
     python benchmarks/bank/build.py --status           # what is stored, what is missing
+    python benchmarks/bank/build.py --truth            # the truth per task, a markdown table
 
 Each worker trains on one torch thread. Runs are appended to ``benchmarks/bank/data/`` as they
 finish, so the build can be stopped and resumed at any point; the stage plan (``grid.plan``)
@@ -215,12 +216,52 @@ def status(names: list[str], data_dir: Path) -> None:
               f"{len(store.costs)} costs; next stage: {len(nxt)} job(s)")
 
 
+def _cell_text(key: str) -> str:
+    """``sam|rho=0.2|m=16|constant|lr=0.16`` -> ``sam rho 0.2 m 16 lr 0.16`` (the schedule when
+    it is not the default)."""
+    parts = key.split("|")
+    words = [parts[0]]
+    for part in parts[1:]:
+        if "=" in part:
+            name, value = part.split("=", 1)
+            words += [name, "batch" if value == "None" else value]
+        elif part != "constant":
+            words.append(part)
+    return " ".join(words)
+
+
+def truth_table(names: list[str], data_dir: Path) -> str:
+    """The bank's truth per task as a markdown table (RESULTS.md prints it)."""
+    from bank.truth import truth  # noqa: PLC0415
+
+    rows = ["| task | train/val/test, budget | tuned baseline | best SAM-family cell "
+            "| gain ± 2 se (pp) | SAM helps | cheapest within noise of the best (cost) |",
+            "|---|---|---|---|---|---|---|"]
+    runs = 0
+    for name in names:
+        store = Store(task_path(name, data_dir))
+        t = truth(store)
+        runs += t.n_runs
+        h = store.header
+        sizes = "/".join(str(h["sizes"][k]) for k in ("train", "val", "test"))
+        rows.append(
+            f"| {name} | {sizes}, {h['epochs']} ep "
+            f"| {_cell_text(t.baseline)}: {t.baseline_acc:.4f} "
+            f"| {_cell_text(t.best_sam)}: {t.best_sam_acc:.4f} "
+            f"| {100 * t.gain:+.2f} ± {200 * t.se:.2f} | {'yes' if t.sam_helps else 'no'} "
+            f"| {_cell_text(t.cheapest_near_best)} ({t.cheapest_cost:.2f}x) |")
+    size = sum(task_path(n, data_dir).stat().st_size for n in names) / 2**20
+    return "\n".join(rows) + f"\n\n{runs:,} runs, {size:.1f} MB\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--tasks", default=",".join(TASKS), help="comma-separated task names")
     p.add_argument("--jobs", type=int, default=2, help="worker processes (one thread each)")
     p.add_argument("--data-dir", type=Path, default=DATA_DIR)
     p.add_argument("--status", action="store_true", help="print what is stored and exit")
+    p.add_argument("--truth", action="store_true",
+                   help="print the bank's truth per task as a markdown table and exit")
     p.add_argument("--recost", action="store_true",
                    help="measure every step cost again (the old cost records are dropped)")
     args = p.parse_args(argv)
@@ -231,6 +272,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.status:
         status(names, args.data_dir)
+        return 0
+    if args.truth:
+        print(truth_table(names, args.data_dir), end="")
         return 0
     if args.recost:
         for name in names:

@@ -191,3 +191,22 @@ def test_a_stored_result_rescored_against_another_truth():
     assert not got["verdict_correct"] and got["cost_over_cheapest"] is None
     assert got["regret_pp"] == pytest.approx(-2.0)  # better than the bank's best: its grid missed it
     assert run["verdict_correct"] is False  # the stored run is left as it was
+
+
+def test_the_truth_table_prints_each_tasks_verdict_from_the_store(tmp_path):
+    from bank.build import truth_table  # noqa: PLC0415
+    from bank.store import task_path  # noqa: PLC0415
+
+    s = Store(task_path("hand", tmp_path))
+    s.append({"type": "task", "name": "hand", "epochs": 2, "y_test": encode_u8(Y),
+              "sizes": {"train": 80, "val": 20, "test": N}})
+    for seed, (b, sam) in enumerate([(70, 80), (72, 82), (71, 84)]):
+        s.append(_run(BASE, seed, b))
+        s.append(_run(SAM, seed, sam))
+    s.append({"type": "cost", "key": "sgd", "ratio": 1.0})
+    s.append({"type": "cost", "key": SAM.cost_key, "ratio": 2.0})
+    row = truth_table(["hand"], tmp_path).splitlines()[2]
+    assert row.startswith("| hand | 80/20/100, 2 ep | sgd lr 0.1: 0.7100 "
+                          "| sam rho 0.05 m batch lr 0.1: 0.8200 | +11.00 ± ")
+    assert row.endswith("| yes | sam rho 0.05 m batch lr 0.1 (2.00x) |")
+    assert "6 runs" in truth_table(["hand"], tmp_path)
