@@ -41,6 +41,7 @@ import json
 import math
 import multiprocessing as mp
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -171,9 +172,10 @@ def trial_counts(storage: str, study: str) -> dict[str, int]:
             "n_complete_searched": sum(searched(t) for t in complete)}
 
 
-def score(job: tuple[str, int, str, str, dict[str, Any]]) -> dict[str, Any]:
-    """Run one search and score it (in a worker process)."""
-    name, seed, data_dir, cache_dir, options = job
+def score(job: tuple[str, int, str, str, dict[str, Any], str | None]) -> dict[str, Any]:
+    """Run one search and score it (in a worker process); with ``keep`` a folder, its study
+    database is copied there."""
+    name, seed, data_dir, cache_dir, options, keep = job
     import optuna
     import torch
     from bank.tasks import QUICK_TASKS, TASKS
@@ -196,6 +198,9 @@ def score(job: tuple[str, int, str, str, dict[str, Any]]) -> dict[str, Any]:
         rec, storage = run_search(task, seed, Path(tmp), options)
         wall = time.perf_counter() - t0
         counts = trial_counts(storage, rec.study["name"])
+        if keep is not None:
+            Path(keep).mkdir(parents=True, exist_ok=True)
+            shutil.copy2(Path(tmp) / f"{task.name}-s{seed}.db", Path(keep))
     unit.append(baseline_run_seconds(task, base_config))
     acc, in_bank = accuracy(task, store, cache, rec.config)
     base_acc, _ = accuracy(task, store, cache, rec.baseline_config)
@@ -319,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="a tiny task and bank, a tiny search")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.add_argument("--out", type=Path, default=None, help=f"result file (default {DEFAULT_OUT})")
+    p.add_argument("--keep-studies", type=Path, default=None, metavar="DIR",
+                   help="copy each search's study database (<task>-s<seed>.db) into DIR")
     p.add_argument("--rescore", type=Path, default=None, metavar="RESULT",
                    help="score a stored result file again against the bank as it is now "
                         "(no search runs; written only with --out)")
@@ -346,7 +353,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no bank tasks in {data_dir}; build them with python benchmarks/bank/build.py",
               file=sys.stderr)
         return 2
-    jobs = [(n, s, str(data_dir), str(cache_dir), options) for s in seeds for n in stores]
+    keep = None if args.keep_studies is None else str(args.keep_studies)
+    jobs = [(n, s, str(data_dir), str(cache_dir), options, keep) for s in seeds for n in stores]
     t0 = time.monotonic()
     if args.jobs > 1 and len(jobs) > 1:
         with mp.get_context("spawn").Pool(args.jobs) as pool:

@@ -21,10 +21,10 @@ def load(script: str):
     return module
 
 
-def run_quick(script: str, out: Path) -> tuple[dict, dict]:
+def run_quick(script: str, out: Path, *extra: str) -> tuple[dict, dict]:
     """The JSON the quick run printed and the JSON it wrote to ``out``; the run must exit 0."""
     buf = StringIO()
     with redirect_stdout(buf):
-        code = load(script).main(["--quick", "--json", "--out", str(out)])
+        code = load(script).main(["--quick", "--json", "--out", str(out), *extra])
     assert code == 0
     return json.loads(buf.getvalue()), json.loads(out.read_text())

@@ -119,8 +119,15 @@ def test_replay_reproduces_a_recorded_studys_pruning(tmp_path):
 def test_decision_quick_run_scores_one_search(tmp_path):
     from tests.benchmarks._quick import run_quick
 
-    printed, written = run_quick("decision", tmp_path / "decision.json")
+    printed, written = run_quick("decision", tmp_path / "decision.json",
+                                 "--keep-studies", str(tmp_path / "studies"))
     assert printed == written
+    import optuna  # noqa: PLC0415
+
+    (db,) = (tmp_path / "studies").iterdir()
+    assert db.name == "tiny-s0.db"
+    (kept,) = optuna.get_all_study_summaries(f"sqlite:///{db}")
+    assert kept.n_trials >= printed["runs"][0]["n_trials"]
     (task,) = printed["tasks"]
     assert task["name"] == "tiny" and {"sam_helps", "bank_best", "bank_baseline"} <= set(task)
     (run,) = printed["runs"]
