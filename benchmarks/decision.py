@@ -28,6 +28,7 @@ the bank's protocol (its data, model, budget and first ``SEEDS`` seeds) and cach
     python benchmarks/decision.py --tasks shortcut --seeds 0
     python benchmarks/decision.py --quick --json     # a tiny task and bank, in seconds
     python benchmarks/decision.py --rescore results/decision.json   # against the bank as it is now
+    python benchmarks/decision.py --option trials=12 --keep-studies /tmp/studies   # other options
 
 Writes ``benchmarks/results/decision.json`` (``tasks``, ``runs``, ``summary``) unless --quick.
 """
@@ -316,6 +317,23 @@ def quick_bank(folder: Path) -> Path:
     return folder
 
 
+def parse_option(text: str) -> tuple[str, Any]:
+    """``"trials=12"`` -> ``("trials", 12)``; numbers become int or float, the rest stays text.
+
+    >>> parse_option("trials=12"), parse_option("pruner=median"), parse_option("max_cost=1.5")
+    (('trials', 12), ('pruner', 'median'), ('max_cost', 1.5))
+    """
+    name, eq, value = text.partition("=")
+    if not eq or not name.strip().isidentifier():
+        raise ValueError(f"--option {text!r}: write NAME=VALUE, e.g. --option trials=12")
+    for kind in (int, float):
+        try:
+            return name.strip(), kind(value)
+        except ValueError:
+            pass
+    return name.strip(), value
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--tasks", default=None, help="comma-separated bank tasks (default: all stored)")
@@ -324,6 +342,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="a tiny task and bank, a tiny search")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.add_argument("--out", type=Path, default=None, help=f"result file (default {DEFAULT_OUT})")
+    p.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                   help="a search option for every search, e.g. --option trials=12 (repeatable; "
+                        "the names are samtune.search's keyword arguments)")
     p.add_argument("--keep-studies", type=Path, default=None, metavar="DIR",
                    help="copy each search's study database (<task>-s<seed>.db) into DIR")
     p.add_argument("--rescore", type=Path, default=None, metavar="RESULT",
@@ -333,6 +354,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.rescore is not None:
         return rescore_file(args.rescore, args.out, args.json)
     seeds = [int(s) for s in args.seeds.split(",") if s]
+    try:
+        extra = dict(parse_option(o) for o in args.option)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     options: dict[str, Any] = {}
     tmp = None
     if args.quick:
@@ -344,6 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         data_dir, cache_dir = DATA_DIR, CACHE_DIR
         names = args.tasks.split(",") if args.tasks else None
+    options.update(extra)
     try:
         stores = load_bank(names, data_dir)
     except ValueError as exc:

@@ -217,3 +217,14 @@ def test_the_truth_table_prints_each_tasks_verdict_from_the_store(tmp_path):
                           "| sam rho 0.05 m batch lr 0.1: 0.8200 | +11.00 ± ")
     assert row.endswith("| yes | sam rho 0.05 m batch lr 0.1 (2.00x) |")
     assert "6 runs" in truth_table(["hand"], tmp_path)
+
+
+def test_decision_options_pass_numbers_as_numbers_and_reject_a_bad_one(capsys):
+    from tests.benchmarks._quick import load  # noqa: PLC0415
+
+    decision = load("decision")
+    assert decision.parse_option("trials=12") == ("trials", 12)
+    assert decision.parse_option("max_cost=1.5") == ("max_cost", 1.5)
+    assert decision.parse_option("pruner=median") == ("pruner", "median")
+    assert decision.main(["--option", "trials"]) == 2
+    assert "write NAME=VALUE" in capsys.readouterr().err
