@@ -228,3 +228,31 @@ def test_decision_options_pass_numbers_as_numbers_and_reject_a_bad_one(capsys):
     assert decision.parse_option("pruner=median") == ("pruner", "median")
     assert decision.main(["--option", "trials"]) == 2
     assert "write NAME=VALUE" in capsys.readouterr().err
+
+
+def _candidates_store(tmp_path) -> Store:
+    """Three SAM cells whose validation order is the reverse of their test order."""
+    s = Store(tmp_path / "cand.jsonl.gz")
+    s.append({"type": "task", "name": "cand", "epochs": 2, "y_test": encode_u8(Y)})
+    cells = [Cell("sam", 0.1, rho) for rho in (0.02, 0.05, 0.1)]
+    for seed in range(3):
+        s.append(_run(BASE, seed, 60))
+        for i, cell in enumerate(cells):  # test: 70, 80, 90 right; val: 0.9, 0.8, 0.7
+            run = _run(cell, seed, 70 + 10 * i)
+            run["history"] = {"val_acc": [0.5, 0.9 - 0.1 * i]}
+            s.append(run)
+    return s
+
+
+def test_candidate_rules_replayed_on_a_bank_whose_validation_misleads(tmp_path):
+    from tests.benchmarks._quick import load  # noqa: PLC0415
+
+    candidates = load("candidates")
+    store = _candidates_store(tmp_path)
+    # raw top-1 takes the best validation value: the worst test cell, 20 pp below the best
+    one = candidates.simulate(store, searches=3, trials=3, top_k=1, seed=0, rules=("raw",))
+    assert one["raw"]["regret_pp"] == pytest.approx(20.0) and one["raw"]["hit"] == 0.0
+    two = candidates.simulate(store, searches=3, trials=3, top_k=2, seed=0, rules=("raw",))
+    assert two["raw"]["regret_pp"] == pytest.approx(10.0)
+    every = candidates.simulate(store, searches=3, trials=3, top_k=3, seed=0)
+    assert all(r["regret_pp"] == pytest.approx(0.0) and r["hit"] == 1.0 for r in every.values())
