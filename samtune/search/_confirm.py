@@ -244,21 +244,22 @@ def settle(
     best = best_sam(confirmed, metric)
     if best is None:
         return "decided"
-    n = sum(c["config"]["variant"] != "sgd" for c in confirmed)  # the best of n is judged
+    n_fam = sum(c["config"]["variant"] != "sgd" for c in confirmed)  # the best of n is judged
     while True:
-        ev = gain_evidence(best, baseline, metric, y_test, candidates=n)
+        ev = gain_evidence(best, baseline, metric, y_test, candidates=n_fam)
         if decide(ev, max_seeds) != "open":
             return "decided"
-        n = min(len(best["test_accuracy"]["per_seed"]), len(baseline["test_accuracy"]["per_seed"]))
-        if n >= max_seeds:
+        seeds = min(len(best["test_accuracy"]["per_seed"]),
+                    len(baseline["test_accuracy"]["per_seed"]))
+        if seeds >= max_seeds:
             return "max seeds"
         if not afford(2):
             return "budget"
         if say:
             say(f"  open: {scale_of(metric).signed(ev['gain'])} against a bound of "
-                f"{scale_of(metric).amount(ev['bound'])} after {n} seed(s); seed {n + 1} of at "
-                f"most {max_seeds}")
+                f"{scale_of(metric).amount(ev['bound'])} after {seeds} seed(s); seed {seeds + 1} "
+                f"of at most {max_seeds}")
         for rec in (baseline, best):
-            while len(rec["test_accuracy"]["per_seed"]) <= n:
+            while len(rec["test_accuracy"]["per_seed"]) <= seeds:
                 runner.add_seed(rec)
 

@@ -180,3 +180,23 @@ def test_settle_judges_the_best_of_three_at_their_z():
     assert settle(three, runner, max_seeds=6) == "max seeds"  # 2.24 se < 2.43: stays open
     assert set(runner.calls) == {"sgd", "sam"} and len(three[1]["test_accuracy"]["per_seed"]) == 6
     assert gain_evidence(three[1], three[0], None, candidates=3)["z"] == 2.43
+
+
+def test_settle_judges_at_the_candidates_z_however_many_seeds_it_adds(monkeypatch):
+    from samtune.search import _confirm
+
+    seen = []
+    real = _confirm.gain_evidence
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("candidates"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_confirm, "gain_evidence", spy)
+    n = 2000
+    runner = _Runner({"sgd": _masks(n, [1600, 1560, 1640, 1600, 1600, 1600]),
+                      "sam": _masks(n, [1650, 1600, 1690, 1640, 1640, 1640]),
+                      "asam": _masks(n, [1500] * 6)})
+    confirmed = [_record(v, runner, 3) for v in ("sgd", "sam", "asam")]
+    settle(confirmed, runner, max_seeds=6)
+    assert len(seen) >= 2 and set(seen) == {2}  # two SAM-family candidates, at every look
