@@ -22,7 +22,7 @@ from torch import nn
 from samtune.metrics import Metric
 from samtune.optim import SAMConfig
 from samtune.search._cost import baseline_step_time, cost_of_trial, val_margin
-from samtune.search._evidence import decide, gain_evidence
+from samtune.search._evidence import decide, gain_evidence, joint_z
 from samtune.search._metric import is_accuracy, scale_of
 from samtune.search._objective import run_config
 from samtune.search._progress import EpochProgress
@@ -244,9 +244,10 @@ def settle(
     best = best_sam(confirmed, metric)
     if best is None:
         return "decided"
-    n_fam = sum(c["config"]["variant"] != "sgd" for c in confirmed)  # the best of n is judged
+    fam = [c for c in confirmed if c["config"]["variant"] != "sgd"]  # the best of these is judged
     while True:
-        ev = gain_evidence(best, baseline, metric, y_test, candidates=n_fam)
+        z, z_method = joint_z(fam, baseline, metric)
+        ev = gain_evidence(best, baseline, metric, y_test, z=z, z_method=z_method)
         if decide(ev, max_seeds) != "open":
             return "decided"
         seeds = min(len(best["test_accuracy"]["per_seed"]),

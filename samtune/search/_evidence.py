@@ -25,10 +25,12 @@ The decision is sequential (``decide``): after each round of seeds,
 Z = 2 at every look for one candidate (about 97.7% one-sided at one look; the looks raise the
 chance that a configuration no better than the baseline is called ``use`` somewhat, see the
 README). With n SAM-family candidates confirmed on the same test data, the one judged is the
-best of n noisy gains, so its z is Bonferroni's over them (``z_for``: 2.28 for 2, 2.43 for 3):
-the chance that any of n configurations no better than the baseline clears it stays that of
-one at Z = 2. ``gain_evidence(..., candidates=n)`` records it as ``z`` and ``bound``, and
-``decide``, ``final`` and ``seeds_to_settle`` read it from there.
+best of n noisy gains, so its z is that of the largest of n correlated gains (``joint_z``:
+"max-t", from the gains' estimated correlation; at most Bonferroni's, ``z_for``: 2.28 for 2,
+2.43 for 3): the chance that any of n configurations no better than the baseline clears it
+stays that of one at Z = 2. ``gain_evidence(..., z=)`` records it as ``z`` (and
+``z_method``) and ``bound``, and ``decide``, ``final`` and ``seeds_to_settle`` read it from
+there.
 
 For another metric than accuracy (``--metric``), ``gain_evidence`` makes the same evidence
 from ``Metric.paired_gain`` on the seeds' test predictions: the gain in the metric's utility,
@@ -63,6 +65,79 @@ def z_for(candidates: int) -> float:
     """
     n = max(1, int(candidates))
     return round(NormalDist().inv_cdf(1.0 - _ONE_SIDED / n), 2)
+
+
+MAX_T_DRAWS = 200_000  # normal draws for the max-t quantile (fixed seed: the same z every time)
+
+
+def joint_z(candidates: Sequence[dict[str, Any]], baseline: dict[str, Any],
+            metric: Metric | None = None) -> tuple[float, str]:
+    """The z the best of ``candidates`` (SAM-family confirmation records) must clear against
+    ``baseline``, and how it was found: ``"single"``, ``"max-t"`` or ``"bonferroni"``.
+
+    The candidates' gains share the baseline's seeds and the test examples, so they are
+    correlated, and Bonferroni's z (``z_for``) is then larger than it needs to be. ``max-t``
+    estimates their correlation from the per-example differences (with p_ji the share of
+    candidate j's seeds right on example i and q_i the baseline's, cov(g_j, g_k) =
+    cov_i(p_j - q, p_k - q) / N + var_seeds(baseline) / S_base, plus candidate j's own seed
+    term on the diagonal) and returns the 1 - 0.023 quantile of the largest of n standard
+    normals with that correlation (Monte Carlo, fixed seed): a configuration no better than
+    the baseline still wins by luck no more often than one would at ``Z``. Never above
+    Bonferroni's z, never below ``Z``. Fold runs take their correlation from the per-example
+    differences alone; a metric that is not a mean over examples (``--metric`` other than
+    accuracy on a test split) gets Bonferroni's z.
+
+    >>> import torch
+    >>> base = {"test_accuracy": {"per_seed": [0.5]}, "correct": [torch.tensor([1, 1, 0, 0] * 25).bool()]}
+    >>> a = {"test_accuracy": {"per_seed": [0.75]}, "correct": [torch.tensor([1, 1, 1, 0] * 25).bool()]}
+    >>> joint_z([a, dict(a)], base)  # two identical candidates are one: z as for one
+    (2.0, 'max-t')
+    """
+    n = len(candidates)
+    if n <= 1:
+        return Z, "single"
+    diffs = _example_differences(candidates, baseline, metric)
+    if diffs is None:
+        return z_for(n), "bonferroni"
+    d = np.stack(diffs)
+    cov = np.atleast_2d(np.cov(d)) / d.shape[1]
+    if all(c.get("fold_runs") is None for c in (*candidates, baseline)):
+        accs_b = _finite(baseline["test_accuracy"]["per_seed"])
+        cov = cov + (statistics.variance(accs_b) / len(accs_b) if len(accs_b) > 1 else 0.0)
+        for j, c in enumerate(candidates):
+            accs = _finite(c["test_accuracy"]["per_seed"])
+            if len(accs) > 1:
+                cov[j, j] += statistics.variance(accs) / len(accs)
+    sd = np.sqrt(np.clip(np.diag(cov), 1e-24, None))
+    corr = np.clip(cov / np.outer(sd, sd), -1.0, 1.0)
+    np.fill_diagonal(corr, 1.0)
+    vals, vecs = np.linalg.eigh(corr)  # a square root that tolerates rank deficiency
+    root = vecs * np.sqrt(np.clip(vals, 0.0, None))
+    draws = np.random.default_rng(0).standard_normal((MAX_T_DRAWS, n)) @ root.T
+    z = float(np.quantile(draws.max(axis=1), 1.0 - _ONE_SIDED))
+    return round(min(max(z, Z), z_for(n)), 2), "max-t"
+
+
+def _example_differences(candidates: Sequence[dict[str, Any]], baseline: dict[str, Any],
+                         metric: Metric | None) -> list[np.ndarray] | None:
+    """Per candidate, its per-example difference from the baseline (None: not available)."""
+    if all(c.get("fold_runs") is not None for c in (*candidates, baseline)):
+        out = []
+        for c in candidates:
+            pairs = [(a, b) for a, b in zip(c["fold_runs"], baseline["fold_runs"])
+                     if a is not None and b is not None]
+            if not pairs or len(pairs) != sum(b is not None for b in baseline["fold_runs"]):
+                return None  # runs diverged on one side only: the examples do not line up
+            out.append(torch.cat([torch.as_tensor(a, dtype=torch.float64)
+                                  - torch.as_tensor(b, dtype=torch.float64) for a, b in pairs]).numpy())
+        return out if len({len(x) for x in out}) == 1 and len(out[0]) > 1 else None
+    if metric is not None and metric.name != "accuracy":
+        return None
+    if not baseline.get("correct") or any(not c.get("correct") for c in candidates):
+        return None
+    q = torch.stack(baseline["correct"]).double().mean(0)
+    out = [(torch.stack(c["correct"]).double().mean(0) - q).numpy() for c in candidates]
+    return out if out[0].size > 1 else None
 
 
 def _z(ev: dict[str, Any]) -> float:
@@ -114,12 +189,13 @@ def paired_gain(candidate: dict[str, Any], baseline: dict[str, Any]) -> dict[str
 
 
 def gain_evidence(candidate: dict[str, Any], baseline: dict[str, Any], metric: Metric | None,
-                  y_test: Any = None, *, candidates: int = 1) -> dict[str, Any]:
+                  y_test: Any = None, *, candidates: int = 1, z: float | None = None,
+                  z_method: str | None = None) -> dict[str, Any]:
     """``paired_gain`` for accuracy (``metric`` None or accuracy); for another metric the same
     keys from ``metric.paired_gain`` on the records' ``pred`` (per finite seed, the class
     predicted for each example of ``y_test``). ``candidates``: how many SAM-family
-    configurations were confirmed beside it; ``z`` is ``z_for(candidates)`` and ``bound`` is
-    ``z`` x ``se``.
+    configurations were confirmed beside it; ``z`` is ``z_for(candidates)`` unless given
+    (``joint_z``'s, with its ``z_method``) and ``bound`` is ``z`` x ``se``.
 
     >>> from samtune.metrics import Metric
     >>> y = [0, 0, 1, 1] * 25
@@ -130,8 +206,10 @@ def gain_evidence(candidate: dict[str, Any], baseline: dict[str, Any], metric: M
     (0.25, None, [1, 1])
     """
     ev = _evidence(candidate, baseline, metric, y_test)
-    z = z_for(candidates)
-    return {**ev, "z": z, "bound": z * ev["se"] if math.isfinite(ev["se"]) else math.nan}
+    if z is None:
+        z, z_method = z_for(candidates), ("single" if candidates <= 1 else "bonferroni")
+    return {**ev, "z": z, "z_method": z_method or "given",
+            "bound": z * ev["se"] if math.isfinite(ev["se"]) else math.nan}
 
 
 def _evidence(candidate: dict[str, Any], baseline: dict[str, Any], metric: Metric | None,

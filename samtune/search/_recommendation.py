@@ -63,7 +63,7 @@ from samtune.search._cost import (
     frontier,
     record_cost,
 )
-from samtune.search._evidence import final, gain_evidence, seeds_to_settle
+from samtune.search._evidence import final, gain_evidence, joint_z, seeds_to_settle
 from samtune.search._metric import Scale, is_accuracy, metric_label, scale_of
 from samtune.search._stages import STAGE_ATTR, searched
 
@@ -191,8 +191,9 @@ def build_recommendation(
     # lowered its mean below another's: choosing again on the same test split would reward luck
     fam = sorted((c for c in allowed if c["config"]["variant"] != "sgd"),
                  key=lambda c: (-len(c["test_accuracy"]["per_seed"]), -mean_utility(c, metric)))
-    # the best of len(fam) noisy gains is judged: z is Bonferroni's over them (_evidence.z_for)
-    evs = {id(c): gain_evidence(c, baseline, metric, y_test, candidates=max(1, len(fam)))
+    # the best of len(fam) correlated noisy gains is judged: z is theirs (_evidence.joint_z)
+    z, z_method = joint_z(fam, baseline, metric)
+    evs = {id(c): gain_evidence(c, baseline, metric, y_test, z=z, z_method=z_method)
            for c in ranked if c["config"]["variant"] != "sgd"}
     best_sam = fam[0] if fam else None
     evidence: dict[str, Any] = {}

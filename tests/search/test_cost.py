@@ -21,6 +21,7 @@ from samtune.models import build_model
 from samtune.search import SearchOptions
 from samtune.search._confirm import pick_candidates
 from samtune.search._cost import cost_attrs, frontier, val_margin
+from samtune.search._evidence import joint_z
 from samtune.search._objective import summarize
 from samtune.search._recommendation import Recommendation, build_recommendation
 from samtune.train import TrainConfig, seed_everything, train
@@ -201,19 +202,22 @@ def test_the_cheaper_configuration_within_noise_of_the_best_is_used_and_both_are
     best = _cand("sam", 90, 3.0, "sam best")
     cheap = _cand("asam", 88, 1.5, "asam cheap", rho=1.0)
     rec = _build([base, best, cheap])
-    # cheap: +28 pp, bound 2.28 x 4.51 pp (the best of two candidates is judged); 2 examples
-    # short of the best, within the gap's bound 2 x 1.41 pp
+    # cheap: +28 pp, bound z x 4.51 pp, z the max-t z of the best of two nested (so strongly
+    # correlated) gains, below Bonferroni's 2.28; 2 examples short of the best, within the
+    # gap's bound 2 x 1.41 pp
+    z, how = joint_z([best, cheap], base)
+    assert how == "max-t" and 2.0 <= z < 2.28
     assert rec.verdict == "use" and rec.config.variant == "asam"
     assert rec.gain == pytest.approx(0.28) and rec.cost_multiplier == 1.5
     assert rec.evidence["candidate"] == "sam best" and rec.evidence["gain"] == pytest.approx(0.30)
     chosen = rec.evidence["chosen"]
     assert chosen["gap"] == pytest.approx(0.02) and chosen["gap_se"] == pytest.approx(_se(2))
-    assert chosen["bound"] == pytest.approx(2.28 * _se(28)) and chosen["cost"] == 1.5
+    assert chosen["bound"] == pytest.approx(z * _se(28)) and chosen["cost"] == 1.5
     assert rec.best == {"description": "sam best", "gain": pytest.approx(0.30), "cost": 3.0}
     assert rec.summary == (
         f"use asam cheap: +28.00 pp at 1.50x the baseline's cost (best: sam best +30.00 pp at "
-        f"3.00x); test accuracy 0.8800 vs baseline 0.6000 (noise bound {228 * _se(28):.2f} pp "
-        f"(2.28 x SE {100 * _se(28):.2f} pp: test examples {100 * _se(28):.2f}, seeds 0.00; 2 vs 2 seeds))")
+        f"3.00x); test accuracy 0.8800 vs baseline 0.6000 (noise bound {100 * z * _se(28):.2f} pp "
+        f"({z:g} x SE {100 * _se(28):.2f} pp: test examples {100 * _se(28):.2f}, seeds 0.00; 2 vs 2 seeds))")
     assert Recommendation.from_dict(rec.to_dict()).to_dict() == rec.to_dict()
 
 
@@ -281,7 +285,8 @@ def test_the_frontier_holds_the_configurations_no_other_beats_on_gain_and_cost()
     assert rec.frontier[0] == {"description": "base", "config": base["config"], "gain": 0.0,
                                "bound": None, "cost": 1.0}
     assert rec.frontier[1]["gain"] == pytest.approx(0.28)
-    assert rec.frontier[1]["bound"] == pytest.approx(2.53 * _se(28))  # the best of four candidates
+    z, _ = joint_z([best, cheap, beaten, worse], base)  # the best of four correlated gains
+    assert 2.0 <= z < 2.53 and rec.frontier[1]["bound"] == pytest.approx(z * _se(28))
     assert {c["description"]: c["cost_multiplier"] for c in rec.candidates} == {
         "sam best": 3.0, "asam cheap": 1.5, "gsam": 2.0, "base": 1.0, "obf": 1.2}
     assert frontier([{"gain": math.nan, "cost": 1.0}, {"gain": 0.1, "cost": 2.0}]) == [

@@ -13,6 +13,7 @@ from optuna.trial import TrialState
 
 import samtune
 from samtune.errors import SamtuneError
+from samtune.search._evidence import joint_z
 from samtune.search._recommendation import Recommendation, build_recommendation
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -73,13 +74,17 @@ def test_a_clear_gain_is_used_and_every_field_holds_its_known_value():
     assert rec.test_accuracy == sam["test_accuracy"]
     assert rec.baseline["config"] == base["config"] and rec.baseline["tuned"] is True
     assert rec.baseline["test_accuracy"] == base["test_accuracy"]
-    # two SAM-family candidates: the best of two gains is judged at Bonferroni's z = 2.28
+    # two SAM-family candidates: the best of two correlated gains (nested examples) is judged
+    # at their max-t z, below Bonferroni's 2.28
+    z, how = joint_z([sam, asam], base)
+    assert how == "max-t" and 2.0 <= z < 2.28
     assert rec.evidence == {"candidate": "sam best", "design": "test split", "gain": pytest.approx(0.3), "se": pytest.approx(se),
-                            "bound": pytest.approx(2.28 * se), "test_se": pytest.approx(se),
-                            "seed_se": 0.0, "n_test": N, "seeds": [2, 2], "z": 2.28, "max_seeds": 2,
+                            "bound": pytest.approx(z * se), "test_se": pytest.approx(se),
+                            "seed_se": 0.0, "n_test": N, "seeds": [2, 2], "z": z,
+                            "z_method": "max-t", "max_seeds": 2,
                             "stopped": "decided", "stability": {"n": 0, "neighbours": []}}
     assert rec.summary == (f"use sam best: +30.00 pp at 2.33x the baseline's cost; test accuracy "
-                           f"0.9000 vs baseline 0.6000 (noise bound {228 * se:.2f} pp (2.28 x SE {100 * se:.2f} pp: test examples "
+                           f"0.9000 vs baseline 0.6000 (noise bound {100 * z * se:.2f} pp ({z:g} x SE {100 * se:.2f} pp: test examples "
                            f"{100 * se:.2f}, seeds 0.00; 2 vs 2 seeds))")
     assert [c["description"] for c in rec.candidates] == ["sam best", "asam", "base"]
     assert [c["cost_multiplier"] for c in rec.candidates] == [2.333, 4.167, 1.0]
@@ -87,7 +92,7 @@ def test_a_clear_gain_is_used_and_every_field_holds_its_known_value():
                                  "val_accuracy": 0.9, "test_accuracy": sam["test_accuracy"],
                                  "val_metric": 0.9, "test_metric": sam["test_accuracy"],
                                  "cost_multiplier": 2.333, "gain": pytest.approx(0.3),
-                                 "bound": pytest.approx(2.28 * se)}
+                                 "bound": pytest.approx(z * se)}
     # asam (+10 pp at 4.17x) is beaten on both axes by sam; the baseline is the cheapest point
     assert [(f["description"], f["cost"]) for f in rec.frontier] == [("base", 1.0), ("sam best", 2.333)]
     assert rec.best == {} and rec.left_out == {} and rec.max_cost is None

@@ -108,6 +108,7 @@ def test_a_worker_refuses_data_other_than_the_studys(tiny, tmp_path, capsys):
     data = _csv(tmp_path / "table.csv")
     search(str(data), **{**tiny, "trials": 2, "confirm_seeds": 1})
     _csv(data, shift=0.5)  # same path, other contents
+    capsys.readouterr()  # what the search printed (a small-test warning) is not the worker's
     code = main(["worker", "--study", "tiny", "--storage", tiny["storage"]])
     err = capsys.readouterr().err
     assert code == 2
