@@ -24,6 +24,7 @@ picked) and ``gp-variant`` (``gp`` with the variant as one-hot inputs too).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import random
@@ -46,17 +47,27 @@ from bank.truth import cells_of  # noqa: E402
 
 DEFAULT_OUT = BENCHMARKS / "results" / "candidates.json"
 RULES = ("raw", "gp", "gp+raw", "gp-variant")
-# the default space's rho ranges (studies/default.yaml): asam's radius is about ten times sam's
-RHO_RANGES = {"asam": (0.1, 5.0), "asam-obf": (0.1, 5.0)}
-RHO_DEFAULT = (0.01, 0.5)
-LR_SPAN = math.log(4.0)  # the family's lr range: a factor 2 either side of the tuned lr
+
+
+@functools.cache
+def _default_space():
+    from samtune.search._space import SearchSpace  # noqa: PLC0415
+
+    return SearchSpace.load("default")
 
 
 def features(cells: list[Cell], base_lr: float, variants: list[str] | None = None) -> np.ndarray:
+    """rho and lr on log scales over the default space's ranges (the family's lr within
+    ``FAMILY_LR_FACTOR`` of the tuned lr), the batch design and the schedule as flags."""
+    from samtune.search._stages import FAMILY_LR_FACTOR  # noqa: PLC0415
+
+    space = _default_space()
+    lr_span = 2 * math.log(FAMILY_LR_FACTOR)
     rows = []
     for c in cells:
-        lo, hi = RHO_RANGES.get(c.variant, RHO_DEFAULT)
-        row = [math.log(c.lr / base_lr) / LR_SPAN, math.log(c.rho / lo) / math.log(hi / lo),
+        r = space.rho_range(c.variant)
+        lo, hi = r["low"], r["high"]
+        row = [math.log(c.lr / base_lr) / lr_span, math.log(c.rho / lo) / math.log(hi / lo),
                float(c.m is not None), float(c.schedule != "constant")]
         if variants is not None:
             row += [float(c.variant == v) for v in variants]
@@ -139,12 +150,12 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    t0 = time.monotonic()
     rules = tuple(r for r in args.rules.split(",") if r)
     unknown = [r for r in rules if r not in RULES]
     if unknown or not rules:
         print(f"error: unknown rule(s) {unknown}; known: {', '.join(RULES)}", file=sys.stderr)
         return 2
+    t0 = time.monotonic()
     per_task = {n: simulate(s, searches, args.trials, args.top_k, args.seed, rules)
                 for n, s in stores.items()}
     mean = {rule: {m: statistics.fmean(per_task[n][rule][m] for n in per_task)

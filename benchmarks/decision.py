@@ -36,6 +36,7 @@ Writes ``benchmarks/results/decision.json`` (``tasks``, ``runs``, ``summary``) u
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -56,6 +57,7 @@ if str(BENCHMARKS) not in sys.path:
 
 from bank import SEEDS, Cell, Store, load_bank, truth  # noqa: E402
 from bank.store import DATA_DIR  # noqa: E402
+from samtune.search import SearchOptions  # noqa: E402
 
 RESULTS = BENCHMARKS / "results"
 DEFAULT_OUT = RESULTS / "decision.json"
@@ -201,7 +203,7 @@ def score(job: tuple[str, int, str, str, dict[str, Any], str | None]) -> dict[st
         counts = trial_counts(storage, rec.study["name"])
         if keep is not None:
             Path(keep).mkdir(parents=True, exist_ok=True)
-            shutil.copy2(Path(tmp) / f"{task.name}-s{seed}.db", Path(keep))
+            shutil.copy2(storage.removeprefix("sqlite:///"), Path(keep))
     unit.append(baseline_run_seconds(task, base_config))
     acc, in_bank = accuracy(task, store, cache, rec.config)
     base_acc, _ = accuracy(task, store, cache, rec.baseline_config)
@@ -358,6 +360,11 @@ def main(argv: list[str] | None = None) -> int:
         extra = dict(parse_option(o) for o in args.option)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    known = {f.name for f in dataclasses.fields(SearchOptions)}
+    if unknown := sorted(set(extra) - known):
+        print(f"error: --option {', '.join(unknown)}: not a search option; known: "
+              f"{', '.join(sorted(known))}", file=sys.stderr)
         return 2
     options: dict[str, Any] = {}
     tmp = None

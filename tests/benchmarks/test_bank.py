@@ -228,6 +228,8 @@ def test_decision_options_pass_numbers_as_numbers_and_reject_a_bad_one(capsys):
     assert decision.parse_option("pruner=median") == ("pruner", "median")
     assert decision.main(["--option", "trials"]) == 2
     assert "write NAME=VALUE" in capsys.readouterr().err
+    assert decision.main(["--option", "trial=12"]) == 2  # a misspelt option name
+    assert "trial: not a search option" in capsys.readouterr().err
 
 
 def _candidates_store(tmp_path) -> Store:
