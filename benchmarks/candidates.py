@@ -15,7 +15,8 @@ Rules: ``raw`` (the top-k by observed value, samtune's rule), ``gp`` (the top-k 
 mean of a Gaussian process fitted to every family trial's value: rho and lr on log scales
 normalized by the space's ranges, the batch design and schedule as flags, a fitted noise
 level), ``gp+raw`` (the best by the posterior mean, then the best observed value not already
-picked) and ``gp-variant`` (``gp`` with the variant as one-hot inputs too).
+picked), ``gp-variant`` (``gp`` with the variant as one-hot inputs too) and ``design`` (the best
+observed value of each batch design, the whole batch and m < batch, in turn, then by value).
 
     python benchmarks/candidates.py                   # every stored task; results/candidates.json
     python benchmarks/candidates.py --quick --json    # a few searches of two tasks
@@ -46,7 +47,7 @@ from bank.store import DATA_DIR  # noqa: E402
 from bank.truth import cells_of  # noqa: E402
 
 DEFAULT_OUT = BENCHMARKS / "results" / "candidates.json"
-RULES = ("raw", "gp", "gp+raw", "gp-variant")
+RULES = ("raw", "gp", "gp+raw", "gp-variant", "design")
 
 
 @functools.cache
@@ -97,6 +98,14 @@ def pick(rule: str, cells: list[Cell], values: np.ndarray, base_lr: float, k: in
     order_raw = list(np.argsort(-values))
     if rule == "raw":
         return [cells[i] for i in order_raw[:k]]
+    if rule == "design":
+        chosen: list[int] = []
+        for whole in (True, False):
+            best = next((i for i in order_raw if (cells[i].m is None) == whole), None)
+            if best is not None and len(chosen) < k:
+                chosen.append(best)
+        chosen += [i for i in order_raw if i not in chosen][: k - len(chosen)]
+        return [cells[i] for i in chosen]
     variants = sorted({c.variant for c in cells}) if rule == "gp-variant" else None
     mean = posterior_mean(features(cells, base_lr, variants), values)
     order_gp = list(np.argsort(-mean))

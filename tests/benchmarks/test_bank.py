@@ -258,3 +258,17 @@ def test_candidate_rules_replayed_on_a_bank_whose_validation_misleads(tmp_path):
     assert two["raw"]["regret_pp"] == pytest.approx(10.0)
     every = candidates.simulate(store, searches=3, trials=3, top_k=3, seed=0)
     assert all(r["regret_pp"] == pytest.approx(0.0) and r["hit"] == 1.0 for r in every.values())
+
+
+def test_design_rule_takes_the_best_of_each_batch_design():
+    from tests.benchmarks._quick import load  # noqa: PLC0415
+
+    candidates = load("candidates")
+    cells = [Cell("sam", 0.1, 0.05), Cell("sam", 0.1, 0.1), Cell("sam", 0.1, 0.05, m=16),
+             Cell("asam", 0.1, 1.0)]
+    values = np.array([0.9, 0.85, 0.7, 0.8])  # the whole batch holds the top three values
+    assert candidates.pick("raw", cells, values, 0.1, 2) == cells[:2]
+    assert candidates.pick("design", cells, values, 0.1, 2) == [cells[0], cells[2]]
+    assert candidates.pick("design", cells, values, 0.1, 3) == [cells[0], cells[2], cells[1]]
+    whole = [c for c in cells if c.m is None]  # one design only: the rule is the raw top-k
+    assert candidates.pick("design", whole, values[[0, 1, 3]], 0.1, 2) == whole[:2]
