@@ -9,7 +9,10 @@ spread of each configuration's accuracy:
     se = sqrt(var(d) / N + var_seeds(A) / S_A + var_seeds(B) / S_B)
 
 (the example term already carries part of the seed noise, so this errs on the wide side). A
-gain counts when it exceeds ``Z * se`` (Z = 2, about 95% two-sided).
+gain counts when it exceeds ``Z * se`` (Z = 2, about 95% two-sided). samtune's own verdict
+(``samtune/search/_evidence.py``) no longer counts the examples' flips twice; the truth keeps
+the wider formula on purpose, as a margin for its own choice of the best of about 130 cells on
+the same test examples (a choice the 3 extra seeds do not make independent of them).
 """
 
 from __future__ import annotations

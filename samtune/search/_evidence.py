@@ -5,10 +5,17 @@ training (seed to seed) and the test examples (a sample of what the user will me
 example i, p_i is the share of A's seeds that classify it correctly, q_i B's; d_i = p_i - q_i.
 The gain is mean accuracy(A) - mean accuracy(B), and its standard error
 
-    se = sqrt(var(d) / N + var_seeds(A) / S_A + var_seeds(B) / S_B)
+    se = sqrt(var(d) / N + v_A / S_A + v_B / S_B)
 
-(the example term already carries part of the seed noise, so this errs on the wide side; with
-one seed per side the seed terms are unknown and left out). Noisy test labels keep it valid:
+The example term var(d) / N already holds the seed noise that flips single examples: p_i is a
+mean over seeds, so an example whose outcome changes from seed to seed adds its spread over
+S to it. What it lacks is the part of the seed noise shared by every example (a seed that
+trains a better or worse model altogether). That is v: the spread of the per-seed accuracies
+less what the per-example flips alone give it, var_seeds(acc) - mean_i var_seeds(c_i) / N,
+never below 0 (``seed_level_var``; with one seed per side it is unknown and left out). Adding
+the whole var_seeds(acc) instead counts the flips twice: on the reference bank the flips are
+most of a seed's spread (0.5-0.9 pp of its 0.6-1.3 pp), and the doubled count widened the
+bound by 10-25%. Noisy test labels keep it valid:
 a label that is wrong for both configurations adds the same to both, so the test stays a test
 of whether A and B differ; it only understates the gain on clean labels.
 
@@ -17,8 +24,8 @@ The decision is sequential (``decide``): after each round of seeds,
 - ``use`` when gain > Z * se;
 - ``keep-baseline`` when gain <= 0, or when the decision is futile: even a gain one standard
   error larger than measured would stay under Z times the standard error projected for the
-  most seeds the budget allows (``projected_se``: the seed terms shrink as 1/S, the example
-  term is kept as it is);
+  most seeds the budget allows (``projected_se``: the seed terms and the flips' share of the
+  example term shrink as 1/S, the rest of the example term is kept as it is);
 - otherwise ``open``: one more seed for both sides when the budget allows, else
   ``inconclusive``.
 
@@ -103,11 +110,12 @@ def joint_z(candidates: Sequence[dict[str, Any]], baseline: dict[str, Any],
     cov = np.atleast_2d(np.cov(d)) / d.shape[1]
     if all(c.get("fold_runs") is None for c in (*candidates, baseline)):
         accs_b = _finite(baseline["test_accuracy"]["per_seed"])
-        cov = cov + (statistics.variance(accs_b) / len(accs_b) if len(accs_b) > 1 else 0.0)
+        if len(accs_b) > 1:
+            cov = cov + seed_level_var(accs_b, baseline.get("correct") or [])[0] / len(accs_b)
         for j, c in enumerate(candidates):
             accs = _finite(c["test_accuracy"]["per_seed"])
             if len(accs) > 1:
-                cov[j, j] += statistics.variance(accs) / len(accs)
+                cov[j, j] += seed_level_var(accs, c.get("correct") or [])[0] / len(accs)
     sd = np.sqrt(np.clip(np.diag(cov), 1e-24, None))
     corr = np.clip(cov / np.outer(sd, sd), -1.0, 1.0)
     np.fill_diagonal(corr, 1.0)
@@ -173,10 +181,12 @@ def paired_gain(candidate: dict[str, Any], baseline: dict[str, Any]) -> dict[str
         n_test = d.numel()
         if n_test > 1:
             test_var = d.var().item() / n_test
-    seed_var, known = 0.0, False
-    for accs in (accs_a, accs_b):
+    seed_var, flip_var, known = 0.0, 0.0, False
+    for accs, correct in ((accs_a, a), (accs_b, b)):
         if len(accs) > 1:
-            seed_var += statistics.variance(accs) / len(accs)
+            level, flips = seed_level_var(accs, correct)
+            seed_var += level / len(accs)
+            flip_var += flips / len(accs)
             known = True
     var = (test_var if math.isfinite(test_var) else 0.0) + seed_var
     se = math.sqrt(var) if (math.isfinite(test_var) or known) else math.nan
@@ -184,8 +194,34 @@ def paired_gain(candidate: dict[str, Any], baseline: dict[str, Any]) -> dict[str
         "gain": gain, "se": se, "bound": Z * se if math.isfinite(se) else math.nan,
         "test_se": math.sqrt(test_var) if math.isfinite(test_var) else math.nan,
         "seed_se": math.sqrt(seed_var) if known else None,
+        # the part of the test term that more seeds shrink (the examples' flips, over S)
+        "flip_se": math.sqrt(min(flip_var, test_var)) if known and math.isfinite(test_var) else 0.0,
         "n_test": n_test, "seeds": [len(accs_a), len(accs_b)],
     }
+
+
+def seed_level_var(accs: Sequence[float], correct: Sequence[Any]) -> tuple[float, float]:
+    """(v, f) of one configuration's seeds: v the variance of its per-seed accuracy that the
+    per-example flips do not explain, f the flips' share of it (mean_i var_seeds(c_i) / N).
+
+    ``accs``: the finite seeds' accuracies; ``correct``: per finite seed, which test examples it
+    got right (when they do not line up with ``accs``, v is the whole variance and f is 0).
+
+    >>> import torch
+    >>> flip = [torch.tensor([1, 0] * 50).bool(), torch.tensor([0, 1] * 50).bool()]
+    >>> seed_level_var([0.5, 0.5], flip)  # every example flips, accuracy never moves
+    (0.0, 0.005)
+    >>> shared = [torch.ones(100).bool(), torch.zeros(100).bool()]
+    >>> v, f = seed_level_var([1.0, 0.0], shared)  # one seed right everywhere, one nowhere
+    >>> round(v, 3), round(f, 3)
+    (0.495, 0.005)
+    """
+    total = statistics.variance(accs)
+    if len(correct) != len(accs) or len(correct) < 2:
+        return total, 0.0
+    c = torch.stack(list(correct)).double()
+    flips = c.var(0).mean().item() / c.shape[1]
+    return max(0.0, total - flips), flips
 
 
 def gain_evidence(candidate: dict[str, Any], baseline: dict[str, Any], metric: Metric | None,
@@ -292,8 +328,9 @@ def fold_gain(candidate: dict[str, Any], baseline: dict[str, Any]) -> dict[str, 
 def projected_se(ev: dict[str, Any], seeds: int) -> float:
     """The standard error ``ev`` would have with ``seeds`` seeds (runs) on both sides.
 
-    On one test split the seed terms shrink as 1/S and the test-example term is kept: it is
-    the split's own noise. On folds (``design`` "folds") more runs also test more examples:
+    On one test split the seed terms shrink as 1/S, and so does the test term's share that the
+    examples' flips make (``flip_se``); the rest of the test term is kept: it is the split's own
+    noise. On folds (``design`` "folds") more runs also test more examples:
     the test term shrinks as 1/R up to a full repeat of the ``k`` folds (after which the same
     examples are tested again), the seed term as 1/R."""
     test = ev["test_se"] if math.isfinite(ev["test_se"]) else 0.0
@@ -304,7 +341,8 @@ def projected_se(ev: dict[str, Any], seeds: int) -> float:
         k = ev.get("k") or later
         test_part = test**2 * now / max(now, min(later, k))
         return math.sqrt(test_part + seed**2 * now / later)
-    return math.sqrt(test**2 + seed**2 * now / later)
+    flips = min(ev.get("flip_se") or 0.0, test)  # the examples' flips average out over seeds too
+    return math.sqrt(test**2 - flips**2 + (flips**2 + seed**2) * now / later)
 
 
 def decide(ev: dict[str, Any], max_seeds: int) -> Verdict:

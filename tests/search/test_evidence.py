@@ -16,6 +16,7 @@ from samtune.search._evidence import (
     gain_evidence,
     paired_gain,
     projected_se,
+    seed_level_var,
     seeds_to_settle,
     z_for,
 )
@@ -32,6 +33,55 @@ def test_projected_se_shrinks_the_seed_term_only():
     assert projected_se(ev, 3) == pytest.approx(0.005)
     assert projected_se(ev, 12) == pytest.approx(math.sqrt(0.003**2 + 0.004**2 * 3 / 12))
     assert projected_se(ev, 2) == pytest.approx(0.005)  # never fewer than it has
+    # the test term's share that the examples' flips make shrinks with the seeds too
+    flips = {**ev, "flip_se": 0.002}
+    assert projected_se(flips, 3) == pytest.approx(0.005)
+    assert projected_se(flips, 12) == pytest.approx(
+        math.sqrt(0.003**2 - 0.002**2 + (0.002**2 + 0.004**2) * 3 / 12))
+
+
+def _gain_draws(reps, n, seeds, shared_sd, rng):
+    """Gains of A over B, each replication on fresh test examples and fresh seeds: examples
+    of every difficulty, A better than B example by example on average, each seed shifting
+    every example's logit by one draw of N(0, shared_sd) (a better or worse model altogether)
+    and then flipping examples independently."""
+    import numpy as np  # noqa: PLC0415
+
+    out = []
+    for _ in range(reps):
+        logit = rng.normal(1.5, 2.0, n)
+        recs = []
+        for shift in (rng.normal(0.15, 0.5, n), 0.0):
+            masks = [torch.from_numpy(rng.random(n) < 1 / (1 + np.exp(-(logit + shift
+                                                                         + rng.normal(0, shared_sd)))))
+                     for _ in range(seeds)]
+            recs.append({"test_accuracy": {"per_seed": [m.double().mean().item() for m in masks]},
+                         "correct": masks})
+        out.append(paired_gain(*recs))
+    return out
+
+
+@pytest.mark.parametrize("shared_sd", [0.0, 0.1, 0.6])
+def test_the_standard_error_matches_the_gains_spread_over_fresh_examples_and_seeds(shared_sd):
+    """Monte Carlo known answer: the se's root mean square is the spread of the gain it
+    estimates (examples and seeds drawn afresh). Adding every seed's whole accuracy spread
+    counted the flips twice and overstated it by about 40% where the seeds share nothing."""
+    import numpy as np  # noqa: PLC0415
+
+    evs = _gain_draws(600, 600, 3, shared_sd, np.random.default_rng(0))
+    spread = np.std([ev["gain"] for ev in evs])
+    rms = math.sqrt(np.mean([ev["se"] ** 2 for ev in evs]))
+    assert 0.9 * spread < rms < 1.2 * spread  # a 3-seed variance clipped at 0 errs wide
+    doubled = math.sqrt(np.mean([ev["se"] ** 2 + ev["flip_se"] ** 2 for ev in evs]))
+    if shared_sd <= 0.1:
+        assert doubled > 1.25 * spread
+
+
+def test_the_seed_level_variance_leaves_out_the_examples_flips():
+    flips = [torch.tensor([1, 0] * 50).bool(), torch.tensor([0, 1] * 50).bool()]
+    assert seed_level_var([0.5, 0.5], flips) == (0.0, 0.005)
+    accs = [0.6, 0.4]  # two seeds whose examples do not line up with them: the whole spread
+    assert seed_level_var(accs, []) == (pytest.approx(0.02), 0.0)
 
 
 @pytest.mark.parametrize(("gain", "max_seeds", "want"), [

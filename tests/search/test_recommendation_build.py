@@ -80,7 +80,7 @@ def test_a_clear_gain_is_used_and_every_field_holds_its_known_value():
     assert how == "max-t" and 2.0 <= z < 2.28
     assert rec.evidence == {"candidate": "sam best", "design": "test split", "gain": pytest.approx(0.3), "se": pytest.approx(se),
                             "bound": pytest.approx(z * se), "test_se": pytest.approx(se),
-                            "seed_se": 0.0, "n_test": N, "seeds": [2, 2], "z": z,
+                            "seed_se": 0.0, "flip_se": 0.0, "n_test": N, "seeds": [2, 2], "z": z,
                             "z_method": "max-t", "max_seeds": 2,
                             "stopped": "decided", "stability": {"n": 0, "neighbours": []}}
     assert rec.summary == (f"use sam best: +30.00 pp at 2.33x the baseline's cost; test accuracy "
@@ -111,7 +111,9 @@ def test_a_worse_sam_keeps_the_baseline_and_says_by_how_much():
     assert (rec.verdict, rec.config.variant, rec.gain, rec.cost_multiplier) == ("keep-baseline", "sgd", 0.0, 1.0)
     assert rec.test_accuracy == base["test_accuracy"]
     assert rec.evidence["gain"] == pytest.approx(-0.1)
-    seed_se = 100 * base["test_accuracy"]["std"] * 2 ** 0.5 / 2 ** 0.5  # both sides' sd 1.41 pp, 2 seeds
+    # each side: accuracies 0.80 / 0.82 (variance 2e-4), of which the two examples that flip
+    # give 0.5 * 2 / 100 / 100 = 1e-4 (already in the test term); the rest over 2 seeds, twice
+    seed_se = 100 * (2 * (2e-4 - 1e-4) / 2) ** 0.5  # 1.00 pp
     assert rec.summary.startswith("SAM does not help here: keep the tuned baseline (base); the best "
                                   "SAM-family configuration (sam) scored 0.7100, 10.00 pp worse than "
                                   "the baseline (noise bound ")
@@ -122,16 +124,17 @@ def test_a_gain_within_the_noise_keeps_the_untuned_baseline_and_says_why():
     base = _cand("sgd", [80, 80], 1.0, description="fallback base", tuned=False)
     sam = _cand("sam", [81, 80], 2.0, description="sam")
     rec = _build([base, sam])
-    # one example right in 1 of 2 seeds: test se = 0.5 * sd([1, 0 x 99]) / 10 = 0.5 pp;
-    # seeds: sd(81, 80) / sqrt(2) = 0.5 pp; se = 0.71 pp > the gain 0.5 pp: too small to settle
+    # one example right in 1 of 2 seeds: test se = 0.5 * sd([1, 0 x 99]) / 10 = 0.5 pp; the
+    # seeds' spread (81 vs 80) is that one example's flip, already in the test term: seeds 0;
+    # se = 0.5 pp, the gain 0.5 pp: too small to settle
     assert rec.evidence["test_se"] == pytest.approx(0.005)
-    assert rec.evidence["seed_se"] == pytest.approx(0.005)
+    assert rec.evidence["seed_se"] == pytest.approx(0.0, abs=1e-8)
     assert rec.verdict == "keep-baseline" and rec.baseline["tuned"] is False
     assert rec.summary == (
         "SAM does not help here: keep the baseline, an fallback base (no baseline trial completed, "
         "so its learning rate is the best trial's; rerun with more --trials to tune it); the best "
-        "SAM-family configuration (sam) scored 0.8050, +0.50 pp, not above the noise bound 1.41 pp "
-        "(2 x SE 0.71 pp: test examples 0.50, seeds 0.50; 2 vs 2 seeds), and too small to clear it "
+        "SAM-family configuration (sam) scored 0.8050, +0.50 pp, not above the noise bound 1.00 pp "
+        "(2 x SE 0.50 pp: test examples 0.50, seeds 0.00; 2 vs 2 seeds), and too small to clear it "
         "with 2 seeds")
 
 
@@ -139,13 +142,17 @@ def test_a_gain_between_one_and_two_standard_errors_is_inconclusive_and_says_wha
     base = _cand("sgd", [80, 80, 80], 1.0, description="base")
     sam = _cand("sam", [90, 80, 88], 2.0, description="sam")
     rec = _build([base, sam], max_seeds=3, stopped="max seeds")
-    # test: 8 examples at +2/3, 2 at +1/3: var(d) = (34/9 - 0.36) / 99; seeds: var(90, 80, 88) / 3
-    test_var, seed_var = (34 / 9 - 0.36) / 99 / 100, 28 / 3 / 1e4
+    # test: 8 examples at +2/3, 2 at +1/3: var(d) = (34/9 - 0.36) / 99; seeds: sam's accuracy
+    # variance 28e-4 less its 10 examples' flips (variance 1/3 each: 10 / 3 / 100 / 100), over 3
+    flips = 10 / 3 / 100 / 100
+    test_var, seed_var = (34 / 9 - 0.36) / 99 / 100, (28e-4 - flips) / 3
     ev = rec.evidence
     assert ev["se"] < ev["gain"] <= ev["bound"]
     assert rec.verdict == "inconclusive" and rec.config.variant == "sgd" and rec.gain == 0.0
     assert ev["se"] == pytest.approx((test_var + seed_var) ** 0.5)
-    assert ev["seeds_to_settle"] == 6  # 3 * seed_var / ((0.06 / 2) ** 2 - test_var) = 5.04
+    # more seeds shrink the seed term and the flips' share of the test term (flips / 3):
+    # 3 * (seed_var + flips / 3) / ((0.06 / 2) ** 2 - (test_var - flips / 3)) = 4.2
+    assert ev["seeds_to_settle"] == 5
     assert rec.summary.startswith("inconclusive: sam scored 0.8600 vs the baseline's 0.8000, +6.00 pp")
     assert rec.summary.endswith(f"keep the tuned baseline (base) for now; 3 seeds were the most "
                                 f"allowed; if the measured gain is the true one, about "
