@@ -29,7 +29,12 @@ examples: the gain is the difference of their seed-mean utilities, and its squar
   b. For the other metrics it is the variance (ddof=1) of the gain over a paired bootstrap:
   the same resampled example indices for both sides and every seed.
 - the training-seed term of each side with more than one seed: var(per-seed utilities,
-  ddof=1) / number of seeds.
+  ddof=1) / number of seeds. For a decomposable metric the part of it that the examples'
+  flips from seed to seed explain (mean_i var_seeds(u_i) / N) is already in the example term
+  and is taken out (never below 0), as for samtune's accuracy verdict
+  (``samtune/search/_evidence.py``); for the other metrics that part is the spread the
+  per-seed utilities have once each example's predictions are shuffled across the seeds
+  (which keeps every flip and drops what the seeds share).
 """
 
 from __future__ import annotations
@@ -138,6 +143,18 @@ class Metric:
         "bootstrap" (``n_boot`` resamples drawn with ``numpy.random.default_rng(seed)``) or
         "auto": analytic where the metric allows it. See the module docstring for the SE.
         """
+        parts = self.paired_gain_parts(y_true, preds_a, preds_b, n_boot=n_boot, seed=seed,
+                                       method=method)
+        return parts["gain"], math.sqrt(parts["example_var"] + parts["seed_var"])
+
+    def paired_gain_parts(
+        self, y_true: Any, preds_a: Sequence[Any], preds_b: Sequence[Any], *,
+        n_boot: int = 2000, seed: int = 0, method: str = "auto",
+    ) -> dict[str, float]:
+        """``paired_gain``'s pieces: ``gain``, ``example_var`` (the test-example term),
+        ``seed_var`` (the seed terms, what the examples' flips do not explain) and
+        ``flip_var`` (the flips' share of the example term, which more seeds shrink: the sum
+        over both sides of the flips' spread over the side's seeds)."""
         if method not in ("auto", "analytic", "bootstrap"):
             raise ValueError(
                 f"method must be 'auto', 'analytic' or 'bootstrap', but got {method=}."
@@ -156,12 +173,17 @@ class Metric:
         gain = float(u_a.mean() - u_b.mean())
         if method == "bootstrap" or not self.decomposable:
             example_var = self._bootstrap_var(t, a, b, n_boot, seed)
+            flips = [self._flip_var(t, side, seed) for side in (a, b)]
         else:
-            d = (np.mean([self.per_example(t, p) for p in a], axis=0)
-                 - np.mean([self.per_example(t, p) for p in b], axis=0))
+            per = [np.stack([self.per_example(t, p) for p in side]) for side in (a, b)]
+            d = per[0].mean(0) - per[1].mean(0)
             example_var = float(np.var(d, ddof=1)) / len(d)
-        seed_var = sum(float(np.var(u, ddof=1)) / len(u) for u in (u_a, u_b) if len(u) > 1)
-        return gain, math.sqrt(example_var + seed_var)
+            flips = [float(u.var(0, ddof=1).mean()) / len(d) if len(u) > 1 else 0.0 for u in per]
+        seed_var = sum(max(0.0, float(np.var(u, ddof=1)) - f) / len(u)
+                       for u, f in zip((u_a, u_b), flips) if len(u) > 1)
+        flip_var = sum(f / len(u) for u, f in zip((u_a, u_b), flips) if len(u) > 1)
+        return {"gain": gain, "example_var": example_var, "seed_var": seed_var,
+                "flip_var": min(flip_var, example_var)}
 
     def describe(self) -> str:
         """One short line saying what the metric measures and which way is better."""
@@ -214,6 +236,21 @@ class Metric:
     def _utilities(self, counts: np.ndarray) -> np.ndarray:
         values = self._from_confusion(counts)
         return values if self.greater_is_better else -values
+
+    def _flip_var(self, t: np.ndarray, preds: np.ndarray, seed: int, n_perm: int = 50) -> float:
+        """The spread (variance, ddof=1) the per-seed utilities of ``preds`` (S, N) would have
+        if their seeds shared nothing: each example's predictions shuffled across the seeds
+        (the mean over ``n_perm`` shuffles). For a mean over examples it is mean_i
+        var_seeds(u_i) / N."""
+        if len(preds) < 2:
+            return 0.0
+        rng = np.random.default_rng(seed + 1)
+        out = []
+        for _ in range(n_perm):
+            order = np.argsort(rng.random(preds.shape), axis=0)
+            shuffled = np.take_along_axis(preds, order, axis=0)
+            out.append(float(np.var(self._utilities(_confusion(t, shuffled, self.num_classes)), ddof=1)))
+        return float(np.mean(out))
 
     def _bootstrap_var(
         self, t: np.ndarray, a: np.ndarray, b: np.ndarray, n_boot: int, seed: int

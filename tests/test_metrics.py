@@ -106,9 +106,17 @@ def test_analytic_paired_se_equals_the_hand_computation():
     b = [np.array([1, 1, 0, 0])]  # right: 0110, accuracy .5
     gain, se = Metric("accuracy", 2).paired_gain(y, a, b)
     # d = mean right under a minus under b = [.5, 0, -.5, .5]: mean .125, squared deviations
-    # sum to .6875; a's two seeds add var([.75, .5]) / 2 = .03125 / 2; b has one seed
+    # sum to .6875; a's two seeds spread var([.75, .5]) = .03125, all of it (and more) the
+    # flips of its examples (three of four flip: mean variance .375 / 4 = .09375), which d
+    # already holds, so they add nothing; b has one seed
     assert gain == pytest.approx(0.125)
-    assert se == pytest.approx(math.sqrt(0.6875 / 3 / 4 + 0.03125 / 2))
+    assert se == pytest.approx(math.sqrt(0.6875 / 3 / 4))
+    parts = Metric("accuracy", 2).paired_gain_parts(y, a, b)
+    assert parts["seed_var"] == 0.0 and parts["flip_var"] == pytest.approx(0.09375 / 2)
+    # a seed that is better everywhere: its spread is shared, and counts
+    a = [np.array([0, 1, 0, 1]), np.array([1, 0, 1, 0])]  # right: all, then none
+    parts = Metric("accuracy", 2).paired_gain_parts(y, a, b)
+    assert parts["seed_var"] == pytest.approx((0.5 - 0.5 / 4) / 2)
 
 
 def test_analytic_cost_se_uses_minus_the_costs():

@@ -262,21 +262,22 @@ def _evidence(candidate: dict[str, Any], baseline: dict[str, Any], metric: Metri
                 "seed_se": None, "n_test": 0, "seeds": seeds}
     u_a = [metric.utility(y, p) for p in a]
     u_b = [metric.utility(y, p) for p in b]
-    seed_var, known = 0.0, False
-    for u in (u_a, u_b):
-        if len(u) > 1:
-            seed_var += statistics.variance(u) / len(u)
-            known = True
+    known = len(u_a) > 1 or len(u_b) > 1
+    flip_var = 0.0
     if len(y) > 1:
-        gain, se = metric.paired_gain(y, a, b)
-        test_var = max(0.0, se**2 - seed_var)
-    else:  # one test example: no example term
+        parts = metric.paired_gain_parts(y, a, b)
+        gain, test_var, seed_var = parts["gain"], parts["example_var"], parts["seed_var"]
+        flip_var = parts["flip_var"]
+        se = math.sqrt(test_var + seed_var)
+    else:  # one test example: no example term, nor flips to tell from the seeds' spread
+        seed_var = sum(statistics.variance(u) / len(u) for u in (u_a, u_b) if len(u) > 1)
         gain, test_var = statistics.fmean(u_a) - statistics.fmean(u_b), math.nan
         se = math.sqrt(seed_var) if known else math.nan
     return {
         "gain": gain, "se": se, "bound": Z * se if math.isfinite(se) else math.nan,
         "test_se": math.sqrt(test_var) if math.isfinite(test_var) else math.nan,
         "seed_se": math.sqrt(seed_var) if known else None,
+        "flip_se": math.sqrt(flip_var) if known else 0.0,
         "n_test": len(y), "seeds": seeds,
     }
 
