@@ -272,3 +272,23 @@ def test_design_rule_takes_the_best_of_each_batch_design():
     assert candidates.pick("design", cells, values, 0.1, 3) == [cells[0], cells[2], cells[1]]
     whole = [c for c in cells if c.m is None]  # one design only: the rule is the raw top-k
     assert candidates.pick("design", whole, values[[0, 1, 3]], 0.1, 2) == whole[:2]
+
+
+def test_seed_spread_splits_a_cells_spread_into_flips_and_what_the_seeds_share(tmp_path):
+    from tests.benchmarks._quick import load  # noqa: PLC0415
+
+    seed_spread = load("seed_spread")
+    s = Store(tmp_path / "spread.jsonl.gz")
+    s.append({"type": "task", "name": "spread", "epochs": 2, "y_test": encode_u8(Y)})
+    flip, shared = Cell("sam", 0.1, 0.05), Cell("sam", 0.1, 0.1)
+    n = len(Y)
+    for seed, right in enumerate((n // 2, n // 2)):  # the same accuracy, other examples right
+        run = _run(flip, seed, right)
+        run["pred"] = encode_u8(np.where(np.arange(n) % 2 == seed, Y, (Y + 1) % 2))
+        s.append(run)
+    for seed, right in enumerate((n, 0)):  # one seed right everywhere, the other nowhere
+        s.append(_run(shared, seed, right))
+    spread, flips, level, _ = seed_spread.parts(s, flip.key)
+    assert spread == 0.0 and flips == pytest.approx(0.5 / n) and level == 0.0
+    spread, flips, level, _ = seed_spread.parts(s, shared.key)
+    assert spread == pytest.approx(0.5) and level == pytest.approx(0.5 - 0.5 / n)
