@@ -152,7 +152,8 @@ class Metric:
         n_boot: int = 2000, seed: int = 0, method: str = "auto",
     ) -> dict[str, float]:
         """``paired_gain``'s pieces: ``gain``, ``example_var`` (the test-example term),
-        ``seed_var`` (the seed terms, what the examples' flips do not explain) and
+        ``seed_var`` (the seed terms, what the examples' flips do not explain; per side in
+        ``seed_vars``) and
         ``flip_var`` (the flips' share of the example term, which more seeds shrink: the sum
         over both sides of the flips' spread over the side's seeds)."""
         if method not in ("auto", "analytic", "bootstrap"):
@@ -179,11 +180,11 @@ class Metric:
             d = per[0].mean(0) - per[1].mean(0)
             example_var = float(np.var(d, ddof=1)) / len(d)
             flips = [float(u.var(0, ddof=1).mean()) / len(d) if len(u) > 1 else 0.0 for u in per]
-        seed_var = sum(max(0.0, float(np.var(u, ddof=1)) - f) / len(u)
-                       for u, f in zip((u_a, u_b), flips) if len(u) > 1)
+        seed_vars = [max(0.0, float(np.var(u, ddof=1)) - f) / len(u) if len(u) > 1 else 0.0
+                     for u, f in zip((u_a, u_b), flips)]
         flip_var = sum(f / len(u) for u, f in zip((u_a, u_b), flips) if len(u) > 1)
-        return {"gain": gain, "example_var": example_var, "seed_var": seed_var,
-                "flip_var": min(flip_var, example_var)}
+        return {"gain": gain, "example_var": example_var, "seed_var": sum(seed_vars),
+                "seed_vars": seed_vars, "flip_var": min(flip_var, example_var)}
 
     def describe(self) -> str:
         """One short line saying what the metric measures and which way is better."""

@@ -22,7 +22,7 @@ from torch import nn
 from samtune.metrics import Metric
 from samtune.optim import SAMConfig
 from samtune.search._cost import baseline_step_time, cost_of_trial, val_margin
-from samtune.search._evidence import decide, gain_evidence, joint_z
+from samtune.search._evidence import decide, design_looks, gain_evidence, joint_z
 from samtune.search._metric import is_accuracy, scale_of
 from samtune.search._objective import run_config
 from samtune.search._progress import EpochProgress
@@ -198,6 +198,7 @@ def confirm(
     for rec in out:
         for _ in range(seeds):
             runner.add_seed(rec)
+        rec["first_look"] = seeds  # the sequential verdict's first look (_evidence.design_looks)
     return out
 
 
@@ -245,9 +246,11 @@ def settle(
     if best is None:
         return "decided"
     fam = [c for c in confirmed if c["config"]["variant"] != "sgd"]  # the best of these is judged
+    looks = design_looks([*fam, baseline], max_seeds)
     while True:
         z, z_method = joint_z(fam, baseline, metric)
-        ev = gain_evidence(best, baseline, metric, y_test, z=z, z_method=z_method)
+        ev = gain_evidence(best, baseline, metric, y_test, z=z, z_method=z_method,
+                           first_and_most=looks)
         if decide(ev, max_seeds) != "open":
             return "decided"
         seeds = min(len(best["test_accuracy"]["per_seed"]),

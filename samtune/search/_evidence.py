@@ -181,12 +181,13 @@ def paired_gain(candidate: dict[str, Any], baseline: dict[str, Any]) -> dict[str
         n_test = d.numel()
         if n_test > 1:
             test_var = d.var().item() / n_test
-    seed_var, flip_var, known = 0.0, 0.0, False
+    seed_var, flip_var, known, terms = 0.0, 0.0, False, []
     for accs, correct in ((accs_a, a), (accs_b, b)):
         if len(accs) > 1:
             level, flips = seed_level_var(accs, correct)
             seed_var += level / len(accs)
             flip_var += flips / len(accs)
+            terms.append((level / len(accs), len(accs) - 1))
             known = True
     var = (test_var if math.isfinite(test_var) else 0.0) + seed_var
     se = math.sqrt(var) if (math.isfinite(test_var) or known) else math.nan
@@ -196,8 +197,69 @@ def paired_gain(candidate: dict[str, Any], baseline: dict[str, Any]) -> dict[str
         "seed_se": math.sqrt(seed_var) if known else None,
         # the part of the test term that more seeds shrink (the examples' flips, over S)
         "flip_se": math.sqrt(min(flip_var, test_var)) if known and math.isfinite(test_var) else 0.0,
+        "df": satterthwaite([(test_var if math.isfinite(test_var) else 0.0, math.inf), *terms]),
         "n_test": n_test, "seeds": [len(accs_a), len(accs_b)],
     }
+
+
+def satterthwaite(terms: Sequence[tuple[float, float]]) -> float:
+    """Degrees of freedom of a sum of variance estimates, each (variance, its df): Welch and
+    Satterthwaite's (sum v)^2 / sum(v^2 / df); inf when every term with weight is exact
+    (df inf: the test term over hundreds of examples), and above ``MAX_DF`` (t is then the
+    normal to the second decimal).
+
+    >>> satterthwaite([(1.0, math.inf), (1.0, 2)])  # half the variance from 3 seeds
+    8.0
+    >>> satterthwaite([(1.0, math.inf), (0.0, 2)])
+    inf
+    """
+    total = sum(v for v, _ in terms)
+    den = sum(v * v / df for v, df in terms if v > 0 and math.isfinite(df))
+    df = math.inf if den <= 0 or total <= 0 else total * total / den
+    return math.inf if df > MAX_DF else df
+
+
+MAX_DF = 1000.0
+
+# Pocock's constant boundaries for K equally spaced looks (two-sided 0.05, so about the one-
+# sided 0.025 of Z = 2 at one look): the chance that any of K looks clears it under no gain
+# stays that of one look. Looks here share the test examples, so they are closer than Pocock's
+# independent increments assume, and the boundary errs strict (tests/search/test_evidence.py).
+POCOCK = (1.960, 2.178, 2.289, 2.361, 2.413, 2.453, 2.485, 2.512, 2.535, 2.555)
+
+
+def looks_factor(first: int, most: int) -> float:
+    """How much a sequential confirmation from ``first`` to ``most`` seeds (one look per seed)
+    raises the z of a single look: Pocock's constant for that many looks over 1.96 (more than
+    ``len(POCOCK)`` looks: the last one's).
+
+    >>> looks_factor(3, 3), round(looks_factor(3, 6), 3)
+    (1.0, 1.205)
+    """
+    k = max(1, most - first + 1)
+    return POCOCK[min(k, len(POCOCK)) - 1] / POCOCK[0]
+
+
+def design_looks(records: Sequence[dict[str, Any]], most: int | None) -> tuple[int, int]:
+    """(first, most): the seeds of the confirmation's first look (each record's
+    ``first_look``, set by ``confirm``; else its seeds now) and the most it allows."""
+    first = min(c.get("first_look") or len(c["test_accuracy"]["per_seed"]) for c in records)
+    return first, max(first, most or first)
+
+
+def critical_z(z: float, df: float | None, looks: float = 1.0) -> float:
+    """The bound's multiplier: the normal ``z`` (one look, its candidates' multiplicity
+    included) as the quantile of Student's t at the evidence's ``df`` with the same tail,
+    times ``looks`` (``looks_factor``).
+
+    >>> critical_z(2.0, math.inf), round(critical_z(2.0, 4), 2), round(critical_z(2.0, math.inf, 1.2), 2)
+    (2.0, 2.87, 2.4)
+    """
+    if df is not None and math.isfinite(df) and df > 0:
+        from scipy.stats import t  # noqa: PLC0415 (loads in ~0.1 s; only a verdict needs it)
+
+        z = float(t.isf(NormalDist().cdf(-z), df))
+    return round(z * looks, 2)
 
 
 def seed_level_var(accs: Sequence[float], correct: Sequence[Any]) -> tuple[float, float]:
@@ -226,12 +288,16 @@ def seed_level_var(accs: Sequence[float], correct: Sequence[Any]) -> tuple[float
 
 def gain_evidence(candidate: dict[str, Any], baseline: dict[str, Any], metric: Metric | None,
                   y_test: Any = None, *, candidates: int = 1, z: float | None = None,
-                  z_method: str | None = None) -> dict[str, Any]:
+                  z_method: str | None = None,
+                  first_and_most: tuple[int, int] | None = None) -> dict[str, Any]:
     """``paired_gain`` for accuracy (``metric`` None or accuracy); for another metric the same
     keys from ``metric.paired_gain`` on the records' ``pred`` (per finite seed, the class
     predicted for each example of ``y_test``). ``candidates``: how many SAM-family
     configurations were confirmed beside it; ``z`` is ``z_for(candidates)`` unless given
-    (``joint_z``'s, with its ``z_method``) and ``bound`` is ``z`` x ``se``.
+    (``joint_z``'s, with its ``z_method``; kept as ``z_candidates``). The ``z`` recorded, and
+    ``bound`` = ``z`` x ``se``, is ``critical_z``'s: that z as a t quantile at the evidence's
+    ``df`` (the seed terms are estimated from a few seeds), times ``looks_factor`` when the
+    confirmation looks once a seed from ``first_and_most[0]`` to ``first_and_most[1]`` seeds.
 
     >>> from samtune.metrics import Metric
     >>> y = [0, 0, 1, 1] * 25
@@ -244,8 +310,13 @@ def gain_evidence(candidate: dict[str, Any], baseline: dict[str, Any], metric: M
     ev = _evidence(candidate, baseline, metric, y_test)
     if z is None:
         z, z_method = z_for(candidates), ("single" if candidates <= 1 else "bonferroni")
-    return {**ev, "z": z, "z_method": z_method or "given",
-            "bound": z * ev["se"] if math.isfinite(ev["se"]) else math.nan}
+    looks = looks_factor(*first_and_most) if first_and_most else 1.0
+    df = ev.get("df")
+    zc = critical_z(z, df, looks)
+    ev["df"] = df if df is not None and math.isfinite(df) else None  # None: normal (JSON-safe)
+    return {**ev, "z": zc, "z_method": z_method or "given", "z_candidates": z,
+            "looks": (first_and_most[1] - first_and_most[0] + 1) if first_and_most else 1,
+            "bound": zc * ev["se"] if math.isfinite(ev["se"]) else math.nan}
 
 
 def _evidence(candidate: dict[str, Any], baseline: dict[str, Any], metric: Metric | None,
@@ -269,15 +340,18 @@ def _evidence(candidate: dict[str, Any], baseline: dict[str, Any], metric: Metri
         gain, test_var, seed_var = parts["gain"], parts["example_var"], parts["seed_var"]
         flip_var = parts["flip_var"]
         se = math.sqrt(test_var + seed_var)
+        df = satterthwaite([(test_var, math.inf), *zip(parts["seed_vars"], (len(a) - 1, len(b) - 1))])
     else:  # one test example: no example term, nor flips to tell from the seeds' spread
-        seed_var = sum(statistics.variance(u) / len(u) for u in (u_a, u_b) if len(u) > 1)
+        terms = [(statistics.variance(u) / len(u), len(u) - 1) for u in (u_a, u_b) if len(u) > 1]
+        seed_var = sum(v for v, _ in terms)
         gain, test_var = statistics.fmean(u_a) - statistics.fmean(u_b), math.nan
         se = math.sqrt(seed_var) if known else math.nan
+        df = satterthwaite(terms)
     return {
         "gain": gain, "se": se, "bound": Z * se if math.isfinite(se) else math.nan,
         "test_se": math.sqrt(test_var) if math.isfinite(test_var) else math.nan,
         "seed_se": math.sqrt(seed_var) if known else None,
-        "flip_se": math.sqrt(flip_var) if known else 0.0,
+        "flip_se": math.sqrt(flip_var) if known else 0.0, "df": df,
         "n_test": len(y), "seeds": seeds,
     }
 
@@ -304,7 +378,7 @@ def fold_gain(candidate: dict[str, Any], baseline: dict[str, Any]) -> dict[str, 
              if a is not None and b is not None]
     out = {"gain": math.nan, "se": math.nan, "bound": math.nan, "test_se": math.nan,
            "seed_se": None, "n_test": 0, "seeds": [len(pairs)] * 2, "design": "folds",
-           "k": candidate.get("k")}
+           "k": candidate.get("k"), "df": math.inf}
     if not pairs:
         return out
     d = [torch.as_tensor(a, dtype=torch.float64) - torch.as_tensor(b, dtype=torch.float64)
@@ -322,7 +396,9 @@ def fold_gain(candidate: dict[str, Any], baseline: dict[str, Any]) -> dict[str, 
     se = math.sqrt(var) if (math.isfinite(test_var) or known) else math.nan
     out.update(gain=gain, se=se, bound=Z * se if math.isfinite(se) else math.nan,
                test_se=math.sqrt(test_var) if math.isfinite(test_var) else math.nan,
-               seed_se=math.sqrt(seed_var) if known else None, n_test=n)
+               seed_se=math.sqrt(seed_var) if known else None, n_test=n,
+               df=satterthwaite([(test_var if math.isfinite(test_var) else 0.0, math.inf),
+                                 (seed_var, len(d) - 1)]))
     return out
 
 

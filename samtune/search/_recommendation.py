@@ -63,7 +63,7 @@ from samtune.search._cost import (
     frontier,
     record_cost,
 )
-from samtune.search._evidence import final, gain_evidence, joint_z, seeds_to_settle
+from samtune.search._evidence import design_looks, final, gain_evidence, joint_z, seeds_to_settle
 from samtune.search._metric import Scale, is_accuracy, metric_label, scale_of
 from samtune.search._stages import STAGE_ATTR, searched
 
@@ -193,7 +193,9 @@ def build_recommendation(
                  key=lambda c: (-len(c["test_accuracy"]["per_seed"]), -mean_utility(c, metric)))
     # the best of len(fam) correlated noisy gains is judged: z is theirs (_evidence.joint_z)
     z, z_method = joint_z(fam, baseline, metric)
-    evs = {id(c): gain_evidence(c, baseline, metric, y_test, z=z, z_method=z_method)
+    looks = design_looks([*fam, baseline], max_seeds) if fam else None
+    evs = {id(c): gain_evidence(c, baseline, metric, y_test, z=z, z_method=z_method,
+                                first_and_most=looks)
            for c in ranked if c["config"]["variant"] != "sgd"}
     best_sam = fam[0] if fam else None
     evidence: dict[str, Any] = {}
@@ -464,7 +466,19 @@ def _noise_text(ev: dict[str, Any], scale: Scale = _PP) -> str:
     runs = (f"{seeds[0]} fold runs each, {ev['n_test']} examples tested"
             if ev.get("design") == "folds" else f"{seeds[0]} vs {seeds[1]} seeds")
     return (f"noise bound {scale.amount(ev['bound'])} ({ev['z']:g} x SE {scale.amount(ev['se'])}: "
-            f"{test}, {seed}; {runs})")
+            f"{test}, {seed}; {runs}{_z_text(ev)})")
+
+
+def _z_text(ev: dict[str, Any]) -> str:
+    """Why z is above 2, when it is: the candidates, the looks, the seed terms' df."""
+    why = []
+    if ev.get("z_candidates", 2.0) > 2.0:
+        why.append(f"the best of several candidates ({ev['z_candidates']:g})")
+    if ev.get("looks", 1) > 1:
+        why.append(f"{ev['looks']} looks")
+    if ev.get("df") is not None:
+        why.append(f"t at {ev['df']:.0f} df")
+    return f"; z for {', '.join(why)}" if why else ""
 
 
 def _settle_text(ev: dict[str, Any], scale: Scale = _PP) -> str:
