@@ -217,7 +217,8 @@ def test_the_cheaper_configuration_within_noise_of_the_best_is_used_and_both_are
     assert rec.summary == (
         f"use asam cheap: +28.00 pp at 1.50x the baseline's cost (best: sam best +30.00 pp at "
         f"3.00x); test accuracy 0.8800 vs baseline 0.6000 (noise bound {100 * z * _se(28):.2f} pp "
-        f"({z:g} x SE {100 * _se(28):.2f} pp: test examples {100 * _se(28):.2f}, seeds 0.00; 2 vs 2 seeds))")
+        f"({z:g} x SE {100 * _se(28):.2f} pp: test examples {100 * _se(28):.2f}, seeds 0.00; 2 vs 2 seeds; "
+        f"z for the best of several candidates ({z:g})))")
     assert Recommendation.from_dict(rec.to_dict()).to_dict() == rec.to_dict()
 
 

@@ -81,11 +81,13 @@ def test_a_clear_gain_is_used_and_every_field_holds_its_known_value():
     assert rec.evidence == {"candidate": "sam best", "design": "test split", "gain": pytest.approx(0.3), "se": pytest.approx(se),
                             "bound": pytest.approx(z * se), "test_se": pytest.approx(se),
                             "seed_se": 0.0, "flip_se": 0.0, "n_test": N, "seeds": [2, 2], "z": z,
-                            "z_method": "max-t", "max_seeds": 2,
+                            "z_method": "max-t", "z_candidates": z, "looks": 1, "df": None,
+                            "max_seeds": 2,
                             "stopped": "decided", "stability": {"n": 0, "neighbours": []}}
     assert rec.summary == (f"use sam best: +30.00 pp at 2.33x the baseline's cost; test accuracy "
                            f"0.9000 vs baseline 0.6000 (noise bound {100 * z * se:.2f} pp ({z:g} x SE {100 * se:.2f} pp: test examples "
-                           f"{100 * se:.2f}, seeds 0.00; 2 vs 2 seeds))")
+                           f"{100 * se:.2f}, seeds 0.00; 2 vs 2 seeds; z for the best of several "
+                           f"candidates ({z:g})))")
     assert [c["description"] for c in rec.candidates] == ["sam best", "asam", "base"]
     assert [c["cost_multiplier"] for c in rec.candidates] == [2.333, 4.167, 1.0]
     assert rec.candidates[0] == {"description": "sam best", "config": sam["config"], "trial": 2,
@@ -139,27 +141,39 @@ def test_a_gain_within_the_noise_keeps_the_untuned_baseline_and_says_why():
 
 
 def test_a_gain_between_one_and_two_standard_errors_is_inconclusive_and_says_what_settles_it():
+    from scipy.stats import t  # noqa: PLC0415
+
     base = _cand("sgd", [80, 80, 80], 1.0, description="base")
-    sam = _cand("sam", [90, 80, 88], 2.0, description="sam")
+    sam = _cand("sam", [94, 82, 90], 2.0, description="sam")
     rec = _build([base, sam], max_seeds=3, stopped="max seeds")
-    # test: 8 examples at +2/3, 2 at +1/3: var(d) = (34/9 - 0.36) / 99; seeds: sam's accuracy
-    # variance 28e-4 less its 10 examples' flips (variance 1/3 each: 10 / 3 / 100 / 100), over 3
-    flips = 10 / 3 / 100 / 100
-    test_var, seed_var = (34 / 9 - 0.36) / 99 / 100, (28e-4 - flips) / 3
+    # test: d = 1 on 2 examples, 2/3 on 8, 1/3 on 4: sum d^2 = 6, mean 0.26 / 3;
+    # seeds: sam's accuracy variance 0.0112 / 3 less its 12 examples' flips (variance 1/3
+    # each: 12 / 3 / 100 / 100 = 4e-4), over 3 seeds
+    gain, flips = 0.26 / 3, 4e-4
+    test_var = (6 - 100 * gain**2) / 99 / 100
+    seed_var = (0.0112 / 3 - flips) / 3
+    # the seed term rests on 2 df: Welch-Satterthwaite df = (test + seed)^2 / (seed^2 / 2)
+    df = (test_var + seed_var) ** 2 / (seed_var**2 / 2)
     ev = rec.evidence
+    assert ev["se"] == pytest.approx((test_var + seed_var) ** 0.5)
+    assert ev["df"] == pytest.approx(df) and ev["z"] == round(t.isf(0.02275, df), 2) == 2.77
     assert ev["se"] < ev["gain"] <= ev["bound"]
     assert rec.verdict == "inconclusive" and rec.config.variant == "sgd" and rec.gain == 0.0
-    assert ev["se"] == pytest.approx((test_var + seed_var) ** 0.5)
     # more seeds shrink the seed term and the flips' share of the test term (flips / 3):
-    # 3 * (seed_var + flips / 3) / ((0.06 / 2) ** 2 - (test_var - flips / 3)) = 4.2
-    assert ev["seeds_to_settle"] == 5
-    assert rec.summary.startswith("inconclusive: sam scored 0.8600 vs the baseline's 0.8000, +6.00 pp")
+    # 3 * (seed_var + flips / 3) / ((gain / 2.77) ** 2 - (test_var - flips / 3)) = 6.4
+    assert ev["seeds_to_settle"] == 7
+    assert rec.summary.startswith("inconclusive: sam scored 0.8867 vs the baseline's 0.8000, +8.67 pp")
     assert rec.summary.endswith(f"keep the tuned baseline (base) for now; 3 seeds were the most "
                                 f"allowed; if the measured gain is the true one, about "
                                 f"{ev['seeds_to_settle']} seeds per side would settle it "
                                 f"(--max-confirm-seeds {ev['seeds_to_settle']})")
-    again = _build([base, sam], max_seeds=12, stopped="budget")  # the budget ended at 3 seeds
+    again = _build([base, sam], max_seeds=4, stopped="budget")  # the budget ended at 3 seeds
+    # judged as the design it ended in, 2 looks (3 and 4 seeds): z 2.77 x 2.178 / 1.96 = 3.08,
+    # and the gain, 2.14 se, stays open to the end
+    assert again.evidence["looks"] == 2 and again.evidence["z"] == pytest.approx(3.08, abs=0.01)
     assert again.verdict == "inconclusive" and again.evidence["max_seeds"] == 3
+    planned = _build([base, sam], max_seeds=12, stopped="budget")  # 10 looks: z 3.6, futile
+    assert planned.verdict == "keep-baseline"
     assert "the time budget ended" in again.summary
     assert Recommendation.from_dict(rec.to_dict()).verdict == "inconclusive"
 
