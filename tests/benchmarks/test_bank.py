@@ -164,10 +164,10 @@ def test_replay_quick_run(tmp_path):
 
 
 def test_the_bank_cost_of_a_perturb_schedule_follows_its_share_of_perturbed_steps():
+    from bank.store import DATA_DIR
     from decision import bank_cost
 
     from samtune import SAMConfig
-    from bank.store import DATA_DIR
 
     store = Store(DATA_DIR / "table-clean.jsonl.gz")  # asam, m=16, constant: 3.435x in the bank
     every = SAMConfig(variant="asam", rho=1.0, m=16, base_kwargs={"lr": 0.1})

@@ -300,9 +300,9 @@ def test_a_configuration_no_better_than_the_baseline_is_rarely_used(shared_sd):
 
 
 def test_the_critical_z_for_few_seeds_and_many_looks():
-    from samtune.search._evidence import critical_z, looks_factor, satterthwaite
-
     from scipy.stats import t  # noqa: PLC0415
+
+    from samtune.search._evidence import critical_z, looks_factor, satterthwaite
 
     assert critical_z(2.0, None) == 2.0 and critical_z(2.0, math.inf) == 2.0
     assert critical_z(2.0, 4) == pytest.approx(t.isf(0.02275, 4), abs=0.01)  # the same tail
@@ -353,8 +353,8 @@ def test_joint_z_is_the_max_t_quantile_of_the_gains_correlation():
 
 
 def test_joint_z_for_independent_gains_is_bonferronis_and_for_one_candidate_z():
-    from samtune.search._evidence import joint_z
     from samtune.metrics import Metric
+    from samtune.search._evidence import joint_z
 
     n = 400
     right = torch.ones(n, dtype=torch.bool)
