@@ -292,3 +292,14 @@ def test_seed_spread_splits_a_cells_spread_into_flips_and_what_the_seeds_share(t
     assert spread == 0.0 and flips == pytest.approx(0.5 / n) and level == 0.0
     spread, flips, level, _ = seed_spread.parts(s, shared.key)
     assert spread == pytest.approx(0.5) and level == pytest.approx(0.5 - 0.5 / n)
+
+
+def test_verdict_size_calls_a_large_gain_use_at_once_and_no_gain_rarely():
+    from tests.benchmarks._quick import load  # noqa: PLC0415
+
+    verdict_size = load("verdict_size")
+    big = verdict_size.simulate(20, shared=0.0, shift=2.0)
+    assert big["samtune"] == {"use": 1.0, "seeds": 3.0}  # +2 logits: decided at the first look
+    none = verdict_size.simulate(100, shared=0.0, shift=0.0)
+    assert none["samtune"]["use"] <= none["z=2 each look"]["use"] <= 0.1
+    assert 3.0 <= none["samtune"]["seeds"] <= 6.0
