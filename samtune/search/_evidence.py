@@ -23,8 +23,9 @@ The decision is sequential (``decide``): after each round of seeds,
 
 - ``use`` when gain > Z * se;
 - ``keep-baseline`` when gain <= 0, or when the decision is futile: even a gain one standard
-  error larger than measured would stay under Z times the standard error projected for the
-  most seeds the budget allows (``projected_se``: the seed terms and the flips' share of the
+  error larger than measured would stay under z times the standard error projected for the
+  most seeds the budget allows (z too as it would be then: ``projected_z``, the seed terms'
+  df grown with the seeds) (``projected_se``: the seed terms and the flips' share of the
   example term shrink as 1/S, the rest of the example term is kept as it is);
 - otherwise ``open``: one more seed for both sides when the budget allows, else
   ``inconclusive``.
@@ -430,9 +431,29 @@ def decide(ev: dict[str, Any], max_seeds: int) -> Verdict:
         return "keep-baseline"  # nothing to compare (every seed diverged), or no noise estimate
     if gain > _z(ev) * se:
         return "use"
-    if gain <= 0 or gain + se <= _z(ev) * projected_se(ev, max_seeds):
+    if gain <= 0 or gain + se <= projected_z(ev, max_seeds) * projected_se(ev, max_seeds):
         return "keep-baseline"
     return "open"
+
+
+def projected_z(ev: dict[str, Any], seeds: int) -> float:
+    """The z the evidence would be judged at with ``seeds`` seeds: its seed terms' df grow
+    with the seeds (at least in proportion to seeds - 1, which errs strict), so the t quantile
+    falls toward the normal; the candidates' z and the looks stay. Evidence without
+    ``z_candidates`` keeps its ``z``.
+
+    >>> ev = {"z": 3.0, "z_candidates": 2.0, "df": 4.0, "looks": 4, "seeds": [3, 3]}
+    >>> projected_z(ev, 3) == critical_z(2.0, 4.0, looks_factor(3, 6)), projected_z(ev, 6)
+    (True, 2.75)
+    """
+    if "z_candidates" not in ev:
+        return _z(ev)
+    now = max(1, min(ev["seeds"]))
+    df = ev.get("df")
+    if df is not None and now > 1 and seeds > now:
+        df = df * (seeds - 1) / (now - 1)
+    looks = ev.get("looks", 1)
+    return critical_z(ev["z_candidates"], df, looks_factor(1, looks))
 
 
 def final(ev: dict[str, Any], max_seeds: int) -> Verdict:
@@ -450,6 +471,6 @@ def seeds_to_settle(ev: dict[str, Any], most: int = 100) -> int | None:
         return None
     now = max(1, min(ev["seeds"]))
     for seeds in range(now + 1, most + 1):
-        if _z(ev) * projected_se(ev, seeds) < gain:
+        if projected_z(ev, seeds) * projected_se(ev, seeds) < gain:
             return seeds
     return None

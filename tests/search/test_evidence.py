@@ -299,6 +299,21 @@ def test_a_configuration_no_better_than_the_baseline_is_rarely_used(shared_sd):
     assert uses / reps <= 0.05
 
 
+def test_futility_is_judged_at_the_z_the_most_seeds_would_have():
+    """A gain of 1.55 se at 3 seeds whose seed term rests on 5 df: at today's z (3.98: t at 5 df,
+    4 looks) even one se more could not clear the bound at 6 seeds (3.15 se), but 6 seeds bring
+    about 12 df and z 3.17, under which it could (2.51 se): the verdict stays open."""
+    from samtune.search._evidence import critical_z, looks_factor, projected_z  # noqa: PLC0415
+
+    ev = _ev(0.012, 0.0039, 0.0067)
+    z_now = critical_z(2.3, 5.0, looks_factor(3, 6))
+    ev.update(z=z_now, z_candidates=2.3, df=5.0, looks=4, bound=z_now * ev["se"])
+    assert projected_z(ev, 3) == z_now and projected_z(ev, 6) < z_now
+    assert ev["gain"] + ev["se"] <= z_now * projected_se(ev, 6)  # futile at today's z
+    assert decide(ev, 6) == "open"
+    assert decide({**ev, "z_candidates": 2.8}, 6) == "keep-baseline"  # futile at any df
+
+
 def test_the_critical_z_for_few_seeds_and_many_looks():
     from scipy.stats import t  # noqa: PLC0415
 
