@@ -48,8 +48,9 @@ def simulate(pairs: int, shared: float, shift: float, n_test: int = 700, seed: i
             while True:
                 ev = gain_evidence(_record(sides[0][:seeds]), _record(sides[1][:seeds]), None,
                                    first_and_most=(3, 6))
-                if rule != "samtune":
-                    ev = {**ev, "z": 2.0}
+                if rule != "samtune":  # z = 2 at every look, for the bound and the futility
+                    ev = {k: v for k, v in ev.items() if k not in ("z_candidates", "df", "looks")}
+                    ev["z"] = 2.0
                 verdict = decide(ev, 6)
                 if verdict != "open" or seeds == 6:
                     break
