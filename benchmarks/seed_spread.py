@@ -28,12 +28,17 @@ from bank.store import DATA_DIR  # noqa: E402
 
 
 def parts(store, key: str) -> tuple[float, float, float, np.ndarray]:
-    """(spread, flips' part, shared part) as variances of one seed's accuracy, and the
-    per-example share of seeds right."""
-    c = np.stack([store.correct(key, s) for s in store.seeds(key)]).astype(float)
-    spread = float(c.mean(1).var(ddof=1))
-    flips = float(c.var(0, ddof=1).mean()) / c.shape[1]
-    return spread, flips, max(0.0, spread - flips), c.mean(0)
+    """(spread, flips' part, shared part) as variances of one seed's accuracy (samtune's own
+    ``seed_level_var``), and the per-example share of seeds right."""
+    import torch  # noqa: PLC0415
+
+    from samtune.search._evidence import seed_level_var  # noqa: PLC0415
+
+    correct = [torch.from_numpy(np.asarray(store.correct(key, s), dtype=bool)) for s in store.seeds(key)]
+    accs = [float(c.double().mean()) for c in correct]
+    level, flips = seed_level_var(accs, correct)
+    spread = float(np.var(accs, ddof=1))
+    return spread, flips, level, torch.stack(correct).double().mean(0).numpy()
 
 
 def narrow_se(store, a: str, b: str) -> float:
