@@ -7,7 +7,8 @@ logits are the baseline's plus ``shift`` (0: no gain). The verdict starts at 3 s
 one per look up to 6, as ``settle`` does, judged two ways:
 
 - ``samtune``: ``gain_evidence(..., first_and_most=(3, 6))`` and ``decide``, i.e. t at the
-  seed terms' df times Pocock's constant for 4 looks;
+  seed terms' df times the look's O'Brien-Fleming bound over one look's z (at the information
+  fractions the evidence's variance split gives the 4 looks);
 - ``z=2 each look``: the same evidence judged at z = 2 at every look.
 
 Prints the share of pairs called ``use`` (the size where shift is 0, the power otherwise) and
@@ -49,7 +50,7 @@ def simulate(pairs: int, shared: float, shift: float, n_test: int = 700, seed: i
                 ev = gain_evidence(_record(sides[0][:seeds]), _record(sides[1][:seeds]), None,
                                    first_and_most=(3, 6))
                 if rule != "samtune":  # z = 2 at every look, for the bound and the futility
-                    ev = {k: v for k, v in ev.items() if k not in ("z_candidates", "df", "looks")}
+                    ev = {k: v for k, v in ev.items() if k not in ("z_candidates", "df", "looks", "look_factors")}
                     ev["z"] = 2.0
                 verdict = decide(ev, 6)
                 if verdict != "open" or seeds == 6:

@@ -30,9 +30,10 @@ The decision is sequential (``decide``): after each round of seeds,
 - otherwise ``open``: one more seed for both sides when the budget allows, else
   ``inconclusive``.
 
-Z = 2 at every look for one candidate (about 97.7% one-sided at one look; the looks raise the
-chance that a configuration no better than the baseline is called ``use`` somewhat, see the
-README). With n SAM-family candidates confirmed on the same test data, the one judged is the
+Z = 2 for one candidate at one look (about 97.7% one-sided); ``gain_evidence`` raises it for
+the seed terms' few df (``critical_z``) and for the looks (``look_bounds``: O'Brien-Fleming
+bounds at the looks' information fractions), so that the chance a configuration no better
+than the baseline is called ``use`` at some look stays that of one look. With n SAM-family candidates confirmed on the same test data, the one judged is the
 best of n noisy gains, so its z is that of the largest of n correlated gains (``joint_z``:
 "max-t", from the gains' estimated correlation; at most Bonferroni's, ``z_for``: 2.28 for 2,
 2.43 for 3): the chance that any of n configurations no better than the baseline clears it
@@ -48,6 +49,7 @@ term from the per-seed utilities as above, and the test-example term the rest of
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 from collections.abc import Sequence
@@ -222,23 +224,109 @@ def satterthwaite(terms: Sequence[tuple[float, float]]) -> float:
 
 MAX_DF = 1000.0
 
-# Pocock's constant boundaries for K equally spaced looks (two-sided 0.05, so about the one-
-# sided 0.025 of Z = 2 at one look): the chance that any of K looks clears it under no gain
-# stays that of one look. Looks here share the test examples, so they are closer than Pocock's
-# independent increments assume, and the boundary errs strict (tests/search/test_evidence.py).
-POCOCK = (1.960, 2.178, 2.289, 2.361, 2.413, 2.453, 2.485, 2.512, 2.535, 2.555)
+# The looks' bounds: O'Brien and Fleming's shape, z_k = c / sqrt(t_k), at each look's
+# information fraction t_k (the variance at the most seeds over the variance at look k). The
+# z statistics of nested looks are those of a Brownian motion in information time (the gain at
+# S seeds is the gain at S + 1 less the last seed's share), so the chance that a configuration
+# no better than the baseline clears any look can be computed exactly; c makes it that of one
+# look at the candidates' z. Where more seeds add little information (the test examples' own
+# noise dominates), the looks are nearly one and c is nearly z; where they add much, the early
+# looks ask for more and the last one for little more than one look would (power near a single
+# look's: benchmarks/verdict_size.py).
+FRACTION_DECIMALS = 3  # information fractions are rounded to this (the bounds are cached)
+_GRID = 0.02  # the crossing integral's grid step on the Brownian motion's scale
+_FLOOR = -8.0  # the grid's lower end: below it the motion's mass is under 1e-15
 
 
-def looks_factor(first: int, most: int) -> float:
-    """How much a sequential confirmation from ``first`` to ``most`` seeds (one look per seed)
-    raises the z of a single look: Pocock's constant for that many looks over 1.96 (more than
-    ``len(POCOCK)`` looks: the last one's).
+def crossing_chance(bounds: Sequence[float], fractions: Sequence[float],
+                    drift: float = 0.0) -> float:
+    """The chance that a z statistic observed at ``fractions`` of the information (ascending,
+    in (0, 1]) clears its bound at one look or more: Z_k = W(t_k) / sqrt(t_k), W a Brownian
+    motion with ``drift`` (the z the gain has with all the information), by numerical
+    integration over the looks (Armitage, McPherson and Rowe's recursion).
 
-    >>> looks_factor(3, 3), round(looks_factor(3, 6), 3)
-    (1.0, 1.205)
+    >>> round(crossing_chance([1.96], [1.0]), 4), round(crossing_chance([2.178, 2.178], [0.5, 1.0]), 3)
+    (0.025, 0.025)
     """
-    k = max(1, most - first + 1)
-    return POCOCK[min(k, len(POCOCK)) - 1] / POCOCK[0]
+    grid = density = weights = None
+    before = 0.0
+    for b, t in zip(bounds, fractions):
+        step = t - before
+        if step <= 0:
+            continue
+        sd = math.sqrt(step)
+        top = b * math.sqrt(t)
+        lo = _FLOOR + drift * t
+        n = max(3, int(math.ceil((top - lo) / min(_GRID, sd / 4))) + 1)
+        y = np.linspace(lo, top, n) if top > lo else np.array([top, top, top])
+        w = np.full(n, y[1] - y[0])
+        w[0] = w[-1] = w[0] / 2
+        mean = drift * step
+        if grid is None:
+            f = np.exp(-0.5 * ((y - mean) / sd) ** 2) / (sd * math.sqrt(2 * math.pi))
+        else:
+            kernel = np.exp(-0.5 * ((y[:, None] - grid[None, :] - mean) / sd) ** 2)
+            f = kernel @ (density * weights) / (sd * math.sqrt(2 * math.pi))
+        grid, density, weights, before = y, f, w, t
+    if density is None:
+        return 0.0
+    return float(min(1.0, max(0.0, 1.0 - density @ weights)))
+
+
+@functools.lru_cache(maxsize=4096)
+def _obf_constant(fractions: tuple[float, ...], tail: float) -> float:
+    from scipy.optimize import brentq  # noqa: PLC0415 (only a sequential verdict needs it)
+
+    def excess(c: float) -> float:
+        return crossing_chance([c / math.sqrt(t) for t in fractions], fractions) - tail
+
+    # the last look alone needs c >= z; Bonferroni over the looks needs no more than z at
+    # tail / looks (c / sqrt(t_k) >= that at every look then)
+    lo = NormalDist().inv_cdf(1.0 - tail)
+    hi = NormalDist().inv_cdf(1.0 - tail / len(fractions)) + 1e-3
+    return lo if excess(lo) <= 0 else brentq(excess, lo, hi, xtol=1e-4)
+
+
+def look_bounds(fractions: Sequence[float], z: float) -> list[float]:
+    """Each look's z bound (O'Brien-Fleming shape, c / sqrt(t_k)) so that a configuration no
+    better than the baseline clears one of them as often as it would clear ``z`` at a single
+    look. ``fractions``: each look's share of the information at the most seeds (ascending,
+    the last 1; rounded to ``FRACTION_DECIMALS``; looks that round to the same share are one).
+
+    >>> [round(b, 2) for b in look_bounds([1.0], 2.0)]
+    [2.0]
+    >>> [round(b, 2) for b in look_bounds([0.5, 2 / 3, 5 / 6, 1.0], 1.96)]  # 3 to 6 seeds
+    [2.9, 2.51, 2.25, 2.05]
+    """
+    fr = [min(1.0, max(10.0 ** -FRACTION_DECIMALS, round(t, FRACTION_DECIMALS))) for t in fractions]
+    distinct = tuple(sorted(set(fr)))
+    if len(distinct) <= 1:
+        return [z] * len(fractions)
+    c = _obf_constant(distinct, round(1.0 - NormalDist().cdf(z), 8))
+    return [c / math.sqrt(t) for t in fr]
+
+
+def _se_at(ev: dict[str, Any], seeds: int) -> float:
+    """``projected_se`` at any number of seeds, fewer than the evidence's too."""
+    test = ev["test_se"] if math.isfinite(ev.get("test_se", math.nan)) else 0.0
+    seed = ev.get("seed_se") or 0.0
+    now, s = max(1, min(ev["seeds"])), max(1, seeds)
+    if ev.get("design") == "folds":
+        k = ev.get("k") or max(now, s)
+        return math.sqrt(test**2 * min(now, k) / min(s, k) + seed**2 * now / s)
+    flips = min(ev.get("flip_se") or 0.0, test)  # the examples' flips average out over seeds too
+    return math.sqrt(test**2 - flips**2 + (flips**2 + seed**2) * now / s)
+
+
+def information_fractions(ev: dict[str, Any], first: int, most: int) -> list[float]:
+    """Each look's share of the information the most seeds would have, from ``first`` to
+    ``most`` seeds (one look per seed), by the evidence's own split of its variance
+    (``projected_se``); without a variance to split, in proportion to the seeds."""
+    seeds = range(first, max(first, most) + 1)
+    final = _se_at(ev, seeds[-1]) if math.isfinite(ev.get("se", math.nan)) else 0.0
+    if not final > 0:
+        return [s / seeds[-1] for s in seeds]
+    return [(final / _se_at(ev, s)) ** 2 for s in seeds]
 
 
 def design_looks(records: Sequence[dict[str, Any]], most: int | None) -> tuple[int, int]:
@@ -251,7 +339,7 @@ def design_looks(records: Sequence[dict[str, Any]], most: int | None) -> tuple[i
 def critical_z(z: float, df: float | None, looks: float = 1.0) -> float:
     """The bound's multiplier: the normal ``z`` (one look, its candidates' multiplicity
     included) as the quantile of Student's t at the evidence's ``df`` with the same tail,
-    times ``looks`` (``looks_factor``).
+    times ``looks`` (the look's bound over the single look's z: ``look_bounds``).
 
     >>> critical_z(2.0, math.inf), round(critical_z(2.0, 4), 2), round(critical_z(2.0, math.inf, 1.2), 2)
     (2.0, 2.87, 2.4)
@@ -297,8 +385,10 @@ def gain_evidence(candidate: dict[str, Any], baseline: dict[str, Any], metric: M
     configurations were confirmed beside it; ``z`` is ``z_for(candidates)`` unless given
     (``joint_z``'s, with its ``z_method``; kept as ``z_candidates``). The ``z`` recorded, and
     ``bound`` = ``z`` x ``se``, is ``critical_z``'s: that z as a t quantile at the evidence's
-    ``df`` (the seed terms are estimated from a few seeds), times ``looks_factor`` when the
-    confirmation looks once a seed from ``first_and_most[0]`` to ``first_and_most[1]`` seeds.
+    ``df`` (the seed terms are estimated from a few seeds), times this look's bound over one
+    look's (``look_bounds``, at the evidence's ``information_fractions``) when the
+    confirmation looks once a seed from ``first_and_most[0]`` to ``first_and_most[1]`` seeds
+    (recorded: ``looks``, ``first_look``, ``look_factors``).
 
     >>> from samtune.metrics import Metric
     >>> y = [0, 0, 1, 1] * 25
@@ -311,13 +401,23 @@ def gain_evidence(candidate: dict[str, Any], baseline: dict[str, Any], metric: M
     ev = _evidence(candidate, baseline, metric, y_test)
     if z is None:
         z, z_method = z_for(candidates), ("single" if candidates <= 1 else "bonferroni")
-    looks = looks_factor(*first_and_most) if first_and_most else 1.0
+    factors = [1.0]
+    first = most = min(ev["seeds"])
+    if first_and_most:
+        first, most = first_and_most
+        factors = [b / z for b in look_bounds(information_fractions(ev, first, most), z)]
     df = ev.get("df")
-    zc = critical_z(z, df, looks)
+    zc = critical_z(z, df, factors[_look(first, len(factors), min(ev["seeds"]))])
     ev["df"] = df if df is not None and math.isfinite(df) else None  # None: normal (JSON-safe)
     return {**ev, "z": zc, "z_method": z_method or "given", "z_candidates": z,
-            "looks": (first_and_most[1] - first_and_most[0] + 1) if first_and_most else 1,
+            "looks": len(factors), "first_look": first,
+            "look_factors": [round(f, 4) for f in factors],
             "bound": zc * ev["se"] if math.isfinite(ev["se"]) else math.nan}
+
+
+def _look(first: int, looks: int, seeds: int) -> int:
+    """The index of the look at ``seeds`` seeds among ``looks`` from ``first`` seeds."""
+    return min(max(seeds - first, 0), looks - 1)
 
 
 def _evidence(candidate: dict[str, Any], baseline: dict[str, Any], metric: Metric | None,
@@ -411,16 +511,7 @@ def projected_se(ev: dict[str, Any], seeds: int) -> float:
     noise. On folds (``design`` "folds") more runs also test more examples:
     the test term shrinks as 1/R up to a full repeat of the ``k`` folds (after which the same
     examples are tested again), the seed term as 1/R."""
-    test = ev["test_se"] if math.isfinite(ev["test_se"]) else 0.0
-    seed = ev["seed_se"] or 0.0
-    now = max(1, min(ev["seeds"]))
-    later = max(seeds, now)
-    if ev.get("design") == "folds":
-        k = ev.get("k") or later
-        test_part = test**2 * now / max(now, min(later, k))
-        return math.sqrt(test_part + seed**2 * now / later)
-    flips = min(ev.get("flip_se") or 0.0, test)  # the examples' flips average out over seeds too
-    return math.sqrt(test**2 - flips**2 + (flips**2 + seed**2) * now / later)
+    return _se_at(ev, max(seeds, min(ev["seeds"])))
 
 
 def decide(ev: dict[str, Any], max_seeds: int) -> Verdict:
@@ -437,14 +528,15 @@ def decide(ev: dict[str, Any], max_seeds: int) -> Verdict:
 
 
 def projected_z(ev: dict[str, Any], seeds: int) -> float:
-    """The z the evidence would be judged at with ``seeds`` seeds: its seed terms' df grow
-    with the seeds (at least in proportion to seeds - 1, which errs strict), so the t quantile
-    falls toward the normal; the candidates' z and the looks stay. Evidence without
-    ``z_candidates`` keeps its ``z``.
+    """The z the evidence would be judged at with ``seeds`` seeds: the bound of that look
+    (``look_factors``), and its seed terms' df grown with the seeds (at least in proportion to
+    seeds - 1, which errs strict), so the t quantile falls toward the normal; the candidates'
+    z stays. Evidence without ``z_candidates`` keeps its ``z``.
 
-    >>> ev = {"z": 3.0, "z_candidates": 2.0, "df": 4.0, "looks": 4, "seeds": [3, 3]}
-    >>> projected_z(ev, 3) == critical_z(2.0, 4.0, looks_factor(3, 6)), projected_z(ev, 6)
-    (True, 2.75)
+    >>> ev = {"z": 3.0, "z_candidates": 2.0, "df": 4.0, "seeds": [3, 3],
+    ...       "looks": 4, "first_look": 3, "look_factors": [1.48, 1.28, 1.15, 1.05]}
+    >>> projected_z(ev, 3) == critical_z(2.0, 4.0, 1.48), projected_z(ev, 6)
+    (True, 2.4)
     """
     if "z_candidates" not in ev:
         return _z(ev)
@@ -452,8 +544,9 @@ def projected_z(ev: dict[str, Any], seeds: int) -> float:
     df = ev.get("df")
     if df is not None and now > 1 and seeds > now:
         df = df * (seeds - 1) / (now - 1)
-    looks = ev.get("looks", 1)
-    return critical_z(ev["z_candidates"], df, looks_factor(1, looks))
+    factors = ev.get("look_factors") or [1.0]
+    first = ev.get("first_look", now)
+    return critical_z(ev["z_candidates"], df, factors[_look(first, len(factors), seeds)])
 
 
 def final(ev: dict[str, Any], max_seeds: int) -> Verdict:

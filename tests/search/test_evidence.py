@@ -4,6 +4,7 @@ adding seeds only while the decision is open."""
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 
 import pytest
 import torch
@@ -11,6 +12,7 @@ import torch
 from samtune.search._confirm import settle
 from samtune.search._evidence import (
     Z,
+    critical_z,
     decide,
     final,
     gain_evidence,
@@ -170,7 +172,11 @@ def test_settle_adds_seeds_to_the_baseline_and_the_best_candidate_until_decided(
     seeds = len(confirmed[1]["test_accuracy"]["per_seed"])
     assert 3 < seeds <= 6 and len(confirmed[0]["test_accuracy"]["per_seed"]) == seeds
     ev = gain_evidence(confirmed[1], confirmed[0], None, first_and_most=looks)
-    assert final(ev, 6) == "use" and ev["looks"] == 4 and ev["z"] == pytest.approx(2 * 2.361 / 1.96, abs=0.01)
+    # judged at the bound of the look it stopped at (O'Brien-Fleming: the later, the lower)
+    factors = ev["look_factors"]
+    assert len(factors) == ev["looks"] == 4 and factors == sorted(factors, reverse=True)
+    assert factors[-1] >= 1.0 and ev["first_look"] == 3
+    assert final(ev, 6) == "use" and ev["z"] == critical_z(2.0, ev["df"], factors[seeds - 3])
     # a worse third candidate gets no seed (and raises the z of the best of two)
     worse = [_record(v, runner, 3) for v in ("sgd", "sam", "asam")]
     runner.calls.clear()
@@ -233,15 +239,16 @@ def test_the_best_of_several_candidates_needs_bonferronis_z():
 
 
 def test_settle_judges_the_best_of_three_at_their_z():
-    n = 2000  # sam gets 6 more of 2000 examples right at every seed: gain sqrt(6) = 2.45 se
-    masks = {"sgd": _masks(n, [1600] * 6), "sam": _masks(n, [1606] * 6),
+    n = 2000  # sam gets 5 more of 2000 examples right at every seed: gain sqrt(5) = 2.24 se
+    masks = {"sgd": _masks(n, [1600] * 6), "sam": _masks(n, [1605] * 6),
              "asam": _masks(n, [1500] * 6), "obf": _masks(n, [1500] * 6)}
     runner = _Runner(masks)
     alone = [_record(v, runner, 3) for v in ("sgd", "sam")]
     ev = gain_evidence(alone[1], alone[0], None, candidates=1)
-    assert ev["gain"] / ev["se"] == pytest.approx(6 ** 0.5, rel=0.01)
+    assert ev["gain"] / ev["se"] == pytest.approx(5 ** 0.5, rel=0.01)
     assert ev["z"] == 2.0 and ev["bound"] == 2.0 * ev["se"] and ev["df"] is None
-    # one candidate, looks from 3 to 6 seeds: z 2 x 2.361 / 1.96 = 2.41 < 2.45, use at once
+    # one candidate, looks from 3 to 6 seeds: the seeds agree on every example, so more seeds
+    # add no information, the looks are one, and z stays 2 < 2.24: use at once
     assert settle(alone, runner, max_seeds=6) == "decided"
     three = [_record(v, runner, 3) for v in ("sgd", "sam", "asam", "obf")]
     runner.calls.clear()
@@ -301,31 +308,68 @@ def test_a_configuration_no_better_than_the_baseline_is_rarely_used(shared_sd):
 
 def test_futility_is_judged_at_the_z_the_most_seeds_would_have():
     """A gain of 1.55 se at 3 seeds whose seed term rests on 5 df: at today's z (3.98: t at 5 df,
-    4 looks) even one se more could not clear the bound at 6 seeds (3.15 se), but 6 seeds bring
-    about 12 df and z 3.17, under which it could (2.51 se): the verdict stays open."""
-    from samtune.search._evidence import critical_z, looks_factor, projected_z  # noqa: PLC0415
+    times the first look's bound) even one se more could not clear the bound at 6 seeds, but
+    6 seeds bring about 12 df and the last look's lower bound, under which it could: the
+    verdict stays open."""
+    from samtune.search._evidence import projected_z  # noqa: PLC0415
 
     ev = _ev(0.012, 0.0039, 0.0067)
-    z_now = critical_z(2.3, 5.0, looks_factor(3, 6))
-    ev.update(z=z_now, z_candidates=2.3, df=5.0, looks=4, bound=z_now * ev["se"])
-    assert projected_z(ev, 3) == z_now and projected_z(ev, 6) < z_now
+    factors = [1.42, 1.22, 1.1, 1.0]
+    z_now = critical_z(2.3, 5.0, factors[0])
+    ev.update(z=z_now, z_candidates=2.3, df=5.0, looks=4, first_look=3, look_factors=factors,
+              bound=z_now * ev["se"])
+    assert projected_z(ev, 3) == z_now and projected_z(ev, 6) == critical_z(2.3, 12.5, 1.0)
     assert ev["gain"] + ev["se"] <= z_now * projected_se(ev, 6)  # futile at today's z
     assert decide(ev, 6) == "open"
-    assert decide({**ev, "z_candidates": 2.8}, 6) == "keep-baseline"  # futile at any df
+    assert decide({**ev, "z_candidates": 3.2}, 6) == "keep-baseline"  # futile at any df
 
 
 def test_the_critical_z_for_few_seeds_and_many_looks():
     from scipy.stats import t  # noqa: PLC0415
 
-    from samtune.search._evidence import critical_z, looks_factor, satterthwaite
+    from samtune.search._evidence import satterthwaite
 
     assert critical_z(2.0, None) == 2.0 and critical_z(2.0, math.inf) == 2.0
     assert critical_z(2.0, 4) == pytest.approx(t.isf(0.02275, 4), abs=0.01)  # the same tail
     assert critical_z(2.28, 4) > critical_z(2.0, 4)
-    assert looks_factor(3, 3) == 1.0 and looks_factor(3, 4) == pytest.approx(2.178 / 1.96)
-    assert looks_factor(1, 100) == looks_factor(1, 10)  # the table's last constant
+    assert critical_z(2.0, math.inf, 1.2) == 2.4
     assert satterthwaite([(1.0, 2), (1.0, 2)]) == pytest.approx(4.0)
     assert satterthwaite([(1e-9, math.inf), (1.0, 2)]) == pytest.approx(2.0, rel=1e-6)
+
+
+@pytest.mark.parametrize("looks,pocock,obf", [
+    (2, 2.178, 1.977), (3, 2.289, 2.004), (4, 2.361, 2.024), (5, 2.413, 2.040)])
+def test_the_crossing_integral_gives_the_published_group_sequential_constants(looks, pocock, obf):
+    """Equally spaced looks at two-sided 0.05 (Jennison and Turnbull, Tables 2.1 and 2.3):
+    Pocock's constant bound and O'Brien and Fleming's c (bounds c sqrt(K / k))."""
+    from samtune.search._evidence import crossing_chance, look_bounds  # noqa: PLC0415
+
+    fractions = [(k + 1) / looks for k in range(looks)]
+    assert crossing_chance([pocock] * looks, fractions) == pytest.approx(0.025, abs=3e-4)
+    bounds = look_bounds(fractions, 1.96)
+    assert bounds[-1] == pytest.approx(obf, abs=2e-3)
+    assert bounds == pytest.approx([obf * math.sqrt(looks / (k + 1)) for k in range(looks)], abs=5e-3)
+
+
+def test_look_bounds_hold_the_single_looks_tail_in_a_monte_carlo_of_the_looks():
+    """Nested looks at 3 to 6 seeds where a third of the variance never shrinks: Brownian
+    motion at the information fractions crosses the bounds about as often as one look at 2.3."""
+    import numpy as np  # noqa: PLC0415
+
+    from samtune.search._evidence import information_fractions, look_bounds  # noqa: PLC0415
+
+    ev = {"se": 0.01, "test_se": 0.008, "flip_se": 0.006, "seed_se": 0.006, "seeds": [3, 3]}
+    fr = information_fractions(ev, 3, 6)
+    assert fr[-1] == 1.0 and all(a < b for a, b in zip(fr, fr[1:])) and fr[0] > 0.5
+    bounds = look_bounds(fr, 2.3)
+    rng = np.random.default_rng(0)
+    steps = np.diff([0.0, *fr])
+    w = np.cumsum(rng.standard_normal((200_000, len(fr))) * np.sqrt(steps), axis=1)
+    crossed = (w / np.sqrt(fr) > np.array(bounds)).any(axis=1).mean()
+    single = 1 - NormalDist().cdf(2.3)
+    assert crossed == pytest.approx(single, rel=0.08)
+    assert (w[:, -1] > 2.3).mean() < crossed  # the looks alone would cross more at z = 2.3
+    assert ((w / np.sqrt(fr)) > 2.3).any(axis=1).mean() > 1.3 * single
 
 
 def _seed_record(masks):

@@ -82,6 +82,7 @@ def test_a_clear_gain_is_used_and_every_field_holds_its_known_value():
                             "bound": pytest.approx(z * se), "test_se": pytest.approx(se),
                             "seed_se": 0.0, "flip_se": 0.0, "n_test": N, "seeds": [2, 2], "z": z,
                             "z_method": "max-t", "z_candidates": z, "looks": 1, "df": None,
+                            "first_look": 2, "look_factors": [1.0],
                             "max_seeds": 2,
                             "stopped": "decided", "stability": {"n": 0, "neighbours": []}}
     assert rec.summary == (f"use sam best: +30.00 pp at 2.33x the baseline's cost; test accuracy "
@@ -170,13 +171,21 @@ def test_a_gain_between_one_and_two_standard_errors_is_inconclusive_and_says_wha
                                 f"{ev['seeds_to_settle']} seeds per side would settle it "
                                 f"(--max-confirm-seeds {ev['seeds_to_settle']})")
     again = _build([base, sam], max_seeds=4, stopped="budget")  # the budget ended at 3 seeds
-    # judged as the design it ended in, 2 looks (3 and 4 seeds): z 2.77 x 2.178 / 1.96 = 3.08,
-    # and the gain, 2.14 se, stays open to the end
-    assert again.evidence["looks"] == 2 and again.evidence["z"] == pytest.approx(3.08, abs=0.01)
-    assert again.verdict == "inconclusive" and again.evidence["max_seeds"] == 3
-    planned = _build([base, sam], max_seeds=12, stopped="budget")  # 10 looks: z 3.6, futile
-    assert planned.verdict == "keep-baseline"
-    assert "the time budget ended" in again.summary
+    # judged as the design it ended in, 2 looks (3 and 4 seeds). A fourth seed would shrink
+    # the variance to (test_var - flips / 3 + 3 (seed_var + flips / 3) / 4) / (test_var +
+    # seed_var) = 0.81 of today's: the first look holds 0.81 of the information, and its
+    # O'Brien-Fleming bound (c / sqrt(0.81), c = 2.06 for two such looks at one look's 2.3%
+    # tail) raises z by 1.145 to 3.18; the gain, 2.14 se, is then futile: even one se more
+    # (3.14 se) stays under 3.18 se with no seed left
+    fraction = (test_var - flips / 3 + 3 * (seed_var + flips / 3) / 4) / (test_var + seed_var)
+    assert fraction == pytest.approx(0.810, abs=1e-3)
+    assert again.evidence["look_factors"][0] == pytest.approx(2.06 / fraction**0.5 / 2, abs=0.005)
+    assert again.evidence["looks"] == 2 and again.evidence["z"] == pytest.approx(
+        ev["z"] * again.evidence["look_factors"][0], abs=0.01)
+    assert again.verdict == "keep-baseline" and again.evidence["max_seeds"] == 3
+    closer = _build([base, _cand("sam", [86, 81, 84], 2.0, description="sam")], max_seeds=4,
+                    stopped="budget")  # 1.83 se against 2.45: open when the budget ended
+    assert closer.verdict == "inconclusive" and "the time budget ended" in closer.summary
     assert Recommendation.from_dict(rec.to_dict()).verdict == "inconclusive"
 
 
