@@ -292,7 +292,7 @@ def fused_pass(
         with torch.no_grad():
             directions = _directions(layers, seen, zs, deltas, k, m, scale)
             if ctx.spec.adaptive:
-                shift = _adaptive_shifts(layers, directions, rhos, k, ctx.variant_kwargs["eta"])
+                shift = _adaptive_shifts(ctx, layers, directions, rhos, k, ctx.variant_kwargs["eta"])
             else:
                 shift = _low_rank_shifts(layers, directions, rhos, k)
 
@@ -403,19 +403,42 @@ def _low_rank_shifts(layers, directions, rhos, k: int) -> dict:
     return shift
 
 
-def _adaptive_shifts(layers, directions, rhos, k: int, eta: float) -> dict:
+KEEP_MB = 64.0  # ASAM's per-micro-batch weight tensors are kept between steps up to this size
+
+
+def _weight_buffer(ctx: PathContext, mod: nn.Module, shape: tuple[int, ...],
+                   dtype: torch.dtype) -> torch.Tensor | None:
+    """A (k, out, in) tensor for ``mod``'s per-micro-batch weights, kept in the optimizer's
+    cache between steps while all of them stay under ``KEEP_MB`` (None above it: allocated per
+    step). Writing a fresh tensor of a few MB costs more than the batched matmul that fills it
+    (the allocator returns it to the system and every page faults in again)."""
+    cache = ctx.cache.setdefault("_fused_buffers", {})
+    key = (id(mod), shape, dtype)
+    buf = cache.get(key)
+    if buf is not None and buf.device == mod.weight.device:
+        return buf
+    size = torch.Size(shape).numel() * torch.empty((), dtype=dtype).element_size()
+    if sum(b.numel() * b.element_size() for b in cache.values()) + size > KEEP_MB * 2**20:
+        return None
+    cache[key] = buf = torch.empty(shape, dtype=dtype, device=mod.weight.device)
+    return buf
+
+
+def _adaptive_shifts(ctx: PathContext, layers, directions, rhos, k: int, eta: float) -> dict:
     """ASAM's e_j = rho T^2 g_j / ||T g_j||, T = |w| + eta, per layer as ("full", E_j^T, e_b).
 
     The elementwise T breaks the low rank of g_j, so each micro-batch's weight gradient is
     formed, G_j = delta_j^T a_j (one batched matmul: the flops of one full-batch weight
-    gradient), and so is its perturbation E_j.
+    gradient, into a buffer kept between steps: ``_weight_buffer``), and so is its
+    perturbation E_j.
     """
     sq, parts = [], []
     for (mod, w, b), (a, d) in zip(layers, directions):
         tg_w = tg_b = t_w = t_b = None
         if w is not None:
             t_w = mod.weight.detach().abs().add(eta)
-            tg_w = torch.bmm(d.mT, a).mul_(t_w)  # T G_j, (k, out, in)
+            buf = _weight_buffer(ctx, mod, (k, *t_w.shape), a.dtype)
+            tg_w = torch.bmm(d.mT, a, out=buf).mul_(t_w)  # T G_j, (k, out, in)
             sq.append(torch.linalg.vector_norm(tg_w, dim=(1, 2)).square())
         if b is not None:
             t_b = mod.bias.detach().abs().add(eta)

@@ -118,3 +118,16 @@ def test_randsam_floor_times_the_draws_against_a_base_step(capsys):
     assert {"draws 16", "one call 16"} <= set(got["median_s"])
     assert all(v > 0 for v in got["median_s"].values())
     assert load("randsam_floor").main(["--rounds", "0"]) == 2
+
+
+def test_asam_buffers_times_kept_and_fresh_buffers_and_restores_the_bound(capsys):
+    from samtune.optim import _msharp_linear
+    from tests.benchmarks._quick import load
+
+    shipped = _msharp_linear.KEEP_MB
+    assert load("asam_buffers").main(["--rounds", "1", "--steps", "1", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["x_base"]["base"] == 1.0 and _msharp_linear.KEEP_MB == shipped
+    assert {"kept 8", "fresh 8"} <= set(got["x_base"]) and all(v > 0 for v in got["x_base"].values())
+    assert set(got["kept_over_fresh"]) == {"32", "16", "8"}
+    assert load("asam_buffers").main(["--rounds", "0"]) == 2

@@ -252,3 +252,27 @@ def test_run_time_mismatches_raise_and_clean_up():
     with pytest.raises(RuntimeError, match="shape"):
         fused_pass(opt, seq, torch.randn(32, 2, 6), y, F.cross_entropy, 4, nullcontext(), 1.0)
     assert not seq[0]._forward_hooks
+
+
+@pytest.mark.parametrize("variant", ["asam", "asam-obf"])
+def test_asam_steps_reuse_their_weight_buffers_and_still_equal_the_loop(variant, monkeypatch):
+    """Three training steps on the fused path (its per-micro-batch weights written into
+    buffers kept between steps) leave the weights the loop leaves; above ``KEEP_MB`` nothing
+    is kept and the steps are the same."""
+    from samtune.optim import _msharp_linear
+
+    x, y = _data(32)
+    models = {mode: mlp() for mode in ("loop", "fused", "fresh")}
+    opts = {mode: build_optimizer(mod, _config(variant, m=8), msharp="loop" if mode == "loop" else "fused")
+            for mode, mod in models.items()}
+    for _ in range(3):
+        for mode in models:
+            monkeypatch.setattr(_msharp_linear, "KEEP_MB", 0.0 if mode == "fresh" else 64.0)
+            opts[mode].train_step(models[mode], x, y, F.cross_entropy)
+    kept = opts["fused"].path_context().cache["_fused_buffers"]
+    layers = [mod for mod in models["fused"].modules() if isinstance(mod, nn.Linear)]
+    assert len(kept) == len(layers) and all(b.shape[0] == 4 for b in kept.values())  # k = 32 / 8
+    assert not opts["fresh"].path_context().cache.get("_fused_buffers")
+    for mode in ("fused", "fresh"):
+        for a, b in zip(models["loop"].parameters(), models[mode].parameters()):
+            torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
