@@ -37,6 +37,8 @@ FILES: dict[str, list[str]] = {
                                           "tests/search/test_recommendation_build.py",
                                           "tests/search/test_stability.py"],
     "samtune/search/_space.py": ["tests/search/test_space.py", "tests/search/test_space_rules.py"],
+    "samtune/search/_evidence.py": ["tests/search/test_evidence.py", "tests/search/test_metric_verdict.py",
+                                    "tests/search/test_recommendation_build.py"],
     "samtune/data/_prep.py": ["tests/data/test_data_prep.py"],
     "samtune/data/_tabular.py": ["tests/data/test_data_csv_rules.py", "tests/data/test_data_tabular.py",
                                  "tests/data/test_data_prep.py", "tests/data/test_data_errors.py"],
