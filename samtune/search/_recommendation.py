@@ -474,8 +474,11 @@ def _z_text(ev: dict[str, Any]) -> str:
     why = []
     if ev.get("z_candidates", 2.0) > 2.0:
         why.append(f"the best of several candidates ({ev['z_candidates']:g})")
-    if ev.get("looks", 1) > 1:
-        why.append(f"{ev['looks']} looks")
+    looks = ev.get("looks", 1)
+    if looks > 1:  # which look this is: the early ones ask for more
+        first = ev.get("first_look")
+        look = None if first is None else min(max(min(ev["seeds"]) - first, 0), looks - 1) + 1
+        why.append(f"{looks} looks" if look is None else f"look {look} of {looks}")
     if ev.get("df") is not None:
         why.append(f"t at {ev['df']:.0f} df")
     return f"; z for {', '.join(why)}" if why else ""

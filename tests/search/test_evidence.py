@@ -284,7 +284,7 @@ def test_a_configuration_no_better_than_the_baseline_is_rarely_used(shared_sd):
     """The size of the sequential verdict: two configurations with the same accuracy on every
     example, 3 seeds then up to 6, a look per seed. The narrower SE alone, at z = 2 at every
     look, called "use" in 4-10% of such pairs (Monte Carlo, 1,500 pairs); with the t quantile
-    at the seed terms' df and Pocock's constant for the looks it stays near one look's 2.3%."""
+    at the seed terms' df and the looks' bounds (look_bounds) it stays near one look's 2.3%."""
     import numpy as np  # noqa: PLC0415
 
     rng = np.random.default_rng(0)

@@ -186,6 +186,7 @@ def test_a_gain_between_one_and_two_standard_errors_is_inconclusive_and_says_wha
     closer = _build([base, _cand("sam", [86, 81, 84], 2.0, description="sam")], max_seeds=4,
                     stopped="budget")  # 1.83 se against 2.45: open when the budget ended
     assert closer.verdict == "inconclusive" and "the time budget ended" in closer.summary
+    assert "; z for look 1 of 2, t at " in closer.summary  # judged at its first look's bound
     assert Recommendation.from_dict(rec.to_dict()).verdict == "inconclusive"
 
 
