@@ -424,3 +424,108 @@ def test_joint_z_for_independent_gains_is_bonferronis_and_for_one_candidate_z():
     assert how == "max-t" and z == pytest.approx(z_for(2), abs=0.01)
     assert joint_z([a], base) == (Z, "single")
     assert joint_z([a, b], base, Metric("balanced_accuracy", 2)) == (z_for(2), "bonferroni")
+
+
+def test_the_crossing_integral_with_a_drift_is_the_power_of_the_looks():
+    """With a drift (the gain's z at all the information) one look clears b with probability
+    1 - Phi(b - drift); two looks more often than the last one alone, and as often as a Monte
+    Carlo of the Brownian motion says; no look never clears."""
+    import numpy as np  # noqa: PLC0415
+
+    from samtune.search._evidence import crossing_chance  # noqa: PLC0415
+
+    assert crossing_chance([1.96], [1.0], drift=1.0) == pytest.approx(1 - NormalDist().cdf(0.96), abs=1e-3)
+    assert crossing_chance([1.96], [0.25], drift=2.0) == pytest.approx(1 - NormalDist().cdf(1.96 - 1.0), abs=1e-3)
+    assert crossing_chance([], []) == 0.0
+    bounds, fr = [2.5, 2.0], [0.4, 1.0]
+    rng = np.random.default_rng(1)
+    steps = np.diff([0.0, *fr])
+    w = np.cumsum(rng.standard_normal((200_000, 2)) * np.sqrt(steps) + 1.5 * steps, axis=1)
+    mc = (w / np.sqrt(fr) > np.array(bounds)).any(axis=1).mean()
+    got = crossing_chance(bounds, fr, drift=1.5)
+    assert got == pytest.approx(mc, abs=0.005) and got > 1 - NormalDist().cdf(2.0 - 1.5)
+
+
+def test_information_fractions_follow_the_variance_that_more_seeds_shrink():
+    from samtune.search._evidence import information_fractions  # noqa: PLC0415
+
+    nan = float("nan")
+    seeds_only = {"se": 0.01, "test_se": nan, "seed_se": 0.01, "seeds": [1, 1]}
+    assert information_fractions(seeds_only, 1, 3) == pytest.approx([1 / 3, 2 / 3, 1.0])
+    # from 2 seeds on, a test term of which half the variance is flips: var(s) = a + b / s
+    ev = {"se": 0.02, "test_se": 0.02 ** 0.5 * 0.1, "flip_se": 0.01, "seed_se": 0.01, "seeds": [2, 2]}
+    a, b = 0.01**2, 2 * (0.01**2 + 0.01**2)  # kept test part; flips and seeds times S
+    want = [(a + b / 4) / (a + b / s) for s in (2, 3, 4)]
+    assert information_fractions(ev, 2, 4) == pytest.approx(want)
+    # on folds the test term shrinks until a repeat of the k folds is full, then stays
+    folds = {"se": 0.01, "test_se": 0.01, "seed_se": 0.0, "seeds": [2, 2], "design": "folds", "k": 3}
+    assert information_fractions(folds, 2, 4) == pytest.approx([2 / 3, 1.0, 1.0])
+    no_k = {**folds, "k": None}
+    assert information_fractions(no_k, 2, 4) == pytest.approx([2 / 4, 3 / 4, 1.0])
+    # nothing to split: in proportion to the seeds
+    for unknown in ({**ev, "se": nan}, {"se": 0.0, "test_se": 0.0, "seed_se": 0.0, "seeds": [2, 2]}):
+        assert information_fractions(unknown, 2, 4) == pytest.approx([2 / 4, 3 / 4, 1.0])
+
+
+def test_look_bounds_clip_the_fractions_and_one_distinct_look_is_one_look():
+    from samtune.search._evidence import look_bounds  # noqa: PLC0415
+
+    assert look_bounds([1.0, 1.0, 1.0], 2.3) == [2.3, 2.3, 2.3]
+    assert look_bounds([0.9996, 1.0002], 2.0) == [2.0, 2.0]  # both round to 1
+    two = look_bounds([0.5, 1.0], 2.0)
+    assert look_bounds([0.5, 1.3], 2.0) == two  # a share above 1 is 1
+    assert look_bounds([0.0, 1.0], 2.0)[0] == pytest.approx(two[1] / 0.001**0.5, rel=0.01)  # floor 0.001
+
+
+def test_the_design_looks_start_where_the_confirmation_first_looked():
+    from samtune.search._evidence import design_looks  # noqa: PLC0415
+
+    five = {"test_accuracy": {"per_seed": [0.5] * 5}}
+    assert design_looks([{**five, "first_look": 3}, five], 6) == (3, 6)
+    assert design_looks([five], None) == (5, 5) and design_looks([five], 4) == (5, 5)
+
+
+def test_critical_z_and_projected_z_at_the_edges():
+    from scipy.stats import t  # noqa: PLC0415
+
+    from samtune.search._evidence import projected_z  # noqa: PLC0415
+
+    assert critical_z(2.0, 0.0) == 2.0  # no df: the normal
+    assert critical_z(2.0, 0.5) == round(float(t.isf(NormalDist().cdf(-2.0), 0.5)), 2) > 10
+    ev = {"z": 2.0, "z_candidates": 2.0, "df": 4.0, "seeds": [1, 1]}
+    assert projected_z(ev, 6) == critical_z(2.0, 4.0)  # one seed: no df to grow, factor 1
+    two = {**ev, "seeds": [2, 2]}
+    assert projected_z(two, 3) == critical_z(2.0, 8.0)  # df x (3 - 1) / (2 - 1)
+    looked = {**two, "look_factors": [1.4, 1.1, 1.0]}  # no first_look: the looks start now
+    assert projected_z(looked, 2) == critical_z(2.0, 4.0, 1.4)
+    assert projected_z(looked, 3) == critical_z(2.0, 8.0, 1.1)
+    assert projected_z({**looked, "first_look": 1}, 2) == critical_z(2.0, 4.0, 1.1)
+
+
+def test_gain_evidence_names_how_its_z_was_found():
+    n = 200
+    masks = {"sgd": _masks(n, [100] * 2), "sam": _masks(n, [130] * 2)}
+    runner = _Runner(masks)
+    base, sam = (_record(v, runner, 2) for v in ("sgd", "sam"))
+    assert gain_evidence(sam, base, None)["z_method"] == "single"
+    assert gain_evidence(sam, base, None, candidates=2)["z_method"] == "bonferroni"
+    assert gain_evidence(sam, base, None, z=2.1)["z_method"] == "given"
+    assert gain_evidence(sam, base, None, z=2.1, z_method="max-t")["z_method"] == "max-t"
+    from samtune.metrics import Metric  # noqa: PLC0415
+
+    nothing = {"test_accuracy": {"per_seed": []}, "pred": []}  # every seed diverged
+    ev = gain_evidence(nothing, {**base, "pred": [[0] * n]}, Metric("balanced_accuracy", 2), [0] * n)
+    assert math.isnan(ev["se"]) and math.isnan(ev["bound"])
+
+
+def test_no_gain_keeps_the_baseline_however_wide_the_noise():
+    ev = _ev(0.0, 0.05, 0.05, seeds=3)
+    assert decide(ev, 100) == "keep-baseline"
+    assert seeds_to_settle(ev) is None and seeds_to_settle({**ev, "se": float("nan")}) is None
+    assert seeds_to_settle(_ev(0.02, 0.001, 0.01, seeds=1), most=100) == 2  # from one seed on
+
+
+def test_seed_level_var_needs_one_mask_per_seed():
+    masks = [torch.ones(10).bool(), torch.zeros(10).bool()]
+    accs = [0.5, 0.6, 0.7]
+    assert seed_level_var(accs, masks) == (pytest.approx(0.01), 0.0)  # two masks for three seeds
