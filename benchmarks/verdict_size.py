@@ -16,6 +16,7 @@ the mean seeds per side.
 
     python benchmarks/verdict_size.py                # 1,000 pairs per cell, about a minute
     python benchmarks/verdict_size.py --pairs 200    # quicker
+    python benchmarks/verdict_size.py --one-look 3   # one look at 3 seeds (no sequential design)
 """
 
 from __future__ import annotations
@@ -37,13 +38,24 @@ def _record(masks: list[torch.Tensor]) -> dict:
     return {"correct": masks, "test_accuracy": {"per_seed": [m.double().mean().item() for m in masks]}}
 
 
-def simulate(pairs: int, shared: float, shift: float, n_test: int = 700, seed: int = 0) -> dict:
+def simulate(pairs: int, shared: float, shift: float, n_test: int = 700, seed: int = 0,
+             one_look: int | None = None) -> dict:
     rng = np.random.default_rng(seed)
     out = {"samtune": [0, 0], "z=2 each look": [0, 0]}  # uses, seeds summed
     for _ in range(pairs):
         logit = rng.normal(2.0, 2.0, n_test)
         sides = [[torch.from_numpy(rng.random(n_test) < 1 / (1 + np.exp(-(logit + s + rng.normal(0, shared)))))
                   for _ in range(6)] for s in (shift, 0.0)]
+        if one_look is not None:  # one look at that many seeds: no sequential design at all
+            ev = gain_evidence(_record(sides[0][:one_look]), _record(sides[1][:one_look]), None,
+                               first_and_most=(one_look, one_look))
+            for rule in out:
+                if rule != "samtune":
+                    ev = {**{k: v for k, v in ev.items() if k not in ("z_candidates", "df", "looks", "look_factors")},
+                          "z": 2.0}
+                out[rule][0] += decide(ev, one_look) == "use"
+                out[rule][1] += one_look
+            continue
         for rule in out:
             seeds = 3
             while True:
@@ -65,11 +77,16 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--pairs", type=int, default=1000)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--one-look", type=int, default=None, metavar="SEEDS",
+                   help="judge each pair once, at SEEDS seeds (1-6), instead of sequentially")
     args = p.parse_args(argv)
     if args.pairs < 1:
         print("error: --pairs must be at least 1", file=sys.stderr)
         return 2
-    rows = [{"shared": sh, "shift": sf, **simulate(args.pairs, sh, sf, seed=i)}
+    if args.one_look is not None and not 1 <= args.one_look <= 6:
+        print("error: --one-look must be between 1 and 6 seeds", file=sys.stderr)
+        return 2
+    rows = [{"shared": sh, "shift": sf, **simulate(args.pairs, sh, sf, seed=i, one_look=args.one_look)}
             for i, (sh, sf) in enumerate((sh, sf) for sf in SHIFTS for sh in SHARED)]
     if args.json:
         print(json.dumps(rows))

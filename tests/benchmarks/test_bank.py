@@ -303,3 +303,14 @@ def test_verdict_size_calls_a_large_gain_use_at_once_and_no_gain_rarely():
     none = verdict_size.simulate(100, shared=0.0, shift=0.0)
     assert none["samtune"]["use"] <= none["z=2 each look"]["use"] <= 0.1
     assert 3.0 <= none["samtune"]["seeds"] <= 6.0
+
+
+def test_verdict_size_one_look_judges_each_pair_once_at_its_seeds():
+    from tests.benchmarks._quick import load  # noqa: PLC0415
+
+    verdict_size = load("verdict_size")
+    one = verdict_size.simulate(20, shared=0.0, shift=2.0, one_look=4)
+    assert one["samtune"] == {"use": 1.0, "seeds": 4.0} and one["z=2 each look"]["seeds"] == 4.0
+    none = verdict_size.simulate(100, shared=0.0, shift=0.0, one_look=3)
+    assert none["samtune"]["use"] <= 0.1
+    assert verdict_size.main(["--one-look", "7"]) == 2
