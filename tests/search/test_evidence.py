@@ -529,3 +529,64 @@ def test_seed_level_var_needs_one_mask_per_seed():
     masks = [torch.ones(10).bool(), torch.zeros(10).bool()]
     accs = [0.5, 0.6, 0.7]
     assert seed_level_var(accs, masks) == (pytest.approx(0.01), 0.0)  # two masks for three seeds
+
+
+def test_fold_runs_whose_runs_differ_get_a_seed_term_and_its_df():
+    """Three fold runs whose gains differ far more than their examples explain: the
+    cluster-robust variance exceeds var(d) / N and the rest is the seed term, on R - 1 df."""
+    import numpy as np  # noqa: PLC0415
+
+    from samtune.search._evidence import fold_gain, satterthwaite  # noqa: PLC0415
+
+    base = [torch.zeros(40, dtype=torch.float64)] * 3
+    sam = [torch.tensor([1.0] * 20 + [0.0] * 20), torch.zeros(40, dtype=torch.float64),
+           torch.tensor([1.0] * 2 + [0.0] * 38)]
+    ev = fold_gain({"fold_runs": sam, "k": 5}, {"fold_runs": base, "k": 5})
+    d = np.concatenate([s.numpy() for s in sam])
+    n, gain = len(d), d.mean()
+    test_var = d.var(ddof=1) / n
+    resid = np.array([s.sum().item() - gain * 40 for s in sam])
+    cluster = 3 / 2 * (resid**2).sum() / n**2
+    assert cluster > test_var
+    assert ev["gain"] == pytest.approx(gain) and ev["test_se"] == pytest.approx(test_var**0.5)
+    assert ev["seed_se"] == pytest.approx((cluster - test_var) ** 0.5)
+    assert ev["se"] == pytest.approx(cluster**0.5) and ev["bound"] == pytest.approx(2 * cluster**0.5)
+    assert ev["df"] == pytest.approx(satterthwaite([(test_var, math.inf), (cluster - test_var, 2)]))
+    assert ev["k"] == 5 and ev["n_test"] == n == 120
+
+
+def test_fold_gain_with_nothing_one_run_or_one_example():
+    from samtune.search._evidence import fold_gain  # noqa: PLC0415
+
+    run = torch.tensor([1.0, 0.0, 1.0, 1.0])
+    none = fold_gain({"fold_runs": [None], "k": 7}, {"fold_runs": [run], "k": 7})
+    assert none == {"gain": pytest.approx(float("nan"), nan_ok=True), "se": pytest.approx(float("nan"), nan_ok=True),
+                    "bound": pytest.approx(float("nan"), nan_ok=True),
+                    "test_se": pytest.approx(float("nan"), nan_ok=True), "seed_se": None, "n_test": 0,
+                    "seeds": [0, 0], "design": "folds", "k": 7, "df": math.inf}
+    one = fold_gain({"fold_runs": [run], "k": 7}, {"fold_runs": [torch.zeros(4)], "k": 7})
+    d = torch.tensor([1.0, 0.0, 1.0, 1.0])
+    assert one["seed_se"] is None and one["df"] == math.inf and one["seeds"] == [1, 1]
+    assert one["se"] == pytest.approx(math.sqrt(d.var().item() / 4))
+    single = fold_gain({"fold_runs": [torch.ones(1)]}, {"fold_runs": [torch.zeros(1)]})
+    assert single["gain"] == 1.0 and math.isnan(single["se"]) and math.isnan(single["bound"])
+    assert math.isnan(single["test_se"]) and single["n_test"] == 1
+    two = fold_gain({"fold_runs": [torch.ones(1), torch.zeros(1)]}, {"fold_runs": [torch.zeros(1)] * 2})
+    assert two["seed_se"] is not None and math.isfinite(two["se"])  # the runs' spread alone
+
+
+def test_seeds_to_settle_counts_from_the_next_seed_up_to_the_most():
+    ev = _ev(0.014, 0.001, 0.01, seeds=3)  # 1.4 se now; the seed term shrinks with seeds
+    need = seeds_to_settle(ev, most=100)
+    assert need is not None and need > 4
+    assert seeds_to_settle(ev, most=need) == need and seeds_to_settle(ev, most=need - 1) is None
+    clear = _ev(0.05, 0.001, 0.01, seeds=3)  # already clear: the next seed is the answer
+    assert seeds_to_settle(clear) == 4
+    assert seeds_to_settle({**ev, "gain": float("nan")}) is None
+
+
+def test_information_fractions_without_an_se_or_a_test_term_recorded():
+    from samtune.search._evidence import information_fractions  # noqa: PLC0415
+
+    assert information_fractions({"seed_se": 0.01, "seeds": [1, 1]}, 1, 2) == [0.5, 1.0]
+    assert information_fractions({"se": 0.01, "seed_se": 0.01, "seeds": [1, 1]}, 1, 2) == pytest.approx([0.5, 1.0])
