@@ -20,44 +20,33 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import statistics
 import sys
-import time
+from pathlib import Path
 
-import torch
 import torch.nn.functional as F
+
+BENCHMARKS = Path(__file__).resolve().parent
+if str(BENCHMARKS) not in sys.path:
+    sys.path.insert(0, str(BENCHMARKS))
+
+import _interleaved  # noqa: E402
 
 MS = (32, 16, 8)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--rounds", type=int, default=15, help="interleaved rounds (default 15)")
-    p.add_argument("--steps", type=int, default=20, help="steps per timed block (default 20)")
+    _interleaved.add_arguments(p)
     p.add_argument("--variant", default="asam", choices=("asam", "asam-obf"))
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
     args = p.parse_args(argv)
-    if args.rounds < 1 or args.steps < 1:
-        print("error: --rounds and --steps must be >= 1", file=sys.stderr)
+    if _interleaved.bad_arguments(args):
         return 2
 
-    from samtune.models import build_model
     from samtune.optim import SAMConfig, _msharp_linear, build_optimizer
 
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    init = build_model("mlp", (40,), 10)
-    x, y = torch.randn(128, 40), torch.randint(0, 10, (128,))
+    init, x, y = _interleaved.default_mlp()
     kwargs = {"lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4}
     shipped = _msharp_linear.KEEP_MB
-
-    base_model = copy.deepcopy(init)
-    base_opt = torch.optim.SGD(base_model.parameters(), **kwargs)
-
-    def base() -> None:
-        base_opt.zero_grad(set_to_none=True)
-        F.cross_entropy(base_model(x), y).backward()
-        base_opt.step()
 
     def fused(m: int, keep: float):
         model = copy.deepcopy(init)
@@ -69,22 +58,14 @@ def main(argv: list[str] | None = None) -> int:
             opt.train_step(model, x, y, F.cross_entropy)
         return step
 
-    cells = {"base": base}
+    cells = {"base": _interleaved.sgd_step(copy.deepcopy(init), x, y, **kwargs)}
     for m in MS:
         cells[f"kept {m}"] = fused(m, shipped)
         cells[f"fresh {m}"] = fused(m, 0.0)
-    for fn in cells.values():  # warm up (the kept buffers are made here)
-        for _ in range(3):
-            fn()
-    times: dict[str, list[float]] = {name: [] for name in cells}
-    for _ in range(args.rounds):
-        for name, fn in cells.items():
-            t0 = time.perf_counter()
-            for _ in range(args.steps):
-                fn()
-            times[name].append((time.perf_counter() - t0) / args.steps)
-    _msharp_linear.KEEP_MB = shipped
-    med = {name: statistics.median(v) for name, v in times.items()}
+    try:  # warm-up included: the kept buffers are made there
+        med = _interleaved.medians(cells, args.rounds, args.steps, warmup=3)
+    finally:
+        _msharp_linear.KEEP_MB = shipped
     ratios = {name: med[name] / med["base"] for name in cells}
     result = {"variant": args.variant, "rounds": args.rounds, "base_ms": med["base"] * 1e3,
               "x_base": ratios, "kept_over_fresh": {m: med[f"kept {m}"] / med[f"fresh {m}"] for m in MS}}

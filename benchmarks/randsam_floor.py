@@ -22,56 +22,37 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
+from pathlib import Path
 
 import torch
-from torch import nn
+
+BENCHMARKS = Path(__file__).resolve().parent
+if str(BENCHMARKS) not in sys.path:
+    sys.path.insert(0, str(BENCHMARKS))
+
+import _interleaved  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--rounds", type=int, default=15, help="interleaved rounds (default 15)")
-    p.add_argument("--steps", type=int, default=20, help="calls per timed block (default 20)")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    _interleaved.add_arguments(p)
     args = p.parse_args(argv)
-    if args.rounds < 1 or args.steps < 1:
-        print("error: --rounds and --steps must be >= 1", file=sys.stderr)
+    if _interleaved.bad_arguments(args):
         return 2
 
-    from samtune.models import build_model
     from samtune.optim._perturb import random_direction
 
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    model = build_model("mlp", (40,), 10)
+    model, x, y = _interleaved.default_mlp()
     params = [q for q in model.parameters() if q.requires_grad]
     n_params = sum(q.numel() for q in params)
-    x, y = torch.randn(128, 40), torch.randint(0, 10, (128,))
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    loss_fn = nn.CrossEntropyLoss()
     gen = torch.Generator().manual_seed(0)
 
-    def base() -> None:
-        opt.zero_grad(set_to_none=True)
-        loss_fn(model(x), y).backward()
-        opt.step()
-
-    jobs = {"base": base}
+    jobs = {"base": _interleaved.sgd_step(model, x, y, lr=0.01, momentum=0.9)}
     for k in (4, 8, 16):
         jobs[f"draws {k}"] = lambda k=k: random_direction(params, k, gen)
         jobs[f"one call {k}"] = lambda k=k: torch.randn(k * n_params, generator=gen)
-    times: dict[str, list[float]] = {name: [] for name in jobs}
-    for fn in jobs.values():  # warm-up
-        fn()
-    for _ in range(args.rounds):
-        for name, fn in jobs.items():
-            t0 = time.perf_counter()
-            for _ in range(args.steps):
-                fn()
-            times[name].append((time.perf_counter() - t0) / args.steps)
-    med = {name: statistics.median(v) for name, v in times.items()}
+    med = _interleaved.medians(jobs, args.rounds, args.steps)
     ratio = {name: med[name] / med["base"] for name in med}
     result = {"model": "mlp 40-256-256-10, batch 128", "n_params": n_params,
               "rounds": args.rounds, "median_s": med, "over_base": ratio,
