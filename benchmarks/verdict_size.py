@@ -38,6 +38,12 @@ def _record(masks: list[torch.Tensor]) -> dict:
     return {"correct": masks, "test_accuracy": {"per_seed": [m.double().mean().item() for m in masks]}}
 
 
+def _at_z2(ev: dict) -> dict:
+    """``ev`` judged at z = 2, for the bound and the futility alike (no t, no looks)."""
+    drop = ("z_candidates", "df", "looks", "look", "look_factors")
+    return {**{k: v for k, v in ev.items() if k not in drop}, "z": 2.0}
+
+
 def simulate(pairs: int, shared: float, shift: float, n_test: int = 700, seed: int = 0,
              one_look: int | None = None) -> dict:
     rng = np.random.default_rng(seed)
@@ -50,10 +56,7 @@ def simulate(pairs: int, shared: float, shift: float, n_test: int = 700, seed: i
             ev = gain_evidence(_record(sides[0][:one_look]), _record(sides[1][:one_look]), None,
                                first_and_most=(one_look, one_look))
             for rule in out:
-                if rule != "samtune":
-                    ev = {**{k: v for k, v in ev.items() if k not in ("z_candidates", "df", "looks", "look_factors")},
-                          "z": 2.0}
-                out[rule][0] += decide(ev, one_look) == "use"
+                out[rule][0] += decide(ev if rule == "samtune" else _at_z2(ev), one_look) == "use"
                 out[rule][1] += one_look
             continue
         for rule in out:
@@ -61,10 +64,7 @@ def simulate(pairs: int, shared: float, shift: float, n_test: int = 700, seed: i
             while True:
                 ev = gain_evidence(_record(sides[0][:seeds]), _record(sides[1][:seeds]), None,
                                    first_and_most=(3, 6))
-                if rule != "samtune":  # z = 2 at every look, for the bound and the futility
-                    ev = {k: v for k, v in ev.items() if k not in ("z_candidates", "df", "looks", "look_factors")}
-                    ev["z"] = 2.0
-                verdict = decide(ev, 6)
+                verdict = decide(ev if rule == "samtune" else _at_z2(ev), 6)
                 if verdict != "open" or seeds == 6:
                     break
                 seeds += 1

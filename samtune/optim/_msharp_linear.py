@@ -417,7 +417,7 @@ def _weight_buffer(ctx: PathContext, mod: nn.Module, shape: tuple[int, ...],
     buf = cache.get(key)
     if buf is not None and buf.device == mod.weight.device:
         return buf
-    size = torch.Size(shape).numel() * torch.empty((), dtype=dtype).element_size()
+    size = torch.Size(shape).numel() * dtype.itemsize
     if sum(b.numel() * b.element_size() for b in cache.values()) + size > KEEP_MB * 2**20:
         return None
     cache[key] = buf = torch.empty(shape, dtype=dtype, device=mod.weight.device)

@@ -388,7 +388,7 @@ def gain_evidence(candidate: dict[str, Any], baseline: dict[str, Any], metric: M
     ``df`` (the seed terms are estimated from a few seeds), times this look's bound over one
     look's (``look_bounds``, at the evidence's ``information_fractions``) when the
     confirmation looks once a seed from ``first_and_most[0]`` to ``first_and_most[1]`` seeds
-    (recorded: ``looks``, ``first_look``, ``look_factors``).
+    (recorded: ``looks``, ``look`` (this one, from 1), ``first_look``, ``look_factors``).
 
     >>> from samtune.metrics import Metric
     >>> y = [0, 0, 1, 1] * 25
@@ -401,16 +401,16 @@ def gain_evidence(candidate: dict[str, Any], baseline: dict[str, Any], metric: M
     ev = _evidence(candidate, baseline, metric, y_test)
     if z is None:
         z, z_method = z_for(candidates), ("single" if candidates <= 1 else "bonferroni")
-    factors = [1.0]
-    first = most = min(ev["seeds"])
+    factors, first = [1.0], min(ev["seeds"])
     if first_and_most:
         first, most = first_and_most
         factors = [b / z for b in look_bounds(information_fractions(ev, first, most), z)]
+    look = _look(first, len(factors), min(ev["seeds"]))
     df = ev.get("df")
-    zc = critical_z(z, df, factors[_look(first, len(factors), min(ev["seeds"]))])
+    zc = critical_z(z, df, factors[look])
     ev["df"] = df if df is not None and math.isfinite(df) else None  # None: normal (JSON-safe)
     return {**ev, "z": zc, "z_method": z_method or "given", "z_candidates": z,
-            "looks": len(factors), "first_look": first,
+            "looks": len(factors), "look": look + 1, "first_look": first,
             "look_factors": [round(f, 4) for f in factors],
             "bound": zc * ev["se"] if math.isfinite(ev["se"]) else math.nan}
 

@@ -476,9 +476,7 @@ def _z_text(ev: dict[str, Any]) -> str:
         why.append(f"the best of several candidates ({ev['z_candidates']:g})")
     looks = ev.get("looks", 1)
     if looks > 1:  # which look this is: the early ones ask for more
-        first = ev.get("first_look")
-        look = None if first is None else min(max(min(ev["seeds"]) - first, 0), looks - 1) + 1
-        why.append(f"{looks} looks" if look is None else f"look {look} of {looks}")
+        why.append(f"look {ev['look']} of {looks}" if "look" in ev else f"{looks} looks")
     if ev.get("df") is not None:
         why.append(f"t at {ev['df']:.0f} df")
     return f"; z for {', '.join(why)}" if why else ""

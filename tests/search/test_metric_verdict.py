@@ -115,7 +115,7 @@ def test_gain_evidence_for_accuracy_is_paired_gain():
     metric = Metric("accuracy", 2)
     base, sam = _record("sgd", [_pred(0, 0)], metric), _record("sam", [_pred(15, 10)], metric)
     one = {**paired_gain(sam, base), "z": 2.0, "z_method": "single", "z_candidates": 2.0,
-           "looks": 1, "df": None, "first_look": 1,
+           "looks": 1, "look": 1, "df": None, "first_look": 1,
            "look_factors": [1.0]}  # one candidate, one seed each, one look: z = 2
     assert gain_evidence(sam, base, None) == gain_evidence(sam, base, metric, Y) == one
 
