@@ -5,7 +5,7 @@ verdict ("use", "keep-baseline" or "inconclusive": the gain is neither shown nor
 within the confirmation's seeds; config is then the baseline), summary (one sentence), config
 (SAMConfig dict to apply), test_accuracy {mean, std, per_seed}, baseline {config, test_accuracy,
 tuned (False: no baseline trial completed, the baseline is an untuned fallback; absent in older
-files), tuning {trials, completed, lr_tried, lr, lr_on_edge}: how the staged search tuned it},
+files), tuning {trials, completed, lr_tried, lr, lr_on_edge, family_lr}: how the staged search tuned it and the lr the SAM family was centred on},
 gain (mean test accuracy of config minus the baseline's; 0 unless "use"), evidence (the best
 SAM-family candidate's gain, se, bound = z * se, test_se, seed_se, n_test, seeds, max_seeds,
 stopped, seeds_to_settle for "inconclusive", stability; see ``_evidence``; empty when no
@@ -449,9 +449,12 @@ def baseline_tuning(study: optuna.Study) -> dict[str, Any]:
     record = study.user_attrs.get(STAGE_ATTR)
     if not record:
         return {}
-    return {"trials": record["baseline_trials"], "completed": record["baseline_completed"],
-            "lr_tried": record["lr_tried"], "lr": record["baseline_lr"],
-            "lr_on_edge": record["lr_on_edge"]}
+    out = {"trials": record["baseline_trials"], "completed": record["baseline_completed"],
+           "lr_tried": record["lr_tried"], "lr": record["baseline_lr"],
+           "lr_on_edge": record["lr_on_edge"]}
+    if "family_lr" in record:  # studies of an earlier samtune centred the family on lr
+        out["family_lr"] = record["family_lr"]
+    return out
 
 
 def _noise_text(ev: dict[str, Any], scale: Scale = _PP) -> str:

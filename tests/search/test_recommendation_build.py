@@ -274,6 +274,8 @@ def test_baseline_tuning_reports_the_staged_search_record():
                                      "lr_on_edge": True, "other": 1})
     assert _build([_cand("sgd", [60], 1.0)], study).baseline["tuning"] == {
         "trials": 4, "completed": 3, "lr_tried": [0.01, 0.03, 0.1], "lr": 0.1, "lr_on_edge": True}
+    study.set_user_attr(STAGE_ATTR, {**study.user_attrs[STAGE_ATTR], "family_lr": 0.07})
+    assert _build([_cand("sgd", [60], 1.0)], study).baseline["tuning"]["family_lr"] == 0.07
 
 
 def _neighbour_study(entries):

@@ -57,11 +57,12 @@ def lrs_of(study: optuna.Study, stage: str) -> list[float]:
 
 
 def test_baseline_grid_is_centred_in_the_lr_range_and_shrinks_with_the_trials():
-    sp = space()  # lr 0.005-0.3
-    assert [baseline_points(t) for t in (1, 3, 8, 12, 16, 20, 60)] == [1, 1, 2, 3, 4, 5, 5]
-    assert baseline_lrs(sp, 3) == [pytest.approx(math.sqrt(0.005 * 0.3), rel=1e-2)]
+    sp = space()  # lr 0.005-2
+    assert [baseline_points(t) for t in (1, 3, 8, 12, 16, 20, 24, 60)] == [1, 1, 2, 4, 5, 6, 8, 8]
+    assert baseline_lrs(sp, 3) == [pytest.approx(math.sqrt(0.005 * 2.0), rel=1e-2)]
     grid = baseline_lrs(sp, 24)
-    assert len(grid) == 5 and 0.005 < grid[0] < grid[-1] < 0.3
+    assert len(grid) == 8 and 0.005 < grid[0] < grid[-1] < 2.0
+    assert grid[-1] > 1.0  # a BN net's best SGD lr can lie far above 0.3 (RESULTS.md)
     ratios = [b / a for a, b in zip(grid, grid[1:])]
     assert max(ratios) == pytest.approx(min(ratios), rel=1e-2)  # equal steps on a log scale
     assert baseline_lrs(sp.fix_lr(0.1), 24) == [0.1]
@@ -70,42 +71,48 @@ def test_baseline_grid_is_centred_in_the_lr_range_and_shrinks_with_the_trials():
 def test_the_baseline_comes_first_then_the_family_around_the_tuned_lr():
     sp = space()
     study = optuna.create_study(direction="maximize")
-    run(study, sp, 12, peak_lr=0.04)
+    run(study, sp, 13, peak_lr=0.04)
     base = lrs_of(study, "baseline")
-    assert base == baseline_lrs(sp, 30)  # the grid, nothing else: 0.0387 is inside it
-    assert [t.user_attrs["stage"] for t in study.trials[:5]] == ["baseline"] * 5
+    # the grid (0.0325 is its best), then the vertex of the parabola through 0.0154, 0.0325
+    # and 0.0688, which puts the optimum towards 0.04
+    assert base == [*baseline_lrs(sp, 30), 0.0375]
+    assert [t.user_attrs["stage"] for t in study.trials[:9]] == ["baseline"] * 9
+    assert study.trials[8].user_attrs["origin"] == "vertex" and not searched(study.trials[8])
     record = study.user_attrs[STAGE_ATTR]
-    assert record["baseline_lr"] == pytest.approx(0.0387) and not record["lr_on_edge"]
+    assert record["baseline_lr"] == pytest.approx(0.0375) and not record["lr_on_edge"]
+    assert record["family_lr"] == pytest.approx(0.0431)  # the parabola through 0.0325-0.0688
     family = [t for t in study.trials if t.user_attrs.get("stage") == "family"]
     assert family and all(t.user_attrs["config"]["variant"] != "sgd" for t in family)
-    assert all(0.0387 / 2 - 1e-9 <= t.user_attrs["config"]["base_kwargs"]["lr"] <= 0.0387 * 2 + 1e-9
+    assert all(0.0431 / 2 - 1e-9 <= t.user_attrs["config"]["base_kwargs"]["lr"] <= 0.0431 * 2 + 1e-9
                for t in family)
-    # the space's SAM-family warm starts run first, at the tuned lr
+    # the space's SAM-family warm starts run first, at the family's centre lr
     assert [(t.params["variant"], t.params["m"]) for t in family[:4]] == [
         ("sam", None), ("asam", None), ("asam", 16), ("obf", None)]
-    assert all(t.params["lr"] == pytest.approx(0.0387) for t in family[:4])
+    assert all(t.params["lr"] == pytest.approx(0.0431) for t in family[:4])
 
 
 def test_a_best_lr_on_the_edge_extends_the_grid_beyond_the_range():
     sp = space()
     study = optuna.create_study(direction="maximize")
-    run(study, sp, 10, peak_lr=0.6)
+    run(study, sp, 12, peak_lr=5.0)
     base = lrs_of(study, "baseline")
-    assert base[:5] == baseline_lrs(sp, 30)
-    assert base[5:] == [pytest.approx(0.199 * 2.5, rel=1e-2), pytest.approx(0.199 * 6.25, rel=1e-2)]
+    assert base[:8] == baseline_lrs(sp, 30)
+    assert base[8:10] == [pytest.approx(1.38 * 2.5, rel=1e-2), pytest.approx(1.38 * 6.25, rel=1e-2)]
+    assert base[10:] == [4.71]  # the vertex between 3.45 and 8.63
     record = study.user_attrs[STAGE_ATTR]
-    assert record["baseline_lr"] == pytest.approx(0.498, rel=1e-2)
-    assert not record["lr_on_edge"]  # 1.24 was tried and was worse
-    assert record["lr_tried"][-1] == pytest.approx(1.24, rel=1e-2)
+    assert record["baseline_lr"] == pytest.approx(4.71, rel=1e-2)
+    assert not record["lr_on_edge"]  # 8.63 was tried and was worse
+    assert record["lr_tried"][-1] == pytest.approx(8.63, rel=1e-2)
 
 
 def test_extensions_stop_after_three_steps_and_say_the_lr_is_on_the_edge():
     sp = space()
     study = optuna.create_study(direction="maximize")
-    run(study, sp, 9, peak_lr=9.0)
-    assert len(lrs_of(study, "baseline")) == 5 + 3
+    run(study, sp, 12, peak_lr=1e-4)
+    assert len(lrs_of(study, "baseline")) == 8 + 3
     record = study.user_attrs[STAGE_ATTR]
-    assert record["lr_on_edge"] and record["baseline_lr"] == pytest.approx(3.11, rel=1e-2)
+    assert record["lr_on_edge"] and record["baseline_lr"] == pytest.approx(0.00727 / 2.5**3, rel=1e-2)
+    assert record["family_lr"] == record["baseline_lr"]  # no neighbour below: no parabola
 
 
 def test_a_failed_baseline_trial_runs_again_on_resume():
@@ -122,7 +129,7 @@ def test_a_failed_baseline_trial_runs_again_on_resume():
 def test_a_resumed_study_keeps_its_settled_stage():
     sp = space()
     study = optuna.create_study(direction="maximize")
-    run(study, sp, 6, peak_lr=0.04)
+    run(study, sp, 9, peak_lr=0.04)
     record = dict(study.user_attrs[STAGE_ATTR])
     enqueue_stage(study, sp, 30)
     assert study.user_attrs[STAGE_ATTR] == record
@@ -133,19 +140,22 @@ def test_a_resumed_study_keeps_its_settled_stage():
 def test_after_the_warm_starts_the_best_family_trials_neighbours_run():
     sp = space()
     study = optuna.create_study(direction="maximize")
-    run(study, sp, 16, peak_lr=0.04)  # every warm start scores alike: the first (sam) is best
+    run(study, sp, 21, peak_lr=0.04)  # every warm start scores alike: the first (sam) is best
     family = [t for t in study.trials if t.user_attrs.get("stage") == "family"]
     record = study.user_attrs[STAGE_ATTR]
     best = family[0]
     assert record["refined_around"] == best.number and best.params["variant"] == "sam"
     want = [{**best.params, "rho": 0.1}, {**best.params, "rho": 0.025},
-            {**best.params, "lr": 0.0774}, {**best.params, "lr": pytest.approx(0.0387 / 2)}, {**best.params, "m": 16}]
+            {**best.params, "lr": 0.0862}, {**best.params, "lr": pytest.approx(0.0431 / 2, rel=1e-3)},
+            {**best.params, "m": 16}]
     assert [t.params for t in family[4:9]] == want
     assert record["neighbours"] == want  # lr / 2 is the range's low end, exactly
     assert all("fixed_params" in t.system_attrs for t in family[4:9])
+    # no cheaper schedules: the baseline at the vertex (0.0375) is nearer the peak than the
+    # family's centre (0.0431), so SAM is not ahead
     assert "fixed_params" not in family[9].system_attrs  # TPE samples what remains
     # the search chose the neighbours and the sampled trials, not the grid or the warm starts
-    assert [searched(t) for t in study.trials] == [False] * 5 + [False] * 4 + [True] * 7
+    assert [searched(t) for t in study.trials] == [False] * 9 + [False] * 4 + [True] * 8
     enqueue_stage(study, sp, 30)  # a resumed study runs none of them again
     assert not study.get_trials(states=(TrialState.WAITING,))
 
@@ -195,3 +205,46 @@ def test_no_cheaper_schedules_when_sam_is_not_ahead_of_the_baseline():
     run(study, sp, 20, peak_lr=0.04, sam_bonus=-0.5)
     assert "cheaper_around" not in study.user_attrs[STAGE_ATTR]
     assert not any(t.user_attrs.get("origin") == "cheaper" for t in study.trials)
+
+
+def test_the_family_centre_is_the_parabolas_vertex_within_half_a_grid_step():
+    from samtune.search._stages import family_centre
+
+    def grid(peak: float, lrs=(0.01, 0.02, 0.04, 0.08)) -> list[tuple[float, float]]:
+        return [(lr, -math.log(lr / peak) ** 2) for lr in lrs]  # a parabola in log lr
+
+    # on a parabola the vertex is the peak itself, wherever it lies within half a step
+    assert family_centre(grid(0.025), 0.02) == pytest.approx(0.025, rel=2e-3)
+    assert family_centre(grid(0.017), 0.02) == pytest.approx(0.017, rel=2e-3)
+    assert family_centre(grid(0.03, (0.01, 0.02, 0.08)), 0.02) == pytest.approx(0.03, rel=2e-3)
+    # a tie with the neighbour puts the vertex half-way (in log lr), and no further
+    assert family_centre([(0.01, 0.38), (0.02, 0.41), (0.08, 0.41)], 0.02) == pytest.approx(0.04, rel=1e-2)
+    assert family_centre([(0.01, 0.30), (0.02, 0.41), (0.04, 0.409)], 0.02) < 0.0283
+    assert family_centre([(0.01, 0.41), (0.02, 0.41), (0.04, 0.30)], 0.02) == pytest.approx(0.0141, rel=1e-2)
+    # no neighbour on one side, a flat or convex triple: the best lr as it is
+    assert family_centre(grid(0.005), 0.01) == 0.01
+    assert family_centre(grid(0.05)[:3], 0.04) == 0.04
+    assert family_centre([(0.01, 0.5), (0.02, 0.5), (0.04, 0.5)], 0.02) == 0.02
+    assert family_centre([(0.01, 0.6), (0.02, 0.5), (0.04, 0.6)], 0.02) == 0.02
+    # unequal spacing: the best's neighbours are the nearest lrs tried, in any order
+    pts = [(0.08, -math.log(0.08 / 0.03) ** 2), (0.02, -math.log(0.02 / 0.03) ** 2),
+           (0.05, -math.log(0.05 / 0.03) ** 2), (0.03, 0.0)]
+    assert family_centre(pts, 0.03) == pytest.approx(0.03, rel=2e-3)
+
+
+def test_the_vertex_runs_once_and_only_where_no_lr_near_it_was_tried():
+    sp = space()
+    study = optuna.create_study(direction="maximize")
+    run(study, sp, 10, peak_lr=0.0325)  # the peak on a grid point: the vertex is that point
+    assert lrs_of(study, "baseline") == baseline_lrs(sp, 30)
+    assert study.trials[8].user_attrs["stage"] == "family"
+    assert study.user_attrs[STAGE_ATTR]["family_lr"] == pytest.approx(0.0325, rel=0.02)
+
+    study = optuna.create_study(direction="maximize")
+    run(study, sp, 9, peak_lr=0.04)  # the grid and its vertex
+    before = len(study.trials)
+    enqueue_stage(study, sp, 30)  # a resumed study: the vertex has run, the stage moves on
+    assert not any(t.user_attrs.get("origin") == "vertex" for t in study.trials[before:])
+    assert sum(t.user_attrs.get("origin") == "vertex" for t in study.trials) == 1
+    waiting = study.get_trials(states=(TrialState.WAITING,))
+    assert waiting and all("variant" in t.system_attrs["fixed_params"] for t in waiting)
