@@ -51,7 +51,10 @@ def test_a_search_ends_near_its_time_budget(tiny):
     took = time.monotonic() - start
     study = optuna.load_study(study_name="tiny", storage=tiny["storage"])
     finished = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
-    assert 1 <= len(finished) < 200 and rec.verdict in ("use", "keep-baseline")
+    # a verdict of its own, whichever the trials that fit in 8 s lead to (a budget that ends
+    # before the confirmation settles says so: "inconclusive")
+    assert 1 <= len(finished) < 200 and rec.verdict in ("use", "keep-baseline", "inconclusive")
+    assert rec.evidence or rec.verdict == "keep-baseline"
     assert took < 8 + 6  # a run or two of slack: the estimate is a median trial
 
 
