@@ -10,7 +10,7 @@ learning rate; a verdict against a baseline tuned less than the SAM family is wo
    ``MAX_EXTENSIONS`` times, and never beyond ``LR_BOUNDS``: a fixed range cannot fit every
    data set. Then one more baseline trial runs at the vertex of the parabola (in log lr)
    through the best and its two neighbours (``family_centre``; not when an lr within 10% of
-   it was tried): a grid 2.1x apart misses a sharp optimum by up to 1.45x, and two grid points
+   it was tried, nor in a search of fewer than 15 trials, whose family cannot spare one): a grid 2.1x apart misses a sharp optimum by up to 1.45x, and two grid points
    that tie put it between them. The best of all (a tie: the vertex) is the tuned baseline.
 2. **Family.** Once the baseline is settled, the study's ``samtune_stage`` user attribute
    records its best lr and the SAM-family space: the space's variants without the baseline,
@@ -67,6 +67,8 @@ REFINE_ROUNDS = 1  # rounds of neighbours at most, each around a new best family
 CHEAPER = ("stochastic:p=0.5", "late:start=0.5")  # cheap schedules tried on the best (stage 4)
 VERTEX = "vertex"  # origin of the baseline trial run at the parabola's vertex (stage 1)
 VERTEX_NEW = 1.1  # the vertex runs when no baseline lr tried lies within this factor of it
+VERTEX_MIN_POINTS = 5  # ... and when the grid has this many points (15 trials or more): below,
+# the family's few trials cannot spare one (RESULTS.md, run W)
 
 
 def _lr_range(space: SearchSpace) -> tuple[float, float] | None:
@@ -373,7 +375,7 @@ def advance(study: optuna.Study, space: SearchSpace, target: int) -> str | None:
         [(float(t.params["lr"]), float(t.value)) for t in done if "lr" in t.params], best_lr)
     refined = any(t.user_attrs.get(ORIGIN_ATTR) == VERTEX for t in _baseline_trials(
         study, (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)))
-    if (not refined and all(abs(math.log(centre / lr)) > math.log(VERTEX_NEW) for lr in lrs)
+    if (not refined and baseline_points(target) >= VERTEX_MIN_POINTS and all(abs(math.log(centre / lr)) > math.log(VERTEX_NEW) for lr in lrs)
             and enqueue_warm_start(study, [{"lr": centre}], target,
                                    user_attrs={ORIGIN_ATTR: VERTEX})):
         return (f"baseline: the best lr {best_lr:.3g} and its neighbours put the optimum at "

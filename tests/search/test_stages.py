@@ -248,3 +248,14 @@ def test_the_vertex_runs_once_and_only_where_no_lr_near_it_was_tried():
     assert sum(t.user_attrs.get("origin") == "vertex" for t in study.trials) == 1
     waiting = study.get_trials(states=(TrialState.WAITING,))
     assert waiting and all("variant" in t.system_attrs["fixed_params"] for t in waiting)
+
+
+def test_a_search_of_few_trials_spares_its_family_the_vertex_trial():
+    sp = space()
+    study = optuna.create_study(direction="maximize")
+    run(study, sp, 6, peak_lr=0.03, target=12)  # 4 grid points: the family needs every trial
+    assert lrs_of(study, "baseline") == baseline_lrs(sp, 12)
+    record = study.user_attrs[STAGE_ATTR]
+    assert record["baseline_lr"] == 0.0473  # the family still centred by the parabola:
+    assert record["family_lr"] == pytest.approx(0.0341)  # 1.4x away, a vertex at 24 trials
+    assert not any(t.user_attrs.get("origin") == "vertex" for t in study.trials)
