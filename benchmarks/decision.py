@@ -57,6 +57,7 @@ if str(BENCHMARKS) not in sys.path:
 
 from bank import SEEDS, Cell, Store, load_bank, truth  # noqa: E402
 from bank.store import DATA_DIR  # noqa: E402
+
 from samtune.search import SearchOptions  # noqa: E402
 
 RESULTS = BENCHMARKS / "results"
