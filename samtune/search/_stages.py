@@ -10,8 +10,9 @@ learning rate; a verdict against a baseline tuned less than the SAM family is wo
    ``MAX_EXTENSIONS`` times, and never beyond ``LR_BOUNDS``: a fixed range cannot fit every
    data set. Then one more baseline trial runs at the vertex of the parabola (in log lr)
    through the best and its two neighbours (``family_centre``; not when an lr within 10% of
-   it was tried, nor in a search of fewer than 15 trials, whose family cannot spare one): a grid 2.1x apart misses a sharp optimum by up to 1.45x, and two grid points
-   that tie put it between them. The best of all (a tie: the vertex) is the tuned baseline.
+   it was tried, nor in a search of fewer than 15 trials, whose family cannot spare one): a
+   grid 2.1x apart misses a sharp optimum by up to 1.45x, and two grid points that tie put it
+   between them. The best of all (a tie: the vertex) is the tuned baseline.
 2. **Family.** Once the baseline is settled, the study's ``samtune_stage`` user attribute
    records its best lr and the SAM-family space: the space's variants without the baseline,
    lr within a factor ``FAMILY_LR_FACTOR`` of the family's centre lr, and the space's
@@ -136,7 +137,10 @@ def family_centre(points: list[tuple[float, float]], best_lr: float) -> float:
     >>> family_centre([(0.01, 0.38), (0.02, 0.41), (0.04, 0.38)], 0.02)  # symmetric: the best
     0.02
     """
-    pts = sorted((math.log(lr), v) for lr, v in points)
+    best_at: dict[float, float] = {}  # one value per lr (the better of two trials of one lr)
+    for lr, v in points:
+        best_at[math.log(lr)] = max(v, best_at.get(math.log(lr), -math.inf))
+    pts = sorted(best_at.items())
     xs = [x for x, _ in pts]
     xb = math.log(best_lr)
     i = min(range(len(xs)), key=lambda k: abs(xs[k] - xb)) if xs else 0
@@ -351,16 +355,16 @@ def advance(study: optuna.Study, space: SearchSpace, target: int) -> str | None:
         return _refine(study, record, target)
     if _baseline_trials(study, (TrialState.WAITING, TrialState.RUNNING)):
         return None
-    done = [t for t in _baseline_trials(study, (TrialState.COMPLETE,))
-            if t.value is not None and math.isfinite(t.value)]
+    finished = _baseline_trials(study, (TrialState.COMPLETE, TrialState.PRUNED))
+    done = [t for t in finished if t.state == TrialState.COMPLETE
+            and t.value is not None and math.isfinite(t.value)]
     if not done:
         return None
     best = max(done, key=lambda t: (t.value, t.user_attrs.get(ORIGIN_ATTR) == VERTEX))
     best_lr = float(best.user_attrs.get("config", {}).get("base_kwargs", {}).get(
         "lr", best.params.get("lr", space.lr if not isinstance(space.lr, dict) else 0.05)))
     rng = _lr_range(space)
-    lrs = sorted(float(t.params["lr"]) for t in _baseline_trials(
-        study, (TrialState.COMPLETE, TrialState.PRUNED)) if "lr" in t.params) or [best_lr]
+    lrs = sorted(float(t.params["lr"]) for t in finished if "lr" in t.params) or [best_lr]
     on_edge = (rng is not None and len(lrs) >= MIN_POINTS_TO_EXTEND
                and (best_lr <= lrs[0] or best_lr >= lrs[-1]))
     if on_edge:
@@ -373,9 +377,9 @@ def advance(study: optuna.Study, space: SearchSpace, target: int) -> str | None:
                         f"({lrs[0]:.3g}-{lrs[-1]:.3g}); trying lr {nxt:.3g}")
     centre = best_lr if rng is None else family_centre(
         [(float(t.params["lr"]), float(t.value)) for t in done if "lr" in t.params], best_lr)
-    refined = any(t.user_attrs.get(ORIGIN_ATTR) == VERTEX for t in _baseline_trials(
-        study, (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)))
-    if (not refined and baseline_points(target) >= VERTEX_MIN_POINTS and all(abs(math.log(centre / lr)) > math.log(VERTEX_NEW) for lr in lrs)
+    refined = any(t.user_attrs.get(ORIGIN_ATTR) == VERTEX for t in finished)  # none waits
+    new = all(abs(math.log(centre / lr)) > math.log(VERTEX_NEW) for lr in lrs)
+    if (not refined and new and baseline_points(target) >= VERTEX_MIN_POINTS
             and enqueue_warm_start(study, [{"lr": centre}], target,
                                    user_attrs={ORIGIN_ATTR: VERTEX})):
         return (f"baseline: the best lr {best_lr:.3g} and its neighbours put the optimum at "
@@ -391,7 +395,8 @@ def advance(study: optuna.Study, space: SearchSpace, target: int) -> str | None:
     span = (f"lr {family.lr['low']:.3g}-{family.lr['high']:.3g}" if isinstance(family.lr, dict)
             else f"lr {family.lr:.3g}")
     edge = " (on the edge of the lrs tried)" if on_edge else ""
-    centred = "" if centre == best_lr else f" (centred on lr {centre:.3g}, between the best and its neighbours)"
+    centred = ("" if centre == best_lr
+               else f" (centred on lr {centre:.3g}, between the best and its neighbours)")
     return (f"baseline tuned: lr {best_lr:.3g}{edge}, val {best.value:.4f}, best of {len(lrs)} "
             f"baseline trial(s) over lr {lrs[0]:.3g}-{lrs[-1]:.3g}; searching the SAM family "
             f"at {span}{centred}")

@@ -230,6 +230,8 @@ def test_the_family_centre_is_the_parabolas_vertex_within_half_a_grid_step():
     pts = [(0.08, -math.log(0.08 / 0.03) ** 2), (0.02, -math.log(0.02 / 0.03) ** 2),
            (0.05, -math.log(0.05 / 0.03) ** 2), (0.03, 0.0)]
     assert family_centre(pts, 0.03) == pytest.approx(0.03, rel=2e-3)
+    # an lr tried twice counts once, at its better value (no zero step between points)
+    assert family_centre([*pts, (0.03, -5.0)], 0.03) == pytest.approx(0.03, rel=2e-3)
 
 
 def test_the_vertex_runs_once_and_only_where_no_lr_near_it_was_tried():
