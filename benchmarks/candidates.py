@@ -15,8 +15,11 @@ Rules: ``raw`` (the top-k by observed value, samtune's rule), ``gp`` (the top-k 
 mean of a Gaussian process fitted to every family trial's value: rho and lr on log scales
 normalized by the space's ranges, the batch design and schedule as flags, a fitted noise
 level), ``gp+raw`` (the best by the posterior mean, then the best observed value not already
-picked), ``gp-variant`` (``gp`` with the variant as one-hot inputs too) and ``design`` (the best
-observed value of each batch design, the whole batch and m < batch, in turn, then by value).
+picked), ``gp-variant`` (``gp`` with the variant as one-hot inputs too), ``design`` (the best
+observed value of each batch design, the whole batch and m < batch, in turn, then by value),
+``loss`` (the top-k by final validation loss, lowest first) and ``raw+loss`` (the best by value,
+the best by loss, the second by value, ..., each cell once). ``--value val_loss`` makes a
+trial report its negated final validation loss instead of its accuracy.
 
     python benchmarks/candidates.py                   # every stored task; results/candidates.json
     python benchmarks/candidates.py --quick --json    # a few searches of two tasks
@@ -47,7 +50,7 @@ from bank.store import DATA_DIR  # noqa: E402
 from bank.truth import cells_of  # noqa: E402
 
 DEFAULT_OUT = BENCHMARKS / "results" / "candidates.json"
-RULES = ("raw", "gp", "gp+raw", "gp-variant", "design")
+RULES = ("raw", "gp", "gp+raw", "gp-variant", "design", "loss", "raw+loss")
 
 
 @functools.cache
@@ -94,10 +97,20 @@ def posterior_mean(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return gp.predict(x) * scale + y.mean()
 
 
-def pick(rule: str, cells: list[Cell], values: np.ndarray, base_lr: float, k: int) -> list[Cell]:
+def pick(rule: str, cells: list[Cell], values: np.ndarray, base_lr: float, k: int,
+         losses: np.ndarray | None = None) -> list[Cell]:
     order_raw = list(np.argsort(-values))
     if rule == "raw":
         return [cells[i] for i in order_raw[:k]]
+    if rule in ("loss", "raw+loss"):  # by the final validation loss (lowest first)
+        order_loss = list(np.argsort(losses))
+        if rule == "loss":
+            return [cells[i] for i in order_loss[:k]]
+        chosen = []
+        for i in (j for pair in zip(order_raw, order_loss, strict=True) for j in pair):
+            if i not in chosen and len(chosen) < k:
+                chosen.append(i)  # the best by value and the best by loss in turn
+        return [cells[i] for i in chosen]
     if rule == "design":
         chosen: list[int] = []
         for whole in (True, False):
@@ -117,8 +130,14 @@ def pick(rule: str, cells: list[Cell], values: np.ndarray, base_lr: float, k: in
     raise ValueError(f"unknown rule {rule!r}; known: {', '.join(RULES)}")
 
 
+VALUES = {  # what a simulated trial reports, from its run's history (higher is better)
+    "val_acc": lambda h: h["val_acc"][-1],  # the final validation accuracy (samtune's value)
+    "val_loss": lambda h: -h["val_loss"][-1],  # the final validation loss, negated
+}
+
+
 def simulate(store: Store, searches: int, trials: int, top_k: int, seed: int,
-             rules: tuple[str, ...] = RULES) -> dict[str, Any]:
+             rules: tuple[str, ...] = RULES, value: str = "val_acc") -> dict[str, Any]:
     t = truth(store)
     fam = [c for c in cells_of(store) if c.variant != "sgd" and len(store.seeds(c.key)) >= SEEDS]
     base_lr = Cell.from_dict(next(iter(store.runs[t.baseline].values()))["cell"]).lr
@@ -127,10 +146,11 @@ def simulate(store: Store, searches: int, trials: int, top_k: int, seed: int,
     out: dict[str, dict[str, list[float]]] = {r: {"regret": [], "hit": []} for r in rules}
     for _ in range(searches):
         drawn = rng.sample(fam, min(trials, len(fam)))
-        values = np.array([store.history(c.key, rng.choice(store.seeds(c.key)))["val_acc"][-1]
-                           for c in drawn], dtype=float)
+        runs = [store.history(c.key, rng.choice(store.seeds(c.key))) for c in drawn]
+        values = np.array([VALUES[value](h) for h in runs], dtype=float)
+        losses = np.array([h["val_loss"][-1] for h in runs], dtype=float)
         for rule in rules:
-            picked = pick(rule, drawn, values, base_lr, top_k)
+            picked = pick(rule, drawn, values, base_lr, top_k, losses)
             top = max(picked, key=lambda c: store.mean_acc(c.key))
             out[rule]["regret"].append(100 * (best - store.mean_acc(top.key)))
             out[rule]["hit"].append(float(within_noise(store, t.best_sam, top.key)))
@@ -145,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trials", type=int, default=12, help="completed family trials per search")
     p.add_argument("--top-k", type=int, default=2, help="candidates per search")
     p.add_argument("--rules", default=",".join(RULES), help="comma-separated rules to replay")
+    p.add_argument("--value", choices=sorted(VALUES), default="val_acc",
+                   help="what a trial reports: its final validation accuracy or loss")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="two tasks, a few searches")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
@@ -165,12 +187,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unknown rule(s) {unknown}; known: {', '.join(RULES)}", file=sys.stderr)
         return 2
     t0 = time.monotonic()
-    per_task = {n: simulate(s, searches, args.trials, args.top_k, args.seed, rules)
+    per_task = {n: simulate(s, searches, args.trials, args.top_k, args.seed, rules, args.value)
                 for n, s in stores.items()}
     mean = {rule: {m: statistics.fmean(per_task[n][rule][m] for n in per_task)
                    for m in ("regret_pp", "hit")} for rule in rules}
     result = {"benchmark": "candidates", "searches": searches, "trials": args.trials,
-              "top_k": args.top_k, "seed": args.seed, "rules": list(rules), "wall_s": round(time.monotonic() - t0, 1),
+              "top_k": args.top_k, "value": args.value, "seed": args.seed, "rules": list(rules), "wall_s": round(time.monotonic() - t0, 1),
               "tasks": per_task, "mean": mean}
     out = args.out or (None if args.quick else DEFAULT_OUT)
     if out is not None:

@@ -240,8 +240,8 @@ def _candidates_store(tmp_path) -> Store:
     for seed in range(3):
         s.append(_run(BASE, seed, 60))
         for i, cell in enumerate(cells):  # test: 70, 80, 90 right; val: 0.9, 0.8, 0.7
-            run = _run(cell, seed, 70 + 10 * i)
-            run["history"] = {"val_acc": [0.5, 0.9 - 0.1 * i]}
+            run = _run(cell, seed, 70 + 10 * i)  # val loss 1.0, 0.8, 0.6: it orders as the test
+            run["history"] = {"val_acc": [0.5, 0.9 - 0.1 * i], "val_loss": [2.0, 1.0 - 0.2 * i]}
             s.append(run)
     return s
 
@@ -258,6 +258,16 @@ def test_candidate_rules_replayed_on_a_bank_whose_validation_misleads(tmp_path):
     assert two["raw"]["regret_pp"] == pytest.approx(10.0)
     every = candidates.simulate(store, searches=3, trials=3, top_k=3, seed=0)
     assert all(r["regret_pp"] == pytest.approx(0.0) and r["hit"] == 1.0 for r in every.values())
+    # the loss orders the cells as the test does: its top-1, and raw+loss's second place, hit
+    by_loss = candidates.simulate(store, searches=3, trials=3, top_k=1, seed=0,
+                                  rules=("loss", "raw+loss"))
+    assert by_loss["loss"]["regret_pp"] == pytest.approx(0.0)
+    assert by_loss["raw+loss"]["regret_pp"] == pytest.approx(20.0)  # its one place: by value
+    mixed = candidates.simulate(store, searches=3, trials=3, top_k=2, seed=0, rules=("raw+loss",))
+    assert mixed["raw+loss"]["regret_pp"] == pytest.approx(0.0)
+    as_loss = candidates.simulate(store, searches=3, trials=3, top_k=1, seed=0, rules=("raw",),
+                                  value="val_loss")  # a trial reporting its loss: raw is loss
+    assert as_loss["raw"]["regret_pp"] == pytest.approx(0.0)
 
 
 def test_design_rule_takes_the_best_of_each_batch_design():
