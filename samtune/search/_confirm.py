@@ -7,6 +7,7 @@ metric (accuracy unless ``--metric`` says otherwise)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import statistics
@@ -40,9 +41,10 @@ def pick_candidates(
     study: optuna.Study, top_k: int, base_fallback: dict[str, Any], *,
     val_size: int | None = None, max_cost: float | None = None,
 ) -> list[tuple[SAMConfig, FrozenTrial | None]]:
-    """The top-k distinct completed SAM-family configurations, then the cheapest one within
-    noise of the best when it is not among them, plus the best baseline trial (a baseline
-    never takes one of the k places).
+    """k distinct completed SAM-family configurations, the best by value and the best by
+    validation loss in turn (``by_value_and_loss``), then the cheapest one within noise of the
+    best when it is not among them, plus the best baseline trial (a baseline never takes one of
+    the k places).
 
     Within noise: a validation value at most ``_cost.val_margin`` (2 binomial standard errors
     on ``val_size`` examples; no ``val_size``: none is added) below the best SAM-family
@@ -62,7 +64,7 @@ def pick_candidates(
            and not (max_cost is not None and (cost_of_trial(t, base_time) or 0.0) > max_cost)]
     picked: list[tuple[SAMConfig, FrozenTrial | None]] = []
     seen: set[str] = set()
-    for t in fam:
+    for t in by_value_and_loss(fam):
         k = _key(t.user_attrs["config"])
         if k not in seen and len(picked) < top_k:
             seen.add(k)
@@ -81,6 +83,34 @@ def pick_candidates(
         picked.append((SAMConfig(variant="sgd", rho=0.0, base=best.base if best else "sgd",
                                  base_kwargs=base_kwargs), None))
     return picked
+
+
+def by_value_and_loss(fam: list[FrozenTrial]) -> list[FrozenTrial]:
+    """The distinct configurations of ``fam`` (best value first; each by its best-valued
+    trial) in the order: the best by value, the best by final validation loss (lowest), the
+    second by value, the second by loss, ..., each at its first place. Trials that recorded
+    no loss are placed by value only.
+
+    One seed on a small validation split ranks configurations a point or two apart by noise;
+    the validation loss, a proper scoring rule on every example's predicted probability, ranks
+    the top of a search better, the value is what the user asked for (``benchmarks/
+    candidates.py``, rule ``raw+loss``; the decision benchmark in ``benchmarks/RESULTS.md``)."""
+    distinct: dict[str, FrozenTrial] = {}
+    for t in fam:
+        distinct.setdefault(_key(t.user_attrs["config"]), t)
+    by_value = list(distinct.values())
+    by_loss = sorted((t for t in by_value if _finite(t.user_attrs.get("final_val_loss"))),
+                     key=lambda t: t.user_attrs["final_val_loss"])
+    out: list[FrozenTrial] = []
+    for pair in itertools.zip_longest(by_value, by_loss):
+        for t in pair:
+            if t is not None and all(t is not o for o in out):
+                out.append(t)
+    return out
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def cheapest_near_best(fam: list[FrozenTrial], val_size: int | None,

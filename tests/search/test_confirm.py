@@ -112,3 +112,52 @@ def test_never_more_than_top_k_plus_the_baseline(top_k):
     assert len(got) == top_k + 1
     assert [n for _, n in got[:-1]] == list(range(5, 5 - top_k, -1))
     assert got[-1][1] == 6
+
+
+def study_with_losses(trials) -> optuna.Study:
+    """trials: (config, value, final validation loss or None)."""
+    study = optuna.create_study(direction="maximize")
+    for config, value, loss in trials:
+        t = study.ask()
+        t.set_user_attr("config", config.to_dict())
+        if loss is not None:
+            t.set_user_attr("final_val_loss", loss)
+        study.tell(t, value)
+    return study
+
+
+def test_places_alternate_the_best_by_value_and_the_best_by_validation_loss():
+    study = study_with_losses([
+        (cfg("sam", rho=0.1), 0.90, 1.0),   # 0: best value
+        (cfg("gsam"), 0.88, 0.5),           # 1: second lowest loss
+        (cfg("asam", rho=1.0), 0.89, 0.9),  # 2: second value
+        (cfg("obf"), 0.70, 0.4),            # 3: lowest loss, worst value
+        (cfg("sgd"), 0.60, 0.3),            # 4: a baseline's loss never places a SAM trial
+    ])
+    assert [n for _, n in picked(study, top_k=1)] == [0, 4]
+    assert [n for _, n in picked(study, top_k=2)] == [0, 3, 4]
+    assert [n for _, n in picked(study, top_k=3)] == [0, 3, 2, 4]
+    assert [n for _, n in picked(study, top_k=4)] == [0, 3, 2, 1, 4]
+
+
+def test_a_configuration_counts_once_and_a_trial_without_a_loss_is_placed_by_value():
+    study = study_with_losses([
+        (cfg("sam", rho=0.1), 0.90, 0.3),   # 0: best value
+        (cfg("sam", rho=0.1), 0.80, 0.1),   # 1: the same configuration: counted once, as trial 0
+        (cfg("asam", rho=1.0), 0.85, None), # 2: no loss recorded: placed by value only
+        (cfg("gsam"), 0.70, 0.5),
+        (cfg("obf"), 0.75, 0.2),            # 4: the lowest loss of the distinct configurations
+        (cfg("sgd"), 0.60, None),
+    ])
+    assert [n for _, n in picked(study, top_k=2)] == [0, 4, 5]
+    assert [n for _, n in picked(study, top_k=3)] == [0, 4, 2, 5]
+    assert [n for _, n in picked(study, top_k=4)] == [0, 4, 2, 3, 5]
+
+
+def test_when_value_and_loss_agree_the_next_place_is_the_second_by_value():
+    study = study_with_losses([
+        (cfg("sam", rho=0.1), 0.90, 0.2), (cfg("gsam"), 0.70, 0.3), (cfg("asam", rho=1.0), 0.85, 0.9),
+        (cfg("sgd"), 0.60, None),
+    ])
+    assert [n for _, n in picked(study, top_k=2)] == [0, 2, 3]
+    assert [n for _, n in picked(study, top_k=3)] == [0, 2, 1, 3]
