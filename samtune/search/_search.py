@@ -278,14 +278,15 @@ def _search(data: str | Dataset, model: nn.Module | None, opts: SearchOptions) -
     study = open_search_study(name, storage_url, p.settings, p.space, pruner, opts.seed,
                               opts.heartbeat, opts.trials)
     loadable = from_spec and model is None
-    # the confirmation's smallest round: the top k, the cheapest near the best, the baseline
+    # the confirmation's smallest round: the top k, the cheapest near the best, one at another
+    # lr, the baseline
     run = RunRecord(
         data=data if loadable else None, fingerprint=dataset.fingerprint, space=p.space.to_dict(),
         epochs=opts.epochs, batch_size=p.train_config.batch_size, trials=opts.trials,
         seed=opts.seed, target=opts.target, drop=list(opts.drop),
         model=p.model_name if loadable else None, pruner=opts.pruner, device=opts.device,
         threads=opts.threads, timeout=opts.timeout, top_k=opts.top_k, end_time=end_time,
-        confirm_runs=opts.top_k + 2, val_size=len(dataset.y_val), metric=p.metric.name,
+        confirm_runs=opts.top_k + 3, val_size=len(dataset.y_val), metric=p.metric.name,
         cost_matrix=None if p.metric.cost_matrix is None else p.metric.cost_matrix.tolist())
     study.set_user_attr(RUN_ATTR, run.to_dict())
 

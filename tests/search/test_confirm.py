@@ -77,7 +77,7 @@ def test_top_k_counts_sam_family_configurations_only_the_best_baseline_comes_bes
 
 def test_without_a_completed_baseline_the_best_trials_base_optimizer_is_the_fallback():
     study = study_of([
-        (cfg("sam", lr=0.02), 0.80), (cfg("asam", rho=1.0, lr=0.3), 0.90),
+        (cfg("sam", lr=0.25), 0.80), (cfg("asam", rho=1.0, lr=0.3), 0.90),
         (cfg("sgd", lr=0.5), TrialState.PRUNED),
     ])
     got = pick_candidates(study, 1, {"lr": 0.07})
@@ -161,3 +161,21 @@ def test_when_value_and_loss_agree_the_next_place_is_the_second_by_value():
     ])
     assert [n for _, n in picked(study, top_k=2)] == [0, 2, 3]
     assert [n for _, n in picked(study, top_k=3)] == [0, 2, 1, 3]
+
+
+def test_the_best_trial_at_another_lr_is_confirmed_too():
+    study = study_of([
+        (cfg("sgd", lr=0.02), 0.70),            # 0: the baseline
+        (cfg("sam", rho=0.1, lr=0.02), 0.90),   # 1: best
+        (cfg("asam", rho=1.0, lr=0.02), 0.88),  # 2: second
+        (cfg("obf", lr=0.028), 0.87),           # 3: 1.4x the candidates' lr: the same lr
+        (cfg("sam", rho=0.2, lr=0.04), 0.85),   # 4: 2x: another lr, the best of those
+        (cfg("gsam", lr=0.01), 0.84),           # 5: another lr too, but worse
+    ])
+    assert [n for _, n in picked(study, top_k=2)] == [1, 2, 4, 0]
+    # with 3 (lr 0.028) a candidate, 4 (lr 0.04) lies within 1.5x of it: 5 is the other lr
+    assert [n for _, n in picked(study, top_k=3)] == [1, 2, 3, 5, 0]
+    # every SAM-family trial at the candidates' lr: nothing is added
+    same = study_of([(cfg("sgd", lr=0.02), 0.70), (cfg("sam", lr=0.02), 0.9),
+                     (cfg("asam", rho=1.0, lr=0.025), 0.8), (cfg("obf", lr=0.016), 0.7)])
+    assert [n for _, n in picked(same, top_k=2)] == [1, 2, 0]
