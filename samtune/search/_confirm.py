@@ -68,23 +68,20 @@ def pick_candidates(
            and not (max_cost is not None and (cost_of_trial(t, base_time) or 0.0) > max_cost)]
     picked: list[tuple[SAMConfig, FrozenTrial | None]] = []
     seen: set[str] = set()
-    for t in by_value_and_loss(fam):
-        k = _key(t.user_attrs["config"])
-        if k not in seen and len(picked) < top_k:
+
+    def place(t: FrozenTrial | None) -> None:
+        if t is not None and (k := _key(t.user_attrs["config"])) not in seen:
             seen.add(k)
             picked.append((SAMConfig.from_dict(t.user_attrs["config"]), t))
-    cheap = cheapest_near_best(fam, val_size, base_time)
-    if cheap is not None and _key(cheap.user_attrs["config"]) not in seen:
-        seen.add(_key(cheap.user_attrs["config"]))
-        picked.append((SAMConfig.from_dict(cheap.user_attrs["config"]), cheap))
-    other = other_lr(fam, [t for _, t in picked])
-    if other is not None and _key(other.user_attrs["config"]) not in seen:
-        seen.add(_key(other.user_attrs["config"]))
-        picked.append((SAMConfig.from_dict(other.user_attrs["config"]), other))
+
+    for t in by_value_and_loss(fam):
+        if len(picked) < top_k:
+            place(t)
+    place(cheapest_near_best(fam, val_size, base_time))
+    place(other_lr(fam, [t for _, t in picked]))
     baseline = next((t for t in done if t.user_attrs["config"]["variant"] == "sgd"), None)
     if baseline is not None:
-        if _key(baseline.user_attrs["config"]) not in seen:
-            picked.append((SAMConfig.from_dict(baseline.user_attrs["config"]), baseline))
+        place(baseline)
     else:
         best = SAMConfig.from_dict(done[0].user_attrs["config"]) if done else None
         base_kwargs = dict(best.base_kwargs) if best else dict(base_fallback)
