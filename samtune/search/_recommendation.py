@@ -5,7 +5,7 @@ verdict ("use", "keep-baseline" or "inconclusive": the gain is neither shown nor
 within the confirmation's seeds; config is then the baseline), summary (one sentence), config
 (SAMConfig dict to apply), test_accuracy {mean, std, per_seed}, baseline {config, test_accuracy,
 tuned (False: no baseline trial completed, the baseline is an untuned fallback; absent in older
-files), tuning {trials, completed, lr_tried, lr, lr_on_edge, family_lr}: how the staged search tuned it and the lr the SAM family was centred on},
+files), tuning {trials, completed, lr_tried, lr, lr_on_edge, family_lr, confirmed}: how the staged search tuned it, the lr the SAM family was centred on, and the baseline lrs the confirmation trained, the better on test chosen},
 gain (mean test accuracy of config minus the baseline's; 0 unless "use"), evidence (the best
 SAM-family candidate's gain, se, bound = z * se, test_se, seed_se, n_test, seeds, max_seeds,
 stopped, seeds_to_settle for "inconclusive", stability; see ``_evidence``; empty when no
@@ -41,6 +41,7 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -172,6 +173,7 @@ def build_recommendation(
     study: optuna.Study, confirmed: list[dict[str, Any]], dataset: Any, train_config: Any,
     model_name: str, storage_url: str, data: str, *, max_seeds: int | None = None,
     stopped: str = "decided", metric: Metric | None = None, max_cost: float | None = None,
+    other_bases: Sequence[dict[str, Any]] = (),
 ) -> Recommendation:
     """State the verdict on the best SAM-family candidate (by mean test ``metric``; None:
     accuracy) against the baseline (``_evidence``). ``max_seeds``: the most seeds the
@@ -181,7 +183,9 @@ def build_recommendation(
     When the verdict is ``use``, the configuration to use is the cheapest candidate whose
     gain is beyond its own noise and within the noise of the best's (``_cost.cheapest_near``).
     ``max_cost``: only candidates at most that multiple of the baseline's measured cost are
-    judged or chosen; ``left_out`` names a better one above it."""
+    judged or chosen; ``left_out`` names a better one above it. ``other_bases``: baseline
+    records confirmed besides ``confirmed``'s and not chosen (``_confirm.choose_baseline``):
+    the baseline's ``tuning`` lists every confirmed lr, and their runs count in ``compute``."""
     words = _Words(metric)
     y_test = getattr(dataset, "y_test", None)
     baseline = next(c for c in confirmed if c["config"]["variant"] == "sgd")
@@ -268,7 +272,7 @@ def build_recommendation(
         summary += _left_out_text(left_out, max_cost, words)
     trials = study.get_trials(deepcopy=False)
     search_epochs = sum(len(t.user_attrs.get("history", [])) for t in trials)
-    confirm_epochs = sum(c["epochs"] for c in confirmed)
+    confirm_epochs = sum(c["epochs"] for c in [*confirmed, *other_bases])
     if best_sam is not None:
         evidence["stability"] = stability(study, best_sam["config"], _val_value(baseline))
     classes = metric.num_classes if metric is not None else getattr(dataset, "num_classes", None)
@@ -281,7 +285,7 @@ def build_recommendation(
         config=SAMConfig.from_dict(chosen["config"]),
         test_accuracy=chosen["test_accuracy"],
         baseline={"config": baseline["config"], "test_accuracy": baseline["test_accuracy"],
-                  "tuned": tuned, "tuning": baseline_tuning(study),
+                  "tuned": tuned, "tuning": baseline_tuning(study, baseline, other_bases),
                   "test_metric": words.scores(baseline),
                   **_per_class(baseline, y_test, classes)},
         gain=gain,
@@ -443,17 +447,26 @@ def stability(study: optuna.Study, config: dict[str, Any],
     return out
 
 
-def baseline_tuning(study: optuna.Study) -> dict[str, Any]:
+def baseline_tuning(study: optuna.Study, baseline: dict[str, Any] | None = None,
+                    other_bases: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
     """How the staged search tuned the baseline: trials, the lrs tried, the lr it chose and
-    whether that lr sits on the edge of what was tried (empty for an unstaged study)."""
+    whether that lr sits on the edge of what was tried (empty for an unstaged study); with
+    ``other_bases``, ``confirmed``: each baseline lr the confirmation trained (lr, test_metric
+    mean, seeds, chosen), the one chosen being ``baseline``."""
     record = study.user_attrs.get(STAGE_ATTR)
-    if not record:
-        return {}
-    out = {"trials": record["baseline_trials"], "completed": record["baseline_completed"],
-           "lr_tried": record["lr_tried"], "lr": record["baseline_lr"],
-           "lr_on_edge": record["lr_on_edge"]}
-    if "family_lr" in record:  # studies of an earlier samtune centred the family on lr
-        out["family_lr"] = record["family_lr"]
+    out: dict[str, Any] = {}
+    if record:
+        out = {"trials": record["baseline_trials"], "completed": record["baseline_completed"],
+               "lr_tried": record["lr_tried"], "lr": record["baseline_lr"],
+               "lr_on_edge": record["lr_on_edge"]}
+        if "family_lr" in record:  # studies of an earlier samtune centred the family on lr
+            out["family_lr"] = record["family_lr"]
+    if other_bases and baseline is not None:
+        scores = [c.get("test_metric", c["test_accuracy"]) for c in (baseline, *other_bases)]
+        out["confirmed"] = [{"lr": c["config"].get("base_kwargs", {}).get("lr"),
+                             "test_metric": _finite_or_none(sc["mean"]),
+                             "seeds": len(sc["per_seed"]), "chosen": c is baseline}
+                            for c, sc in zip((baseline, *other_bases), scores)]
     return out
 
 

@@ -20,7 +20,7 @@ from samtune.data import Dataset, load_data
 from samtune.errors import ConfigError, SamtuneError
 from samtune.metrics import Metric, parse_metric
 from samtune.models.check import check_model, refuse_lazy
-from samtune.search._confirm import Runner, confirm, pick_candidates, settle
+from samtune.search._confirm import Runner, choose_baseline, confirm, pick_candidates, settle
 from samtune.search._cost import admissible
 from samtune.search._metric import (
     is_accuracy,
@@ -279,14 +279,14 @@ def _search(data: str | Dataset, model: nn.Module | None, opts: SearchOptions) -
                               opts.heartbeat, opts.trials)
     loadable = from_spec and model is None
     # the confirmation's smallest round: the top k, the cheapest near the best, one at another
-    # lr, the baseline
+    # lr, the baseline and the baseline at the next lr tried
     run = RunRecord(
         data=data if loadable else None, fingerprint=dataset.fingerprint, space=p.space.to_dict(),
         epochs=opts.epochs, batch_size=p.train_config.batch_size, trials=opts.trials,
         seed=opts.seed, target=opts.target, drop=list(opts.drop),
         model=p.model_name if loadable else None, pruner=opts.pruner, device=opts.device,
         threads=opts.threads, timeout=opts.timeout, top_k=opts.top_k, end_time=end_time,
-        confirm_runs=opts.top_k + 3, val_size=len(dataset.y_val), metric=p.metric.name,
+        confirm_runs=opts.top_k + 4, val_size=len(dataset.y_val), metric=p.metric.name,
         cost_matrix=None if p.metric.cost_matrix is None else p.metric.cost_matrix.tolist())
     study.set_user_attr(RUN_ATTR, run.to_dict())
 
@@ -347,12 +347,20 @@ def _search(data: str | Dataset, model: nn.Module | None, opts: SearchOptions) -
     runner = Runner(dataset, p.train_config, p.factory, seed=opts.seed, on_run=on_run,
                     say=progress.say, metric=p.metric, folds=folds)
     confirmed = confirm(candidates, dataset, p.train_config, p.factory, seeds=seeds, runner=runner)
+    tuned = next(c for c in confirmed if c["config"]["variant"] == "sgd")
+    confirmed, other_bases = choose_baseline(confirmed, p.metric, getattr(dataset, "y_test", None))
+    kept = next(c for c in confirmed if c["config"]["variant"] == "sgd")
+    for c in other_bases:
+        how = "is not beaten beyond the noise by" if kept is tuned else "beats, beyond the noise,"
+        progress.say(f"baseline: {kept['description']} {how} {c['description']} on test "
+                     f"({kept['test_metric']['mean']:.4f} vs {c['test_metric']['mean']:.4f}); "
+                     "the verdict is judged against it")
     # the verdict is judged among the candidates within --max-cost (by their measured cost)
     stopped = settle(admissible(confirmed, opts.max_cost), runner, max_seeds=max_seeds,
                      say=progress.say, afford=lambda runs: fits(confirmed, runs, end_time))
     rec = build_recommendation(study, confirmed, dataset, p.train_config, p.model_name,
                                shown_url, data, max_seeds=max_seeds, stopped=stopped,
-                               metric=p.metric, max_cost=opts.max_cost)
+                               metric=p.metric, max_cost=opts.max_cost, other_bases=other_bases)
     out = Path(opts.out) if opts.out else default_out_dir(storage_url, name)
     json_path, _ = rec.save(out)
     study.set_user_attr("recommendation", rec.to_dict())

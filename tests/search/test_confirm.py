@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import optuna
 import pytest
+import torch
 from optuna.trial import TrialState
 
 from samtune import SAMConfig
-from samtune.search._confirm import pick_candidates
+from samtune.search._confirm import choose_baseline, other_baseline, pick_candidates
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -51,8 +52,8 @@ def test_the_top_k_distinct_completed_configurations_and_the_best_baseline():
     ])
     got = picked(study, top_k=2)
     trials = study.get_trials()
-    assert [n for _, n in got] == [1, 4, 5]
-    assert [c for c, _ in got] == [trials[n].user_attrs["config"] for n in (1, 4, 5)]
+    assert [n for _, n in got] == [1, 4, 5, 0]  # and the baseline at the next lr tried
+    assert [c for c, _ in got] == [trials[n].user_attrs["config"] for n in (1, 4, 5, 0)]
 
 
 def test_top_k_three_takes_the_next_distinct_configuration():
@@ -71,8 +72,8 @@ def test_top_k_counts_sam_family_configurations_only_the_best_baseline_comes_bes
         (cfg("asam", rho=1.0), 0.80),
     ])
     got = picked(study, top_k=2)
-    assert [n for _, n in got] == [1, 3, 0]
-    assert sum(c["variant"] == "sgd" for c, _ in got) == 1
+    assert [n for _, n in got] == [1, 3, 0, 2]  # the best baseline, then the one at lr / 2
+    assert sum(c["variant"] == "sgd" for c, _ in got) == 2
 
 
 def test_without_a_completed_baseline_the_best_trials_base_optimizer_is_the_fallback():
@@ -179,3 +180,48 @@ def test_the_best_trial_at_another_lr_is_confirmed_too():
     same = study_of([(cfg("sgd", lr=0.02), 0.70), (cfg("sam", lr=0.02), 0.9),
                      (cfg("asam", rho=1.0, lr=0.025), 0.8), (cfg("obf", lr=0.016), 0.7)])
     assert [n for _, n in picked(same, top_k=2)] == [1, 2, 0]
+
+
+def _bases(study):
+    return sorted((t for t in study.get_trials(states=(TrialState.COMPLETE,))
+                   if t.user_attrs["config"]["variant"] == "sgd"), key=lambda t: -t.value)
+
+
+def test_the_other_baseline_is_the_better_of_the_nearest_lrs_tried_on_either_side():
+    study = study_of([
+        (cfg("sgd", lr=0.01), 0.79),   # 0: below, but not the nearest below
+        (cfg("sgd", lr=0.04), 0.70),   # 1: the nearest below
+        (cfg("sgd", lr=0.1), 0.80),    # 2: the best
+        (cfg("sgd", lr=0.12), 0.78),   # 3: 1.2x away: the same lr to a validation seed
+        (cfg("sgd", lr=0.25), 0.75),   # 4: the nearest above, better than 1
+        (cfg("sgd", lr=1.0), 0.79),    # 5: above, not the nearest
+        (cfg("sam", lr=0.2), 0.95),    # SAM-family trials are no baselines
+    ])
+    assert other_baseline(_bases(study)).number == 4
+    tie = study_of([(cfg("sgd", lr=0.1), 0.8), (cfg("sgd", lr=0.02), 0.7), (cfg("sgd", lr=0.3), 0.7)])
+    assert other_baseline(_bases(tie)).number == 2  # a tie: the nearer (3x against 5x)
+    lonely = study_of([(cfg("sgd", lr=0.1), 0.8), (cfg("sgd", lr=0.11), 0.9)])
+    assert other_baseline(_bases(lonely)) is None and other_baseline([]) is None
+
+
+def rec(variant, rights, lr=0.1, n=1000, skip=0):
+    """A confirmation record: per seed, ``rights[s]`` of ``n`` test examples right, those
+    from ``skip`` on."""
+    accs = [r / n for r in rights]
+    mean = sum(accs) / len(accs)
+    correct = [(torch.arange(n) >= skip) & (torch.arange(n) < skip + r) for r in rights]
+    return {"config": cfg(variant, lr=lr).to_dict(), "correct": correct,
+            "test_metric": {"mean": mean, "per_seed": accs}, "test_accuracy": {"mean": mean, "per_seed": accs}}
+
+
+def test_the_tuned_baseline_is_kept_unless_another_beats_it_beyond_the_noise():
+    sam, tuned = rec("sam", [800] * 3), rec("sgd", [700, 702, 698], lr=0.1)
+    near = rec("sgd", [705, 703, 707], lr=0.2, skip=20)  # +0.5 pp (25 gained, 20 lost): noise
+    kept, aside = choose_baseline([sam, tuned, near])
+    assert kept == [sam, tuned] and aside == [near]
+    far = rec("sgd", [760, 758, 762], lr=0.2)  # +6 pp: beyond it
+    kept, aside = choose_baseline([sam, tuned, far])
+    assert kept == [sam, far] and aside == [tuned]
+    worse = rec("sgd", [600] * 3, lr=0.05)
+    assert choose_baseline([tuned, sam, worse]) == ([tuned, sam], [worse])
+    assert choose_baseline([sam, tuned]) == ([sam, tuned], [])

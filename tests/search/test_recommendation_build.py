@@ -349,3 +349,18 @@ def test_the_candidate_settle_extended_is_judged_even_when_another_now_has_a_hig
     other = _cand("asam", [86, 86, 86], 2.0, description="other")  # 3 seeds, higher mean now
     rec = _build([base, settled, other], max_seeds=6)
     assert rec.evidence["candidate"] == "settled" and rec.evidence["seeds"] == [4, 4]
+
+
+def test_a_baseline_set_aside_by_the_confirmation_is_listed_and_its_runs_counted():
+    base = _cand("sgd", [60, 60], 3.0, description="base", trial=0, val=0.6)
+    other = _cand("sgd", [55, 57], 3.0, description="base lr/2", trial=1, val=0.6)
+    other["config"]["base_kwargs"] = {"lr": 0.025}
+    base["config"]["base_kwargs"] = {"lr": 0.05}
+    sam = _cand("sam", [90, 90], 7.0, description="sam", trial=2, val=0.9)
+    alone, both = _build([base, sam]), _build([base, sam], other_bases=[other])
+    assert "confirmed" not in alone.baseline["tuning"]
+    assert both.baseline["tuning"]["confirmed"] == [
+        {"lr": 0.05, "test_metric": 0.6, "seeds": 2, "chosen": True},
+        {"lr": 0.025, "test_metric": pytest.approx(0.56), "seeds": 2, "chosen": False}]
+    assert both.compute["confirmation_epochs"] == alone.compute["confirmation_epochs"] + 4
+    assert both.verdict == alone.verdict and both.gain == alone.gain  # judged against base alone
