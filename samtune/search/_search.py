@@ -20,7 +20,14 @@ from samtune.data import Dataset, load_data
 from samtune.errors import ConfigError, SamtuneError
 from samtune.metrics import Metric, parse_metric
 from samtune.models.check import check_model, refuse_lazy
-from samtune.search._confirm import Runner, choose_baseline, confirm, pick_candidates, settle
+from samtune.search._confirm import (
+    Runner,
+    choose_baseline,
+    confirm,
+    mean_utility,
+    pick_candidates,
+    settle,
+)
 from samtune.search._cost import admissible
 from samtune.search._metric import (
     is_accuracy,
@@ -351,7 +358,9 @@ def _search(data: str | Dataset, model: nn.Module | None, opts: SearchOptions) -
     confirmed, other_bases = choose_baseline(confirmed, p.metric, getattr(dataset, "y_test", None))
     kept = next(c for c in confirmed if c["config"]["variant"] == "sgd")
     for c in other_bases:
-        how = "is not beaten beyond the noise by" if kept is tuned else "beats, beyond the noise,"
+        how = ("beats, beyond the noise," if kept is not tuned else "tests better than"
+               if mean_utility(kept, p.metric) >= mean_utility(c, p.metric)
+               else "is not beaten beyond the noise by")
         progress.say(f"baseline: {kept['description']} {how} {c['description']} on test "
                      f"({kept['test_metric']['mean']:.4f} vs {c['test_metric']['mean']:.4f}); "
                      "the verdict is judged against it")
