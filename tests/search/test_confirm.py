@@ -225,3 +225,25 @@ def test_the_tuned_baseline_is_kept_unless_another_beats_it_beyond_the_noise():
     worse = rec("sgd", [600] * 3, lr=0.05)
     assert choose_baseline([tuned, sam, worse]) == ([tuned, sam], [worse])
     assert choose_baseline([sam, tuned]) == ([sam, tuned], [])
+
+
+def test_the_baseline_is_chosen_on_the_searchs_metric():
+    """Balanced accuracy prefers the baseline that finds the rare class; accuracy does not."""
+    from samtune.metrics import Metric
+
+    y = torch.tensor([0] * 900 + [1] * 100)
+    majority = torch.zeros(1000, dtype=torch.long)  # accuracy 0.90, balanced 0.50
+    rare = y.clone()
+    rare[:150] = 1  # accuracy 0.85, balanced 0.92
+
+    def with_pred(variant, pred, lr):
+        r = rec(variant, [int((pred == y).sum())] * 3, lr=lr)
+        r["correct"] = [pred == y] * 3
+        r["pred"] = [pred] * 3
+        score = Metric("balanced_accuracy", 2).score(y, pred)
+        r["test_metric"] = {"mean": score, "per_seed": [score] * 3}
+        return r
+
+    sam, tuned, other = rec("sam", [800] * 3), with_pred("sgd", majority, 0.1), with_pred("sgd", rare, 0.25)
+    assert choose_baseline([sam, tuned, other]) == ([sam, tuned], [other])
+    assert choose_baseline([sam, tuned, other], Metric("balanced_accuracy", 2), y) == ([sam, other], [tuned])
