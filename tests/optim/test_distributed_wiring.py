@@ -50,7 +50,12 @@ WORKER = textwrap.dedent("""
     torch.save({"params": [p.detach() for p in model.parameters()],
                 "buffers": [b.detach().clone() for b in model.buffers()]}, out)
     dist.barrier()  # no rank tears gloo down while the other still talks to it
+    del ddp, opt  # the DDP reducer holds the process group: release it before tearing it down
     dist.destroy_process_group()
+    # exit without C++ static destructors: gloo's threads joined there sometimes abort a
+    # finished process ("terminate called without an active exception"), results already saved
+    import os
+    os._exit(0)
 """)
 
 
