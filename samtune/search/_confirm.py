@@ -155,8 +155,7 @@ def other_baseline(bases: list[FrozenTrial]) -> FrozenTrial | None:
         side, dist = lr > best, abs(math.log(lr / best))
         if side not in sides or dist < sides[side][0]:
             sides[side] = (dist, t)
-    near = sorted(sides.values(), key=lambda p: (-p[1].value, p[0]))
-    return near[0][1] if near else None
+    return min(sides.values(), key=lambda p: (-p[1].value, p[0]))[1] if sides else None
 
 
 def choose_baseline(confirmed: list[dict[str, Any]], metric: Metric | None = None,
@@ -175,9 +174,8 @@ def choose_baseline(confirmed: list[dict[str, Any]], metric: Metric | None = Non
     keep = tuned
     for c in others:
         ev = gain_evidence(c, tuned, metric, y_test, candidates=len(others))
-        if math.isfinite(ev["gain"]) and math.isfinite(ev["bound"]) and ev["gain"] > ev["bound"] \
-                and mean_utility(c, metric) > mean_utility(keep, metric):
-            keep = c
+        if ev["gain"] > ev["bound"] and mean_utility(c, metric) > mean_utility(keep, metric):
+            keep = c  # a NaN gain or bound (nothing to pair) compares False: no switch
     return ([c for c in confirmed if c["config"]["variant"] != "sgd" or c is keep],
             [c for c in bases if c is not keep])
 

@@ -285,7 +285,8 @@ def build_recommendation(
         config=SAMConfig.from_dict(chosen["config"]),
         test_accuracy=chosen["test_accuracy"],
         baseline={"config": baseline["config"], "test_accuracy": baseline["test_accuracy"],
-                  "tuned": tuned, "tuning": baseline_tuning(study, baseline, other_bases),
+                  "tuned": tuned, "tuning": baseline_tuning(study) | (
+                      {"confirmed": _confirmed_lrs(baseline, other_bases, words)} if other_bases else {}),
                   "test_metric": words.scores(baseline),
                   **_per_class(baseline, y_test, classes)},
         gain=gain,
@@ -447,27 +448,27 @@ def stability(study: optuna.Study, config: dict[str, Any],
     return out
 
 
-def baseline_tuning(study: optuna.Study, baseline: dict[str, Any] | None = None,
-                    other_bases: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+def baseline_tuning(study: optuna.Study) -> dict[str, Any]:
     """How the staged search tuned the baseline: trials, the lrs tried, the lr it chose and
-    whether that lr sits on the edge of what was tried (empty for an unstaged study); with
-    ``other_bases``, ``confirmed``: each baseline lr the confirmation trained (lr, test_metric
-    mean, seeds, chosen), the one chosen being ``baseline``."""
+    whether that lr sits on the edge of what was tried (empty for an unstaged study)."""
     record = study.user_attrs.get(STAGE_ATTR)
-    out: dict[str, Any] = {}
-    if record:
-        out = {"trials": record["baseline_trials"], "completed": record["baseline_completed"],
-               "lr_tried": record["lr_tried"], "lr": record["baseline_lr"],
-               "lr_on_edge": record["lr_on_edge"]}
-        if "family_lr" in record:  # studies of an earlier samtune centred the family on lr
-            out["family_lr"] = record["family_lr"]
-    if other_bases and baseline is not None:
-        scores = [c.get("test_metric", c["test_accuracy"]) for c in (baseline, *other_bases)]
-        out["confirmed"] = [{"lr": c["config"].get("base_kwargs", {}).get("lr"),
-                             "test_metric": _finite_or_none(sc["mean"]),
-                             "seeds": len(sc["per_seed"]), "chosen": c is baseline}
-                            for c, sc in zip((baseline, *other_bases), scores)]
+    if not record:
+        return {}
+    out = {"trials": record["baseline_trials"], "completed": record["baseline_completed"],
+           "lr_tried": record["lr_tried"], "lr": record["baseline_lr"],
+           "lr_on_edge": record["lr_on_edge"]}
+    if "family_lr" in record:  # studies of an earlier samtune centred the family on lr
+        out["family_lr"] = record["family_lr"]
     return out
+
+
+def _confirmed_lrs(baseline: dict[str, Any], others: Sequence[dict[str, Any]],
+                   words: _Words) -> list[dict[str, Any]]:
+    """Each baseline lr the confirmation trained: lr, test_metric mean, seeds, chosen."""
+    return [{"lr": c["config"].get("base_kwargs", {}).get("lr"),
+             "test_metric": _finite_or_none(words.scores(c)["mean"]),
+             "seeds": len(words.scores(c)["per_seed"]), "chosen": c is baseline}
+            for c in (baseline, *others)]
 
 
 def _noise_text(ev: dict[str, Any], scale: Scale = _PP) -> str:
