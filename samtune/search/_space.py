@@ -27,6 +27,7 @@ from samtune.search._options import PRESETS_DIR, list_presets
 _KEYS = {"name", "base", "base_kwargs", "lr", "variants", "rho", "schedule", "m",
          "variant_kwargs", "warm_start", "perturb"}
 ALWAYS = "always"
+_KWARG_NAMES = {n for v in list_variants() for n in get_variant(v).param_names}  # eta, alpha, ...
 
 
 def parse_perturb(label: str, where: str = "perturb") -> tuple[str, dict[str, Any]]:
@@ -167,6 +168,11 @@ class SearchSpace:
         for i, ws in enumerate(space.warm_start):
             if not isinstance(ws, dict) or ws.get("variant") not in variants:
                 raise ConfigError(f"{where}: warm_start[{i}] must name one of the variants {variants}.")
+            spec = get_variant(ws["variant"])
+            try:  # the variant's own hyperparameters, where the entry gives them
+                spec.resolve_kwargs({k: v for k, v in ws.items() if k in _KWARG_NAMES})
+            except ConfigError as exc:
+                raise ConfigError(f"{where}: warm_start[{i}]: {exc}") from None
         return space
 
     @classmethod
@@ -255,7 +261,11 @@ class SearchSpace:
         return SAMConfig(**kwargs)
 
     def warm_start_params(self) -> list[dict[str, Any]]:
-        """The warm-start entries as trial params, restricted to what this space searches."""
+        """The warm-start entries as trial params, restricted to what this space searches.
+
+        A variant hyperparameter the space searches (eta, alpha, gamma) takes the entry's value,
+        else the variant's default, moved into the searched range (OBF's gamma of 1e-12 becomes
+        the range's floor): a warm start is the literature's configuration, not a random draw."""
         out = []
         for ws in self.warm_start:
             params = {"variant": ws["variant"]}
@@ -269,6 +279,11 @@ class SearchSpace:
                     params["schedule"] = ws.get("schedule", self.schedule[0])
                 if ws.get("m") in self.m:
                     params["m"] = ws.get("m")
+                defaults = get_variant(ws["variant"]).resolve_kwargs({})
+                for name in get_variant(ws["variant"]).param_names:  # searched: as written, else
+                    rng = self.variant_kwargs.get(name)                # the variant's default
+                    if isinstance(rng, dict):
+                        params[name] = min(rng["high"], max(rng["low"], ws.get(name, defaults[name])))
                 if len(self.perturb) > 1:  # a warm start perturbs as written, every step by default
                     label = ws.get("perturb", ALWAYS)
                     if label in self.perturb:

@@ -3,6 +3,8 @@ conditional parameters), warm starts restricted to the space, the digest."""
 
 from __future__ import annotations
 
+import re
+
 import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution
@@ -118,6 +120,32 @@ def test_warm_starts_keep_only_what_the_space_searches():
     fixed = SearchSpace.from_dict({"variants": ["sam"], "lr": 0.05,
                                    "warm_start": [{"variant": "sam", "lr": 0.05, "rho": 0.01}]})
     assert fixed.warm_start_params() == [{"variant": "sam", "rho": 0.01, "schedule": "constant", "m": None}]
+
+
+def test_warm_starts_take_the_variants_defaults_for_what_the_space_searches():
+    s = SearchSpace.from_dict({
+        "variants": ["asam", "gsam-obf"], "lr": 0.05,
+        "variant_kwargs": {"eta": {"low": 0.001, "high": 0.1}, "alpha": {"low": 0.01, "high": 1.0},
+                           "gamma": {"low": 1e-4, "high": 1.0}},
+        "warm_start": [{"variant": "asam", "rho": 1.0}, {"variant": "asam", "rho": 1.0, "eta": 0.05},
+                       {"variant": "asam", "rho": 1.0, "eta": 0.5}, {"variant": "gsam-obf", "rho": 0.05}],
+    })
+    # asam's eta 0.01; the entry's own value; clipped into the range; gsam's alpha 0.1 and
+    # OBF's gamma 1e-12 moved up to the range's floor
+    assert [{k: v for k, v in p.items() if k in ("eta", "alpha", "gamma")} for p in s.warm_start_params()] == [
+        {"eta": 0.01}, {"eta": 0.05}, {"eta": 0.1}, {"alpha": 0.1, "gamma": 1e-4}]
+    fixed = SearchSpace.from_dict({"variants": ["asam"], "variant_kwargs": {"eta": 0.02},
+                                   "warm_start": [{"variant": "asam", "rho": 1.0}]})
+    assert "eta" not in fixed.warm_start_params()[0]  # not searched: the space's value applies
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"variant": "sam", "eta": 0.01}, "warm_start[0]: variant 'sam' takes no parameter(s) ['eta']"),
+    ({"variant": "asam", "eta": 0}, "warm_start[0]: eta must be in (0.0, 1.0]"),
+])
+def test_a_warm_starts_hyperparameter_is_checked_when_the_space_loads(entry, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        SearchSpace.from_dict({"variants": ["sam", "asam"], "warm_start": [entry]}, where="space.yaml")
 
 
 def test_the_digest_ignores_key_order_and_sees_every_value():

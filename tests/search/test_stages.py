@@ -87,8 +87,12 @@ def test_the_baseline_comes_first_then_the_family_around_the_tuned_lr():
                for t in family)
     # the space's SAM-family warm starts run first, at the family's centre lr
     assert [(t.params["variant"], t.params["m"]) for t in family[:4]] == [
-        ("sam", None), ("asam", None), ("asam", 16), ("obf", None)]
+        ("sam", None), ("asam", None), ("asam", 16), ("gsam-obf", None)]
     assert all(t.params["lr"] == pytest.approx(0.0431) for t in family[:4])
+    # ... at the variants' defaults (gamma at the range's floor), GSAM + OBF under lr_prop
+    assert [t.params.get("eta") for t in family[1:3]] == [0.01, 0.01]
+    assert {k: family[3].params[k] for k in ("alpha", "gamma", "schedule")} == {
+        "alpha": 0.1, "gamma": 1e-4, "schedule": "lr_prop"}
 
 
 def test_a_best_lr_on_the_edge_extends_the_grid_beyond_the_range():
