@@ -150,9 +150,12 @@ def run_search(task, seed: int, folder: Path, options: dict[str, Any]):
         torch.manual_seed(seed)
         ds = task.dataset()
         model = task.model_factory(ds)()
+        auto_options = dict(options)
+        if "trials" in auto_options:  # autoconfigure's name for it
+            auto_options["budget"] = auto_options.pop("trials")
         auto = samtune.autoconfigure(
             model, (torch.as_tensor(xp), torch.as_tensor(yp)), epochs=task.epochs,
-            storage=storage, seed=seed, out=str(folder / f"{task.name}-s{seed}"), **options)
+            storage=storage, seed=seed, out=str(folder / f"{task.name}-s{seed}"), **auto_options)
         return auto.recommendation, storage
     rec = samtune.search(task.dataset(), epochs=task.epochs, seed=seed, storage=storage,
                          study=f"{task.name}-s{seed}", out=str(folder / f"{task.name}-s{seed}"),

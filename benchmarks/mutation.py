@@ -32,7 +32,8 @@ FILES: dict[str, list[str]] = {
     "samtune/optim/_perturb.py": ["tests/optim/test_perturbation.py", "tests/optim/test_wiring.py"],
     "samtune/optim/_variants.py": ["tests/optim/test_variants.py", "tests/optim/test_config.py",
                                    "tests/optim/test_wiring.py"],
-    "samtune/search/_confirm.py": ["tests/search/test_confirm.py", "tests/search/test_confirm_runs.py"],
+    "samtune/search/_confirm.py": ["tests/search/test_confirm.py", "tests/search/test_confirm_runs.py",
+                                   "tests/search/test_evidence.py"],  # settle's sequential seeds
     "samtune/search/_recommendation.py": ["tests/search/test_recommendation.py",
                                           "tests/search/test_recommendation_build.py",
                                           "tests/search/test_stability.py"],

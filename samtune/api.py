@@ -157,6 +157,9 @@ def autoconfigure(
     >>> for x, y in loader:  # doctest: +SKIP
     ...     auto.optimizer.train_step(model, x, y, loss_fn); auto.scheduler.step()
     """
+    if "trials" in search_options:
+        raise ConfigError(f"autoconfigure takes its trial count as budget=, not trials=; "
+                          f"pass budget={search_options['trials']!r}.")
     if batch_size is None and isinstance(data, torch.utils.data.DataLoader):
         batch_size = data.batch_size
     dataset = as_dataset(data, seed=seed, target=search_options.pop("target", None))

@@ -53,3 +53,9 @@ def test_fresh_searches_anew_in_a_new_study(tmp_path):
     assert again.recommendation.study["name"] != first.recommendation.study["name"]
     with pytest.raises(ConfigError, match="fresh"):
         autoconfigure(_net(), _loader(16), fresh="yes", **common)
+
+
+def test_trials_is_refused_with_the_name_autoconfigure_uses(tmp_path):
+    with pytest.raises(ConfigError, match=r"budget=, not trials=; pass budget=20\."):
+        autoconfigure(_net(), _loader(16), trials=20, storage=f"sqlite:///{tmp_path / 'a.db'}")
+    assert not (tmp_path / "a.db").exists()  # refused before anything is written
