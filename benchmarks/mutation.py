@@ -38,6 +38,7 @@ FILES: dict[str, list[str]] = {
                                           "tests/search/test_recommendation_build.py",
                                           "tests/search/test_stability.py"],
     "samtune/search/_space.py": ["tests/search/test_space.py", "tests/search/test_space_rules.py"],
+    "samtune/search/_stages.py": ["tests/search/test_stages.py", "tests/search/test_warm_start.py"],
     "samtune/search/_evidence.py": ["tests/search/test_evidence.py", "tests/search/test_metric_verdict.py",
                                     "tests/search/test_recommendation_build.py"],
     "samtune/data/_prep.py": ["tests/data/test_data_prep.py"],

@@ -590,3 +590,18 @@ def test_information_fractions_without_an_se_or_a_test_term_recorded():
 
     assert information_fractions({"seed_se": 0.01, "seeds": [1, 1]}, 1, 2) == [0.5, 1.0]
     assert information_fractions({"se": 0.01, "seed_se": 0.01, "seeds": [1, 1]}, 1, 2) == pytest.approx([0.5, 1.0])
+
+
+def test_settle_asks_the_budget_for_two_runs_and_says_what_is_open():
+    n = 2000
+    base, sam = _flipping(n, 0.80, 0.82, seed=3)  # +2 pp: open at 3 seeds (1.8 se)
+    runner = _Runner({"sgd": base, "sam": sam})
+    confirmed = [_record(v, runner, 3) for v in ("sgd", "sam")]
+    asked, said = [], []
+    assert settle(confirmed, runner, max_seeds=6, afford=lambda runs: asked.append(runs) or False,
+                  say=said.append) == "budget"
+    assert asked == [2] and said == []  # one seed more for the baseline and the best: 2 runs
+    ev = gain_evidence(confirmed[1], confirmed[0], None, first_and_most=(3, 4))  # looks at 3, 4
+    assert settle(confirmed, runner, max_seeds=4, say=said.append) == "max seeds"
+    assert said == [f"  open: {100 * ev['gain']:+.2f} pp against a bound of {100 * ev['bound']:.2f} pp "
+                    "after 3 seed(s); seed 4 of at most 4"]
