@@ -26,9 +26,11 @@ learning rate; a verdict against a baseline tuned less than the SAM family is wo
    its range), and the other batch design (m on the whole batch <-> the space's middle m). The
    research's advice is to vary the perturbation size and the batch design around a promising
    point; the neighbours also tell the recommendation how the gain holds near it
-   (``stability``). With ``REFINE_ROUNDS`` above 1, a neighbour that beats the trial they
-   surround gets a round of its own (points already run are not run again); one round is the
-   default.
+   (``stability``). The runner-up's neighbours run too, after the best's and leaving room for
+   stage 4: one seed of a small validation split often ranks two warm starts the wrong way
+   round, and the best cell may lie next to either (RESULTS.md, "A second centre"). With
+   ``REFINE_ROUNDS`` above 1, a neighbour that beats the trial they surround gets a round of
+   its own (points already run are not run again); one round is the default.
 4. **Cheaper.** When the refinement ends with a SAM-family trial above the tuned baseline, the
    same configuration runs under the cheap perturbation schedules ``CHEAPER`` (SAM on a random
    half of the steps, on the last half of training): about 1.5x the baseline's cost instead of
@@ -317,14 +319,24 @@ def _refine(study: optuna.Study, record: dict[str, Any], target: int) -> str | N
     live = study.get_trials(deepcopy=False)
     if len(rounds) < REFINE_ROUNDS and best.number not in rounds:
         points = _new(neighbours(space, dict(best.params)), live)
+        second = (max((t for t in family if t.number != best.number), key=lambda t: t.value, default=None)
+                  if not rounds else None)  # the first round hedges one seed's luck: the runner-up too
+        extra = ([p for p in _new(neighbours(space, dict(second.params)), live) if p not in points]
+                 if second is not None else [])
         study.set_user_attr(STAGE_ATTR, {
             **record, "refined_around": rounds[0] if rounds else best.number,
-            "rounds": [*rounds, best.number], "neighbours": [*record.get("neighbours", []), *points]})
+            "rounds": [*rounds, best.number],
+            **({"second_centre": second.number} if second is not None else {}),
+            "neighbours": [*record.get("neighbours", []), *points, *extra]})
         n = enqueue_warm_start(study, points, target, user_attrs={ORIGIN_ATTR: "neighbour"})
-        if n:
+        # the runner-up's neighbours leave room for the best under the cheaper schedules
+        n2 = enqueue_warm_start(study, extra, target - len(CHEAPER), user_attrs={ORIGIN_ATTR: "neighbour"})
+        if n or n2:
+            also = (f", and {n2} of trial {second.number} "
+                    f"({second.user_attrs.get('config_text', second.params)})" if n2 else "")
             return (f"family: trying {n} neighbour(s) of trial {best.number} "
-                    f"({best.user_attrs.get('config_text', best.params)}): rho and lr x2 and /2, "
-                    "the other m")
+                    f"({best.user_attrs.get('config_text', best.params)}){also}: rho and lr x2 "
+                    "and /2, the other m")
         record = stage_record(study)
         rounds = _rounds(record)
     if record.get("cheaper_around") is not None or not rounds:

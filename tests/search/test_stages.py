@@ -144,22 +144,28 @@ def test_a_resumed_study_keeps_its_settled_stage():
 def test_after_the_warm_starts_the_best_family_trials_neighbours_run():
     sp = space()
     study = optuna.create_study(direction="maximize")
-    run(study, sp, 21, peak_lr=0.04)  # every warm start scores alike: the first (sam) is best
+    run(study, sp, 24, peak_lr=0.04)  # every warm start scores alike: the first (sam) is best
     family = [t for t in study.trials if t.user_attrs.get("stage") == "family"]
     record = study.user_attrs[STAGE_ATTR]
-    best = family[0]
+    best, second = family[0], family[1]
     assert record["refined_around"] == best.number and best.params["variant"] == "sam"
     want = [{**best.params, "rho": 0.1}, {**best.params, "rho": 0.025},
             {**best.params, "lr": 0.0862}, {**best.params, "lr": pytest.approx(0.0431 / 2, rel=1e-3)},
             {**best.params, "m": 16}]
     assert [t.params for t in family[4:9]] == want
-    assert record["neighbours"] == want  # lr / 2 is the range's low end, exactly
-    assert all("fixed_params" in t.system_attrs for t in family[4:9])
+    # the runner-up (the first of the ties after the best: asam) gets its neighbours too, but
+    # for its m = 16 twin, a warm start that has run
+    assert record["second_centre"] == second.number and second.params["variant"] == "asam"
+    extra = [{**second.params, "rho": 2.0}, {**second.params, "rho": 0.5},
+             {**second.params, "lr": 0.0862}, {**second.params, "lr": pytest.approx(0.0431 / 2, rel=1e-3)}]
+    assert [t.params for t in family[9:13]] == extra
+    assert record["neighbours"] == want + extra  # lr / 2 is the range's low end, exactly
+    assert all("fixed_params" in t.system_attrs for t in family[4:13])
     # no cheaper schedules: the baseline at the vertex (0.0375) is nearer the peak than the
     # family's centre (0.0431), so SAM is not ahead
-    assert "fixed_params" not in family[9].system_attrs  # TPE samples what remains
+    assert "fixed_params" not in family[13].system_attrs  # TPE samples what remains
     # the search chose the neighbours and the sampled trials, not the grid or the warm starts
-    assert [searched(t) for t in study.trials] == [False] * 9 + [False] * 4 + [True] * 8
+    assert [searched(t) for t in study.trials] == [False] * 9 + [False] * 4 + [True] * 11
     enqueue_stage(study, sp, 30)  # a resumed study runs none of them again
     assert not study.get_trials(states=(TrialState.WAITING,))
 
@@ -184,7 +190,7 @@ def test_a_better_neighbour_gets_a_round_of_its_own_then_the_best_runs_cheaper(m
     def bonus(config) -> float:  # SAM ahead of the baseline, more so with a larger rho
         return 0.5 + 0.1 * math.log(config.rho) - (0.3 if config.perturb != "always" else 0.0)
 
-    run(study, sp, 24, peak_lr=0.04, bonus=bonus)
+    run(study, sp, 30, peak_lr=0.04, bonus=bonus)
     record = study.user_attrs[STAGE_ATTR]
     by_number = {t.number: t for t in study.trials}
     first, second = (by_number[n] for n in record["rounds"])
@@ -265,3 +271,45 @@ def test_a_search_of_few_trials_spares_its_family_the_vertex_trial():
     assert record["baseline_lr"] == 0.0473  # the family still centred by the parabola:
     assert record["family_lr"] == pytest.approx(0.0341)  # 1.4x away, a vertex at 24 trials
     assert not any(t.user_attrs.get("origin") == "vertex" for t in study.trials)
+
+
+@pytest.mark.parametrize("origin", ["neighbour", "cheaper"])
+def test_a_failed_neighbour_or_cheaper_trial_runs_again_on_resume_as_what_it_was(origin):
+    sp = space()
+    study = optuna.create_study(direction="maximize")
+    failed = []
+
+    def objective(trial: optuna.Trial) -> float:
+        fixed = study._storage.get_trial_system_attrs(trial._trial_id).get("fixed_params")
+        stage, s = trial_space(study, sp, fixed)
+        config = sample_baseline(trial, s, fixed) if stage == "baseline" else s.sample(trial, fixed)
+        trial.set_user_attr("stage", stage)
+        trial.set_user_attr("config", config.to_dict())
+        if trial.user_attrs.get("origin") == origin and not failed:
+            failed.append(trial.number)
+            raise RuntimeError("the machine went away")
+        return -abs(math.log(config.lr / 0.04)) + (0.5 if config.perturbs else 0.0)
+
+    enqueue_stage(study, sp, 30)
+    with pytest.raises(RuntimeError):
+        study.optimize(objective, n_trials=30, callbacks=[lambda st, t: advance(st, sp, 30)])
+    lost = study.trials[failed[0]]
+    assert lost.state == TrialState.FAIL
+    for t in study.get_trials(states=(TrialState.WAITING,)):  # what the machine left waiting
+        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+    enqueue_stage(study, sp, 30)  # the resumed study
+    again = [t for t in study.get_trials(states=(TrialState.WAITING,))
+             if t.system_attrs["fixed_params"] == lost.system_attrs["fixed_params"]]
+    assert len(again) == 1 and again[0].user_attrs.get("origin") == origin
+
+
+def test_the_runner_ups_neighbours_leave_room_for_the_cheaper_schedules():
+    sp = space()
+    study = optuna.create_study(direction="maximize")
+    # 7 baseline trials, 4 warm starts, the best's 5 neighbours: 5 of 21 left, of which the
+    # runner-up's neighbours (4 new ones) take 3 and the best under the cheaper schedules 2
+    run(study, sp, 21, peak_lr=0.04, sam_bonus=0.5, target=21)
+    origins = [t.user_attrs.get("origin") for t in study.trials]
+    assert origins.count(None) == 11 and origins[-2:] == ["cheaper", "cheaper"]
+    assert origins.count("neighbour") == 8 and len(study.user_attrs[STAGE_ATTR]["neighbours"]) == 9
+    assert len(study.trials) == 21 and not study.get_trials(states=(TrialState.WAITING,))

@@ -1,0 +1,101 @@
+"""Neighbours around one warm start or two, replayed on the bank (no training).
+
+    python benchmarks/replay_centres.py            # 400 draws per task, 3 draw seeds; ~1 min
+
+Per bank task: the default space's four SAM-family warm starts at the bank's tuned baseline lr,
+each scored by one random seed's final validation accuracy (and loss); the bank-grid neighbours
+(rho one grid step up and down, lr x2 and /2, the other batch design) of the best, or of the
+best and the runner-up; candidates the top two by value and the best by loss; the confirmation
+taken to pick the best of them on the bank's test accuracy. Prints the mean regret (pp: the
+bank's best SAM-family cell minus the chosen one) per rule, and per task for the first two.
+Recorded in RESULTS.md ("A second centre for the neighbours").
+"""
+
+from __future__ import annotations
+
+import random
+import statistics as st
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bank import Store, truth  # noqa: E402
+from bank.store import DATA_DIR  # noqa: E402
+from bank.tasks import TASKS  # noqa: E402
+from bank.truth import cells_of  # noqa: E402
+
+WARM = [("sam", 0.05, None, "constant"), ("asam", 1.0, None, "constant"),
+        ("asam", 1.0, 16, "constant"), ("gsam-obf", 0.05, None, "lr_prop")]
+
+
+def _near(p, rhos, cells) -> list:
+    """The bank-grid neighbours of cell ``p``: rho a grid step up and down, lr x2 and /2, the
+    other batch design."""
+    v, r, m, sc, lr = p
+    grid = sorted(set(rhos[v]))
+    i = grid.index(r)
+    out = [(v, grid[j], m, sc, lr) for j in (i + 1, i - 1) if 0 <= j < len(grid)]
+    out += [(v, r, m, sc, lr * 2), (v, r, m, sc, lr / 2), (v, r, 16 if m is None else None, sc, lr)]
+    return [q for q in out if q in cells]
+
+
+def _score(p, seen, store, cells, rng) -> None:
+    """One random seed's final validation accuracy and loss of cell ``p`` (once per draw)."""
+    if p not in seen:
+        run = rng.choice(list(store.runs[cells[p].key].values()))
+        seen[p] = (run["history"]["val_acc"][-1], run["history"]["val_loss"][-1])
+
+
+def _task_regret(name: str, two: bool, reps: int, rng: random.Random, keep) -> float:
+    store = Store(DATA_DIR / f"{name}.jsonl.gz")
+    tr = truth(store)
+    cells = {(c.variant, c.rho, c.m, c.schedule, c.lr): c for c in cells_of(store)
+             if c.variant != "sgd" and len(store.seeds(c.key)) >= 3}
+    test = {k: store.mean_acc(c.key) for k, c in cells.items()}
+    best = max(test.values())
+    lr0 = float(tr.baseline.split("lr=")[1])
+    rhos: dict[str, list[float]] = {}
+    for v, r, *_ in cells:
+        rhos.setdefault(v, []).append(r)
+    regrets = []
+    for _ in range(reps):
+        seen: dict = {}
+        warm = [(*w, lr0) for w in WARM if (*w, lr0) in cells]
+        for p in warm:
+            _score(p, seen, store, cells, rng)
+        order = sorted(warm, key=lambda p: -seen[p][0])
+        for j, centre in enumerate(order[:2] if two else order[:1]):
+            for q in _near(centre, rhos, cells):
+                if j == 0 or keep is None or keep(centre, q):
+                    _score(q, seen, store, cells, rng)
+        by_value = sorted(seen, key=lambda p: -seen[p][0])
+        candidates = {by_value[0], by_value[1], min(seen, key=lambda p: seen[p][1])}
+        regrets.append(best - max(test[p] for p in candidates))
+    return 100 * st.fmean(regrets)
+
+
+def regret(two: bool, reps: int = 400, seed: int = 0, keep=None) -> tuple[float, dict[str, float]]:
+    """Mean regret over the tasks; ``keep(centre, point)`` filters the runner-up's neighbours."""
+    rng = random.Random(seed)
+    per = {name: _task_regret(name, two, reps, rng, keep) for name in TASKS}
+    return st.fmean(per.values()), per
+
+
+def main() -> int:
+    for label, two, keep in (
+            ("best only", False, None), ("best and runner-up", True, None),
+            ("runner-up without the batch-design move", True, lambda c, q: q[2] == c[2]),
+            ("runner-up's lr moves only", True, lambda c, q: q[4] != c[4]),
+            ("runner-up's rho moves only", True, lambda c, q: q[1] != c[1])):
+        means = [regret(two, seed=s, keep=keep) for s in range(3)]
+        line = f"{label:42s} mean regret {st.fmean(m for m, _ in means):.2f} pp"
+        if keep is None:
+            tasks = {t: round(st.fmean(p[t] for _, p in means), 2) for t in means[0][1]}
+            line += f"  {tasks}"
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
