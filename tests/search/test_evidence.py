@@ -605,3 +605,43 @@ def test_settle_asks_the_budget_for_two_runs_and_says_what_is_open():
     assert settle(confirmed, runner, max_seeds=4, say=said.append) == "max seeds"
     assert said == [f"  open: {100 * ev['gain']:+.2f} pp against a bound of {100 * ev['bound']:.2f} pp "
                     "after 3 seed(s); seed 4 of at most 4"]
+
+
+def test_settle_judges_on_the_runners_metric():
+    from types import SimpleNamespace
+
+    from samtune.metrics import Metric
+
+    n, gen = 1000, torch.Generator().manual_seed(5)
+    y = torch.zeros(n, dtype=torch.long)
+    y[:100] = 1  # a rare class: balanced accuracy weighs its recall as much as the rest
+
+    def preds(recall: int, wrong: float) -> list[torch.Tensor]:
+        out = []
+        for _ in range(6):
+            p = (torch.rand(n, generator=gen) < wrong).long()  # the common class, some wrong
+            p[:100] = 0
+            p[:recall] = 1
+            out.append(p)
+        return out
+
+    # +1.7 pp of accuracy (open at 3 seeds: the bound is 2.7), +47 pp of balanced accuracy
+    masks = {"sgd": preds(30, 0.05), "sam": preds(80, 0.09)}
+
+    class Runner(_Runner):
+        def add_seed(self, rec):
+            p = self.masks[rec["config"]["variant"]][len(rec["test_accuracy"]["per_seed"])]
+            rec.setdefault("pred", []).append(p)
+            rec["correct"].append(p == y)
+            for key, score in (("test_accuracy", (p == y).double().mean().item()),
+                               ("test_metric", self.metric.score(y, p) if self.metric else None)):
+                scores = rec.setdefault(key, {"per_seed": []})
+                scores["per_seed"].append(score)
+                scores["mean"] = sum(scores["per_seed"]) / len(scores["per_seed"]) if score is not None else None
+            self.calls.append(rec["config"]["variant"])
+
+    for metric, want in ((None, "max seeds"), (Metric("balanced_accuracy", 2), "decided")):
+        runner = Runner(masks)
+        runner.metric, runner.data = metric, SimpleNamespace(y_test=y)
+        confirmed = [_record(v, runner, 3) for v in ("sgd", "sam")]
+        assert settle(confirmed, runner, max_seeds=4) == want
