@@ -67,6 +67,7 @@ def test_each_candidate_runs_its_seeds_and_is_scored_on_the_test_split(data, mon
             with torch.no_grad():
                 want = model.eval()(data.x_test).argmax(-1) == data.y_test
             assert torch.equal(correct, want) and acc == int(want.sum()) / len(want)
+            assert torch.equal(c["pred"][s], model(data.x_test).argmax(-1))
         assert c["test_accuracy"]["mean"] == pytest.approx(statistics.fmean(accs))
         assert c["test_accuracy"]["std"] == pytest.approx(statistics.stdev(accs))
         assert c["config"] == config.to_dict() and c["epochs"] == 6 and c["step_time"] > 0
@@ -74,6 +75,26 @@ def test_each_candidate_runs_its_seeds_and_is_scored_on_the_test_split(data, mon
     assert out[0]["description"] == sam.describe()
     assert (out[1]["trial"], out[1]["val_accuracy"], out[1]["tuned"]) == (None, None, False)
     assert out[1]["description"] == f"{FALLBACK} {base.describe()}"
+    assert (out[0]["val_metric"], out[1]["val_metric"]) == (0.75, None)
+    assert all(c["seconds"] > 0 for c in out)
+
+
+def test_a_runner_on_another_metric_scores_it_and_reads_the_trials_accuracy(data):
+    from samtune.metrics import Metric
+
+    metric = Metric("balanced_accuracy", 2)
+    sam = SAMConfig(variant="sam", base_kwargs={"lr": 0.1})
+    study = optuna.create_study(direction="maximize")
+    t = study.ask()
+    t.set_user_attr("final_val_acc", 0.61)
+    study.tell(t, 0.55)  # the trial's value is its balanced accuracy
+    runner = _confirm.Runner(data, TrainConfig(epochs=1, batch_size=16), factory, metric=metric)
+    rec = runner.record(sam, study.trials[0])
+    assert (rec["val_accuracy"], rec["val_metric"]) == (0.61, 0.55)
+    acc = runner.add_seed(rec)
+    assert acc == rec["test_accuracy"]["per_seed"][0] == rec["correct"][0].double().mean().item()
+    score = metric.score(data.y_test, rec["pred"][0])
+    assert rec["test_metric"]["per_seed"] == [score] and runner.last_score == score
 
 
 def test_a_diverged_seed_scores_nan_and_is_left_out_of_the_mean(data, monkeypatch):
