@@ -36,8 +36,10 @@ Writes ``benchmarks/results/decision.json`` (``tasks``, ``runs``, ``summary``) u
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime as dt
+import fcntl
 import hashlib
 import json
 import math
@@ -82,6 +84,31 @@ def bank_key(store: Store, config) -> str | None:
     return None
 
 
+@contextlib.contextmanager
+def cache_lock(path: Path):
+    """Hold an exclusive lock on the task's cache file: the searches of one task run in
+    parallel workers, and two appending gzip members at once corrupt the file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def open_cache(path: Path, header: dict[str, Any]) -> Store:
+    """The task's cache of retrained configurations, emptied when it belongs to another version
+    of the task's data (its header's fingerprint differs)."""
+    with cache_lock(path):
+        cache = Store(path)
+        if cache.header.get("fingerprint") != header.get("fingerprint"):
+            path.unlink(missing_ok=True)
+            cache = Store(path)
+            cache.append(header)
+    return cache
+
+
 def accuracy(task, store: Store, cache: Store, config) -> tuple[float, bool]:
     """Mean clean-test accuracy of ``config`` over the bank's seeds; whether it is a bank cell."""
     key = bank_key(store, config)
@@ -90,7 +117,9 @@ def accuracy(task, store: Store, cache: Store, config) -> tuple[float, bool]:
     ckey = config_key(config.to_dict())
     for seed in range(SEEDS):
         if not cache.has(ckey, seed):
-            cache.append(retrain(task, config, seed, ckey))
+            record = retrain(task, config, seed, ckey)
+            with cache_lock(cache.path):
+                cache.append(record)
     return cache.mean_acc(ckey, range(SEEDS)), False
 
 
@@ -192,11 +221,7 @@ def score(job: tuple[str, int, str, str, dict[str, Any], str | None]) -> dict[st
     task = {**TASKS, **QUICK_TASKS}[name]
     store = Store(Path(data_dir) / f"{name}.jsonl.gz")
     cache_path = Path(cache_dir) / f"{name}.jsonl.gz"
-    cache = Store(cache_path)
-    if cache.header.get("fingerprint") != store.header.get("fingerprint"):
-        cache_path.unlink(missing_ok=True)  # a cache of another version of the task's data
-        cache = Store(cache_path)
-        cache.append(store.header)
+    cache = open_cache(cache_path, store.header)
     t = truth(store)
     base_config = Cell.from_dict(next(iter(store.runs[t.baseline].values()))["cell"]).config()
     unit = [baseline_run_seconds(task, base_config)]
