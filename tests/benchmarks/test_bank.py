@@ -4,6 +4,7 @@ smoke runs of decision.py and replay.py; replaying a recorded study reproduces i
 from __future__ import annotations
 
 import math
+import os
 import sys
 
 import numpy as np
@@ -230,6 +231,30 @@ def test_decision_options_pass_numbers_as_numbers_and_reject_a_bad_one(capsys):
     assert "write NAME=VALUE" in capsys.readouterr().err
     assert decision.main(["--option", "trial=12"]) == 2  # a misspelt option name
     assert "trial: not a search option" in capsys.readouterr().err
+
+
+def _append_many(args) -> None:
+    from tests.benchmarks._quick import load  # noqa: PLC0415
+
+    decision = load("decision")
+    path, header, who = args
+    cache = decision.open_cache(path, header)
+    for i in range(80):
+        with decision.cache_lock(path):
+            cache.append({"type": "run", "key": f"cfg:{who}", "seed": i, "cell": {},
+                          "history": {"val_acc": [0.5]}, "pred": encode_u8(Y), "pad": os.urandom(40000).hex()})
+
+
+def test_decision_cache_stays_readable_when_two_workers_append_to_it(tmp_path):
+    import multiprocessing as mp  # noqa: PLC0415
+
+    path = tmp_path / "cache" / "task.jsonl.gz"
+    header = {"type": "task", "name": "task", "fingerprint": "f1", "y_test": encode_u8(Y)}
+    with mp.get_context("fork").Pool(2) as pool:
+        pool.map(_append_many, [(path, header, "a"), (path, header, "b")])
+    cache = Store(path)  # a corrupt gzip member raises here
+    assert cache.header["fingerprint"] == "f1"
+    assert [len(cache.seeds(f"cfg:{w}")) for w in "ab"] == [80, 80]
 
 
 def _candidates_store(tmp_path) -> Store:
