@@ -1,6 +1,7 @@
-"""Neighbours around one warm start or two, replayed on the bank (no training).
+"""Neighbours around one warm start or two, or an lr scan of the warm starts first, replayed
+on the bank (no training).
 
-    python benchmarks/replay_centres.py            # 400 draws per task, 3 draw seeds; ~1 min
+    python benchmarks/replay_centres.py            # 400 draws per task, 3 draw seeds; ~2 min
 
 Per bank task: the default space's four SAM-family warm starts at the bank's tuned baseline lr,
 each scored by one random seed's final validation accuracy (and loss); the bank-grid neighbours
@@ -8,7 +9,11 @@ each scored by one random seed's final validation accuracy (and loss); the bank-
 best and the runner-up; candidates the top two by value and the best by loss; the confirmation
 taken to pick the best of them on the bank's test accuracy. Prints the mean regret (pp: the
 bank's best SAM-family cell minus the chosen one) per rule, and per task for the first two.
-Recorded in RESULTS.md ("A second centre for the neighbours").
+Recorded in RESULTS.md ("A second centre for the neighbours"). The scan rules run the best three
+warm starts at lr x2, then at lr / 2, then the best trial's neighbours, ``budget`` trials in all
+(9: a 24-trial search after its 9 baseline trials, 4 warm starts and 2 cheaper schedules; 2:
+autoconfigure's 12); measured on the decision benchmark and not kept (RESULTS.md, "An lr scan of
+the warm starts").
 """
 
 from __future__ import annotations
@@ -75,6 +80,50 @@ def _task_regret(name: str, two: bool, reps: int, rng: random.Random, keep) -> f
     return 100 * st.fmean(regrets)
 
 
+def _scan_regret(name: str, budget: int, reps: int, rng: random.Random) -> float:
+    """The lr scan of the best three warm starts (x2 first), then the best's neighbours."""
+    store = Store(DATA_DIR / f"{name}.jsonl.gz")
+    tr = truth(store)
+    cells = {(c.variant, c.rho, c.m, c.schedule, c.lr): c for c in cells_of(store)
+             if c.variant != "sgd" and len(store.seeds(c.key)) >= 3}
+    test = {k: store.mean_acc(c.key) for k, c in cells.items()}
+    best = max(test.values())
+    lr0 = float(tr.baseline.split("lr=")[1])
+    rhos: dict[str, list[float]] = {}
+    for v, r, *_ in cells:
+        rhos.setdefault(v, []).append(r)
+    regrets = []
+    for _ in range(reps):
+        seen: dict = {}
+        ran: list = []
+
+        def run(q, seen=seen, ran=ran) -> None:
+            if q in cells and q not in seen and len(ran) < budget:
+                _score(q, seen, store, cells, rng)
+                ran.append(q)
+
+        warm = [(*w, lr0) for w in WARM if (*w, lr0) in cells]
+        for p in warm:
+            _score(p, seen, store, cells, rng)
+        order = sorted(warm, key=lambda p: -seen[p][0])
+        for f in (2, 0.5):
+            for v, r, m, sc, lr in order[:3]:
+                run((v, r, m, sc, lr * f))
+        top = max(seen, key=lambda p: seen[p][0])
+        for q in _near(top, rhos, cells):
+            run(q)
+        by_value = sorted(seen, key=lambda p: -seen[p][0])
+        candidates = {by_value[0], by_value[1], min(seen, key=lambda p: seen[p][1])}
+        regrets.append(best - max(test[p] for p in candidates))
+    return 100 * st.fmean(regrets)
+
+
+def scan_regret(budget: int, reps: int = 400, seed: int = 0) -> tuple[float, dict[str, float]]:
+    rng = random.Random(seed)
+    per = {name: _scan_regret(name, budget, reps, rng) for name in TASKS}
+    return st.fmean(per.values()), per
+
+
 def regret(two: bool, reps: int = 400, seed: int = 0, keep=None) -> tuple[float, dict[str, float]]:
     """Mean regret over the tasks; ``keep(centre, point)`` filters the runner-up's neighbours."""
     rng = random.Random(seed)
@@ -94,6 +143,11 @@ def main() -> int:
             tasks = {t: round(st.fmean(p[t] for _, p in means), 2) for t in means[0][1]}
             line += f"  {tasks}"
         print(line)
+    for budget in (9, 2):
+        means = [scan_regret(budget, seed=s) for s in range(3)]
+        tasks = {t: round(st.fmean(p[t] for _, p in means), 2) for t in means[0][1]}
+        print(f"{f'lr scan, then the best (budget {budget})':42s} mean regret "
+              f"{st.fmean(m for m, _ in means):.2f} pp  {tasks}")
     return 0
 
 
