@@ -313,3 +313,87 @@ def test_the_runner_ups_neighbours_leave_room_for_the_cheaper_schedules():
     assert origins.count(None) == 11 and origins[-2:] == ["cheaper", "cheaper"]
     assert origins.count("neighbour") == 8 and len(study.user_attrs[STAGE_ATTR]["neighbours"]) == 9
     assert len(study.trials) == 21 and not study.get_trials(states=(TrialState.WAITING,))
+
+
+def _baseline_trial(lr: float, value: float, origin: str | None = None):
+    return optuna.trial.create_trial(
+        params={"lr": lr}, value=value,
+        distributions={"lr": optuna.distributions.FloatDistribution(1e-4, 10.0, log=True)},
+        user_attrs={"stage": "baseline", "config": {"variant": "sgd", "base_kwargs": {"lr": lr}},
+                    **({"origin": origin} if origin else {})})
+
+
+def _study_with(trials) -> optuna.Study:
+    study = optuna.create_study(direction="maximize")
+    for t in trials:
+        study.add_trial(t)
+    return study
+
+
+def test_a_vertex_that_ties_the_best_grid_point_is_the_tuned_baseline():
+    grid = [(0.01, 0.6), (0.02, 0.8), (0.04, 0.7), (0.08, 0.5), (0.16, 0.4)]
+    study = _study_with([*(_baseline_trial(lr, v) for lr, v in grid),
+                         _baseline_trial(0.025, 0.8, origin="vertex")])
+    said = advance(study, space(), 15)
+    record = study.user_attrs[STAGE_ATTR]
+    assert record["baseline_lr"] == 0.025 and record["baseline_trial"] == 5
+    assert said.startswith("baseline tuned: lr 0.025, val 0.8000, best of 6 baseline trial(s) "
+                           "over lr 0.01-0.16; searching the SAM family at lr ")
+    assert "on the edge" not in said and not record["lr_on_edge"]
+
+
+def test_three_grid_points_are_enough_to_extend_beyond_an_edge_and_the_progress_says_so():
+    study = _study_with([_baseline_trial(lr, v) for lr, v in ((0.01, 0.5), (0.02, 0.6), (0.04, 0.7))])
+    said = advance(study, space(), 9)
+    assert said == "baseline: the best lr 0.04 is on the edge of the lrs tried (0.01-0.04); trying lr 0.1"
+    assert [t.system_attrs["fixed_params"] for t in study.get_trials(states=(TrialState.WAITING,))] == [
+        {"lr": 0.1}]
+    study = _study_with([_baseline_trial(lr, v) for lr, v in ((0.01, 0.7), (0.02, 0.6))])
+    advance(study, space(), 9)  # two points: no edge to speak of, the stage settles
+    assert study.user_attrs[STAGE_ATTR]["baseline_lr"] == 0.01
+    waiting = study.get_trials(states=(TrialState.WAITING,))  # the family's warm starts, no lr
+    assert waiting and all("variant" in t.system_attrs["fixed_params"] for t in waiting)
+
+
+def test_the_vertex_runs_from_five_grid_points_on_and_says_where():
+    grid = [(0.01, 0.5), (0.02, 0.8), (0.04, 0.75), (0.08, 0.5), (0.16, 0.4)]
+    study = _study_with([_baseline_trial(lr, v) for lr, v in grid])
+    said = advance(study, space(), 15)  # 15 trials: five grid points
+    waiting = study.get_trials(states=(TrialState.WAITING,))
+    assert len(waiting) == 1 and waiting[0].user_attrs["origin"] == "vertex"
+    vertex = waiting[0].system_attrs["fixed_params"]["lr"]
+    assert 0.02 < vertex < 0.0283  # towards 0.04, within half a step
+    assert said == (f"baseline: the best lr 0.02 and its neighbours put the optimum at lr "
+                    f"{vertex:.3g}; trying it")
+    study = _study_with([_baseline_trial(lr, v) for lr, v in grid])
+    said = advance(study, space(), 14)  # four grid points' worth of trials: no vertex
+    assert said.startswith("baseline tuned: lr 0.02,") and "(centred on lr " in said
+    waiting = study.get_trials(states=(TrialState.WAITING,))  # the family's warm starts
+    assert waiting and all("variant" in t.system_attrs["fixed_params"] for t in waiting)
+    assert not any(t.user_attrs.get("origin") == "vertex" for t in study.trials)
+
+
+def _family_trial(value: float, perturb: str = "always"):
+    return optuna.trial.create_trial(value=value, user_attrs={
+        "stage": "family", "config": {"variant": "sam", "perturb": perturb}})
+
+
+def test_the_cheaper_schedules_run_once_and_never_around_a_cheap_schedule():
+    sp = space()
+    study = optuna.create_study(direction="maximize")
+    run(study, sp, 24, peak_lr=0.04, target=24, bonus=lambda c: 1.0)  # SAM ahead: cheaper ran
+    assert study.user_attrs[STAGE_ATTR]["cheaper_around"] is not None
+    study.add_trial(_family_trial(9.0))  # a new best family trial after the cheaper ones
+    assert advance(study, sp, 40) is None
+    assert not study.get_trials(states=(TrialState.WAITING,))
+
+    study = optuna.create_study(direction="maximize")
+    run(study, sp, 24, peak_lr=0.04, target=24, sam_bonus=-0.5)  # SAM behind: no cheaper yet
+    assert "cheaper_around" not in study.user_attrs[STAGE_ATTR]
+    study.add_trial(_family_trial(9.0, perturb="late"))  # the best is already a cheap schedule
+    assert advance(study, sp, 40) is None
+    assert "cheaper_around" not in study.user_attrs[STAGE_ATTR]
+    assert not study.get_trials(states=(TrialState.WAITING,))
+    study.add_trial(_family_trial(10.0))  # an always-perturbing best ahead of the baseline
+    assert advance(study, sp, 40).startswith("family: trying trial ")
+    assert len(study.get_trials(states=(TrialState.WAITING,))) == len(_stages.CHEAPER)
