@@ -1,7 +1,7 @@
 """Neighbours around one warm start or two, or an lr scan of the warm starts first, replayed
 on the bank (no training).
 
-    python benchmarks/replay_centres.py            # 400 draws per task, 3 draw seeds; ~2 min
+    python benchmarks/replay_centres.py            # 400 draws per task, 3 draw seeds; ~10 s
 
 Per bank task: the default space's four SAM-family warm starts at the bank's tuned baseline lr,
 each scored by one random seed's final validation accuracy (and loss); the bank-grid neighbours
@@ -18,6 +18,7 @@ the warm starts").
 
 from __future__ import annotations
 
+import functools
 import random
 import statistics as st
 import sys
@@ -52,46 +53,54 @@ def _score(p, seen, store, cells, rng) -> None:
         seen[p] = (run["history"]["val_acc"][-1], run["history"]["val_loss"][-1])
 
 
-def _task_regret(name: str, two: bool, reps: int, rng: random.Random, keep) -> float:
+@functools.cache  # read once: every rule and draw seed replays the same bank
+def _task_bank(name: str):
+    """The task's store, its SAM-family cells with all seeds ({(variant, rho, m, schedule, lr):
+    cell}), their mean test accuracies, the tuned baseline's lr and each variant's rhos."""
     store = Store(DATA_DIR / f"{name}.jsonl.gz")
-    tr = truth(store)
     cells = {(c.variant, c.rho, c.m, c.schedule, c.lr): c for c in cells_of(store)
              if c.variant != "sgd" and len(store.seeds(c.key)) >= 3}
     test = {k: store.mean_acc(c.key) for k, c in cells.items()}
-    best = max(test.values())
-    lr0 = float(tr.baseline.split("lr=")[1])
+    lr0 = float(truth(store).baseline.split("lr=")[1])
     rhos: dict[str, list[float]] = {}
     for v, r, *_ in cells:
         rhos.setdefault(v, []).append(r)
+    return store, cells, test, lr0, rhos
+
+
+def _warm_starts(lr0, seen, store, cells, rng) -> list:
+    """The warm starts at ``lr0`` that the bank holds, scored, best value first."""
+    warm = [(*w, lr0) for w in WARM if (*w, lr0) in cells]
+    for p in warm:
+        _score(p, seen, store, cells, rng)
+    return sorted(warm, key=lambda p: -seen[p][0])
+
+
+def _candidates(seen) -> set:
+    """The confirmation's candidates: the top two by value and the best by loss."""
+    by_value = sorted(seen, key=lambda p: -seen[p][0])
+    return {by_value[0], by_value[1], min(seen, key=lambda p: seen[p][1])}
+
+
+def _task_regret(name: str, two: bool, reps: int, rng: random.Random, keep) -> float:
+    store, cells, test, lr0, rhos = _task_bank(name)
+    best = max(test.values())
     regrets = []
     for _ in range(reps):
         seen: dict = {}
-        warm = [(*w, lr0) for w in WARM if (*w, lr0) in cells]
-        for p in warm:
-            _score(p, seen, store, cells, rng)
-        order = sorted(warm, key=lambda p: -seen[p][0])
+        order = _warm_starts(lr0, seen, store, cells, rng)
         for j, centre in enumerate(order[:2] if two else order[:1]):
             for q in _near(centre, rhos, cells):
                 if j == 0 or keep is None or keep(centre, q):
                     _score(q, seen, store, cells, rng)
-        by_value = sorted(seen, key=lambda p: -seen[p][0])
-        candidates = {by_value[0], by_value[1], min(seen, key=lambda p: seen[p][1])}
-        regrets.append(best - max(test[p] for p in candidates))
+        regrets.append(best - max(test[p] for p in _candidates(seen)))
     return 100 * st.fmean(regrets)
 
 
 def _scan_regret(name: str, budget: int, reps: int, rng: random.Random) -> float:
     """The lr scan of the best three warm starts (x2 first), then the best's neighbours."""
-    store = Store(DATA_DIR / f"{name}.jsonl.gz")
-    tr = truth(store)
-    cells = {(c.variant, c.rho, c.m, c.schedule, c.lr): c for c in cells_of(store)
-             if c.variant != "sgd" and len(store.seeds(c.key)) >= 3}
-    test = {k: store.mean_acc(c.key) for k, c in cells.items()}
+    store, cells, test, lr0, rhos = _task_bank(name)
     best = max(test.values())
-    lr0 = float(tr.baseline.split("lr=")[1])
-    rhos: dict[str, list[float]] = {}
-    for v, r, *_ in cells:
-        rhos.setdefault(v, []).append(r)
     regrets = []
     for _ in range(reps):
         seen: dict = {}
@@ -102,19 +111,14 @@ def _scan_regret(name: str, budget: int, reps: int, rng: random.Random) -> float
                 _score(q, seen, store, cells, rng)
                 ran.append(q)
 
-        warm = [(*w, lr0) for w in WARM if (*w, lr0) in cells]
-        for p in warm:
-            _score(p, seen, store, cells, rng)
-        order = sorted(warm, key=lambda p: -seen[p][0])
+        order = _warm_starts(lr0, seen, store, cells, rng)
         for f in (2, 0.5):
             for v, r, m, sc, lr in order[:3]:
                 run((v, r, m, sc, lr * f))
         top = max(seen, key=lambda p: seen[p][0])
         for q in _near(top, rhos, cells):
             run(q)
-        by_value = sorted(seen, key=lambda p: -seen[p][0])
-        candidates = {by_value[0], by_value[1], min(seen, key=lambda p: seen[p][1])}
-        regrets.append(best - max(test[p] for p in candidates))
+        regrets.append(best - max(test[p] for p in _candidates(seen)))
     return 100 * st.fmean(regrets)
 
 
