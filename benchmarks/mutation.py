@@ -33,7 +33,9 @@ FILES: dict[str, list[str]] = {
     "samtune/optim/_variants.py": ["tests/optim/test_variants.py", "tests/optim/test_config.py",
                                    "tests/optim/test_wiring.py"],
     "samtune/search/_confirm.py": ["tests/search/test_confirm.py", "tests/search/test_confirm_runs.py",
-                                   "tests/search/test_evidence.py"],  # settle's sequential seeds
+                                   "tests/search/test_evidence.py",  # settle's sequential seeds
+                                   "tests/search/test_cost.py",  # cheapest_near_best
+                                   "tests/search/test_confirm_rules.py"],
     "samtune/search/_recommendation.py": ["tests/search/test_recommendation.py",
                                           "tests/search/test_recommendation_build.py",
                                           "tests/search/test_stability.py"],
