@@ -131,3 +131,28 @@ def test_asam_buffers_times_kept_and_fresh_buffers_and_restores_the_bound(capsys
     assert {"kept 8", "fresh 8"} <= set(got["x_base"]) and all(v > 0 for v in got["x_base"].values())
     assert set(got["kept_over_fresh"]) == {"32", "16", "8"}
     assert load("asam_buffers").main(["--rounds", "0"]) == 2
+
+
+def test_asam_floor_times_its_parts_and_its_micro_batch_gradients_sum_to_the_batchs(capsys):
+    import torch
+    import torch.nn.functional as F
+
+    from tests.benchmarks._quick import load
+
+    floor = load("asam_floor")
+    assert floor.main(["--rounds", "1", "--steps", "1", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["over_base"]["base"] == 1.0 and set(got["asam_floor_over_base"]) == {"32", "16", "8"}
+    assert all(v > 1.0 for v in got["asam_floor_over_base"].values())
+    assert {"samtune asam m=8", "k-weight passes m=8", "full-batch passes"} <= set(got["median_s"])
+    assert floor.main(["--rounds", "0"]) == 2
+    # the parts it times are the real ones: sum_j delta_j^T a_j is the summed loss's gradient
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.ReLU(), torch.nn.Linear(7, 3))
+    x, y = torch.randn(16, 5), torch.randint(0, 3, (16,))
+    linears = [model[0], model[2]]
+    acts, deltas = floor.clean_pass(linears, x, y)
+    F.cross_entropy(model(x), y, reduction="sum").backward()
+    for lin, a, d in zip(linears, acts, deltas):
+        g_j = torch.bmm(d.reshape(4, 4, -1).mT, a.reshape(4, 4, -1))
+        torch.testing.assert_close(g_j.sum(0), lin.weight.grad)
