@@ -13,12 +13,16 @@ Recorded in RESULTS.md ("A second centre for the neighbours"). The scan rules ru
 warm starts at lr x2, then at lr / 2, then the best trial's neighbours, ``budget`` trials in all
 (9: a 24-trial search after its 9 baseline trials, 4 warm starts and 2 cheaper schedules; 2:
 autoconfigure's 12); measured on the decision benchmark and not kept (RESULTS.md, "An lr scan of
-the warm starts").
+the warm starts"). The plateau rules tune the baseline too, by one random seed per bank lr, and
+centre the family on the tuned lr or on the largest lr within z binomial standard errors of the
+best validation value (snapped to the bank lrs that hold the warm starts: the tuned lr x2 or / 2
+at most); RESULTS.md, "The family at the top of the baseline's plateau".
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import random
 import statistics as st
 import sys
@@ -122,6 +126,43 @@ def _scan_regret(name: str, budget: int, reps: int, rng: random.Random) -> float
     return 100 * st.fmean(regrets)
 
 
+def _baseline_curve(store) -> list:
+    """The bank's sgd cells: (lr, every seed's final validation accuracy), by lr."""
+    cs = sorted((c for c in cells_of(store) if c.variant == "sgd"), key=lambda c: c.lr)
+    return [(c.lr, [r["history"]["val_acc"][-1] for r in store.runs[c.key].values()]) for c in cs]
+
+
+def _plateau_regret(name: str, z: float | None, reps: int, rng: random.Random) -> float:
+    """The baseline tuned by one random seed per bank lr; the family (warm starts, the best's
+    and the runner-up's neighbours) centred on the tuned lr (``z`` None) or on the largest lr
+    within ``z`` binomial standard errors of the best validation value, at the bank lr nearest
+    it that holds three warm starts or more."""
+    store, cells, test, _, rhos = _task_bank(name)
+    curve = _baseline_curve(store)
+    n_val = store.header["sizes"]["val"]
+    lrs = {lr for lr in {p[4] for p in cells} if sum((*w, lr) in cells for w in WARM) >= 3}
+    best = max(test.values())
+    regrets = []
+    for _ in range(reps):
+        vals = [(lr, rng.choice(v)) for lr, v in curve]
+        top_lr, top = max(vals, key=lambda p: p[1])
+        margin = 0.0 if z is None else z * math.sqrt(max(top * (1 - top), 1e-4) / n_val)
+        lr0 = max(lr for lr, v in vals if v >= top - margin)
+        lr0 = min(lrs, key=lambda lr: abs(math.log(lr / lr0)))
+        seen: dict = {}
+        for centre in _warm_starts(lr0, seen, store, cells, rng)[:2]:
+            for q in _near(centre, rhos, cells):
+                _score(q, seen, store, cells, rng)
+        regrets.append(best - max(test[p] for p in _candidates(seen)))
+    return 100 * st.fmean(regrets)
+
+
+def plateau_regret(z: float | None, reps: int = 300, seed: int = 0) -> tuple[float, dict[str, float]]:
+    rng = random.Random(seed)
+    per = {name: _plateau_regret(name, z, reps, rng) for name in TASKS}
+    return st.fmean(per.values()), per
+
+
 def scan_regret(budget: int, reps: int = 400, seed: int = 0) -> tuple[float, dict[str, float]]:
     rng = random.Random(seed)
     per = {name: _scan_regret(name, budget, reps, rng) for name in TASKS}
@@ -152,6 +193,12 @@ def main() -> int:
         tasks = {t: round(st.fmean(p[t] for _, p in means), 2) for t in means[0][1]}
         print(f"{f'lr scan, then the best (budget {budget})':42s} mean regret "
               f"{st.fmean(m for m, _ in means):.2f} pp  {tasks}")
+    for z in (None, 0.5, 1.0, 2.0):
+        means = [plateau_regret(z, seed=s) for s in range(3)]
+        tasks = {t: round(st.fmean(p[t] for _, p in means), 2) for t in means[0][1]}
+        label = ("family at the tuned lr (one seed per lr)" if z is None
+                 else f"family at the plateau's top, {z:g} SE")
+        print(f"{label:42s} mean regret {st.fmean(m for m, _ in means):.2f} pp  {tasks}")
     return 0
 
 
