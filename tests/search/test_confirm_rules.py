@@ -32,6 +32,8 @@ from samtune.search._confirm import (
     pick_candidates,
     settle,
 )
+from samtune.search._evidence import design_looks, gain_evidence, joint_z, z_for
+from samtune.search._metric import scale_of
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 SGD = SAMConfig(variant="sgd", rho=0.0)
@@ -223,8 +225,14 @@ def test_settle_adds_seeds_to_the_best_record_on_the_metric_and_says_it_in_the_m
     accurate = with_pred("sam", alarms(0, 0), seeds=1)  # accuracy 0.90 (the best), cost 1.00
     careful = with_pred("asam", alarms(10, 80), seeds=1)  # accuracy 0.83, cost 0.98 (the best)
     assert COST.score(Y, alarms(10, 80)) == pytest.approx(0.98)
+    # a cost on a test split has no per-example max-t: the best of two must clear Bonferroni's z
+    z, how = joint_z([accurate, careful], base, COST)
+    assert how == "bonferroni" and z == z_for(2) > joint_z([accurate, careful], base)[0]
+    first = gain_evidence(careful, base, COST, Y, z=z, z_method=how,
+                          first_and_most=design_looks([accurate, careful, base], 3))
     runner, said = SeedRunner(COST), []
     stop = settle([base, accurate, careful], runner, max_seeds=3, say=said.append)
+    assert f"against a bound of {scale_of(COST).amount(first['bound'])} after 1 seed(s)" in said[0]
     assert stop in ("decided", "max seeds")
     assert runner.added and set(runner.added) == {"sgd", "asam"}
     assert said and all(" pp" not in line for line in said)  # a cost is no percentage
