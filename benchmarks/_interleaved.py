@@ -20,6 +20,18 @@ def add_arguments(p: argparse.ArgumentParser, rounds: int = 15, steps: int = 20)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
+def parse_args(doc: str, argv: list[str] | None,
+               add: Callable[[argparse.ArgumentParser], None] | None = None) -> argparse.Namespace | None:
+    """The script's arguments (``add_arguments``' and ``add``'s), its description the first
+    paragraph of ``doc``; None after a one-line error when they are out of range."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    add_arguments(p)
+    if add is not None:
+        add(p)
+    args = p.parse_args(argv)
+    return None if bad_arguments(args) else args
+
+
 def bad_arguments(args: argparse.Namespace) -> bool:
     """True (after a one-line error) when --rounds or --steps is below 1."""
     if args.rounds < 1 or args.steps < 1:

@@ -17,7 +17,6 @@ samtune's default MLP (``build_model("mlp", (40,), 10)``, batch 128):
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import sys
@@ -35,11 +34,9 @@ MS = (32, 16, 8)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    _interleaved.add_arguments(p)
-    p.add_argument("--variant", default="asam", choices=("asam", "asam-obf"))
-    args = p.parse_args(argv)
-    if _interleaved.bad_arguments(args):
+    args = _interleaved.parse_args(__doc__, argv, lambda p: p.add_argument(
+        "--variant", default="asam", choices=("asam", "asam-obf")))
+    if args is None:
         return 2
 
     from samtune.optim import SAMConfig, _msharp_linear, build_optimizer

@@ -28,7 +28,6 @@ to samtune's own fused asam and sam steps at the same m.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import sys
@@ -60,10 +59,8 @@ def clean_pass(linears, x, y):
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    _interleaved.add_arguments(p)
-    args = p.parse_args(argv)
-    if _interleaved.bad_arguments(args):
+    args = _interleaved.parse_args(__doc__, argv)
+    if args is None:
         return 2
 
     from samtune.optim import SAMConfig, build_optimizer
@@ -87,15 +84,16 @@ def main(argv: list[str] | None = None) -> int:
         a_k = [a.reshape(k, m, -1) for a in acts]
         d_k = [d.reshape(k, m, -1) for d in deltas]
         bufs = [torch.empty(k, lin.out_features, lin.in_features) for lin in linears]
+        tg = [torch.empty_like(b) for b in bufs]  # T G_j apart: G_j is not scaled again and again
         t = [lin.weight.detach().abs() + ETA for lin in linears]
 
         def g_j(a_k=a_k, d_k=d_k, bufs=bufs) -> None:
             for a, d, buf in zip(a_k, d_k, bufs):
                 torch.bmm(d.mT, a, out=buf)
 
-        def t_norm(bufs=bufs, t=t) -> None:
-            for buf, tw in zip(bufs, t):
-                torch.linalg.vector_norm(buf.mul_(tw), dim=(1, 2))
+        def t_norm(bufs=bufs, tg=tg, t=t) -> None:
+            for buf, out, tw in zip(bufs, tg, t):
+                torch.linalg.vector_norm(torch.mul(buf, tw, out=out), dim=(1, 2))
 
         def k_weights(a_k=a_k, d_k=d_k, bufs=bufs) -> None:
             for a, d, buf in zip(a_k, d_k, bufs):

@@ -20,7 +20,6 @@ This script times, side by side in interleaved rounds on one thread, samtune's d
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -35,10 +34,8 @@ import _interleaved  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    _interleaved.add_arguments(p)
-    args = p.parse_args(argv)
-    if _interleaved.bad_arguments(args):
+    args = _interleaved.parse_args(__doc__, argv)
+    if args is None:
         return 2
 
     from samtune.optim._perturb import random_direction

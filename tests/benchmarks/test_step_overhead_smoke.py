@@ -156,3 +156,21 @@ def test_asam_floor_times_its_parts_and_its_micro_batch_gradients_sum_to_the_bat
     for lin, a, d in zip(linears, acts, deltas):
         g_j = torch.bmm(d.reshape(4, 4, -1).mT, a.reshape(4, 4, -1))
         torch.testing.assert_close(g_j.sum(0), lin.weight.grad)
+
+
+def test_fused_breakdown_times_the_fused_parts_and_leaves_them_unwrapped(capsys):
+    import torch
+
+    from samtune.optim import _msharp_linear
+    from tests.benchmarks._quick import load
+
+    before = (_msharp_linear._low_rank_shifts, torch.autograd.grad)
+    breakdown = load("fused_breakdown")
+    assert breakdown.main(["--steps", "2", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert {"autograd.grad", "model forward", "_low_rank_shifts", "base update"} <= set(got["parts_s"])
+    assert got["step_s"] > 0 and got["base_s"] > 0
+    assert (_msharp_linear._low_rank_shifts, torch.autograd.grad) == before
+    assert breakdown.main(["--steps", "0"]) == 2 and breakdown.main(["--variant", "sgd"]) == 2
+    assert breakdown.main(["--variant", "nope"]) == 2
+    assert "unknown variant 'nope'" in capsys.readouterr().err

@@ -253,15 +253,14 @@ class Clock:
 def stub_training(monkeypatch):
     """run_config and predict_classes replaced: seed s predicts ``preds[s]``."""
     preds: list[torch.Tensor] = []
+    predicted: list[int] = []  # the seeds predicted so far
 
     def run_config(config, data, train_config, factory, *, seed, callbacks):
-        return SimpleNamespace(diverged=False, model=len(preds_used), epochs_trained=2,
-                               step_time=0.01 * (1 + len(preds_used)))
-
-    preds_used: list[int] = []
+        s = len(predicted)  # the "model" of seed s is its index
+        return SimpleNamespace(diverged=False, model=s, epochs_trained=2, step_time=0.01 * (1 + s))
 
     def predict(model, x, y, *, batch_size, bf16):
-        preds_used.append(model)
+        predicted.append(model)
         return preds[model]
 
     monkeypatch.setattr(_confirm, "run_config", run_config)
