@@ -1,0 +1,230 @@
+"""How far the decision benchmark's numbers are from noise: intervals, and paired comparisons.
+
+Every row of ``benchmarks/decision.py`` is one realisation of one search (a task and a search
+seed); a change to the search that moves two rows moves the summary by as much as rerunning
+it on another machine does. This script puts an interval on each summary measure by resampling
+the search seeds within each task (a stratified bootstrap: the bank's tasks are fixed, the
+seeds are the sample), and compares two runs row by row, paired by (task, seed), so that the
+rows a change could not reach cancel.
+
+    python benchmarks/decision_compare.py results/A.json [results/B.json ...]   # rows pooled
+    python benchmarks/decision_compare.py --control results/C.json results/X.json
+    python benchmarks/decision_compare.py --control C1.json,C2.json X1.json,X2.json  # seed sets pooled
+
+With ``--control``: the measure of X minus that of C, its interval, and the share of resamples
+in which X is better (for regret, claim error, baseline gap, compute and cost: lower is better).
+The intervals are percentile intervals (``--level``, 90% by default) over ``--draws`` resamples
+(``--seed`` fixes them). They describe the search seeds' noise on this bank, not how the search
+would do on other data; with three seeds per task a bootstrap interval is about a fifth too narrow
+(it resamples as if the spread of 3 were that of the population), so pool seed sets where they
+exist.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import statistics
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+Row = dict[str, Any]
+
+# (key in the output, label, reads one row, True when higher is better)
+MEASURES: tuple[tuple[str, str, Callable[[Row], float | None], bool], ...] = (
+    ("verdict_accuracy", "verdict accuracy", lambda r: float(bool(r["verdict_correct"])), True),
+    ("inconclusive_share", "inconclusive share",
+     lambda r: float(r["verdict"] == "inconclusive"), False),
+    ("regret_pp", "mean regret (pp)", lambda r: r.get("regret_pp"), False),
+    ("mean_abs_claimed_gain_error_pp", "mean |claimed-gain error| (pp)",
+     lambda r: None if r.get("claimed_gain_error_pp") is None else abs(r["claimed_gain_error_pp"]),
+     False),
+    ("baseline_gap_pp", "mean baseline gap (pp)", lambda r: r.get("baseline_gap_pp"), False),
+    ("compute_runs", "compute (baseline runs)", lambda r: r.get("compute_runs"), False),
+    ("mean_cost_over_cheapest", "cost over the bank's cheapest near its best",
+     lambda r: r.get("cost_over_cheapest"), False),
+)
+
+
+def _value(read: Callable[[Row], float | None], row: Row) -> float | None:
+    v = read(row)
+    return v if isinstance(v, int | float) and math.isfinite(v) else None
+
+
+def mean_of(rows: Sequence[Row], read: Callable[[Row], float | None]) -> float:
+    """The mean of ``read`` over the rows that have a finite value (NaN when none has).
+
+    >>> mean_of([{"x": 1.0}, {"x": None}, {"x": 3.0}], lambda r: r["x"])
+    2.0
+    """
+    vals = [v for r in rows if (v := _value(read, r)) is not None]
+    return statistics.fmean(vals) if vals else math.nan
+
+
+def strata(rows: Sequence[Row]) -> dict[str, list[Row]]:
+    """The rows grouped by task, each group in seed order."""
+    out: dict[str, list[Row]] = {}
+    for r in sorted(rows, key=lambda r: (r["task"], r["seed"])):
+        out.setdefault(r["task"], []).append(r)
+    return out
+
+
+def resample(groups: dict[str, list[Any]], rng: random.Random) -> list[Any]:
+    """One stratified bootstrap draw: as many items per task as it has, drawn with replacement."""
+    return [x for items in groups.values() for x in rng.choices(items, k=len(items))]
+
+
+def interval(values: Sequence[float], level: float) -> tuple[float, float]:
+    """The central ``level`` percentile interval of ``values`` (NaNs dropped).
+
+    >>> interval([4.0, 0.0, 2.0, 1.0, 3.0, math.nan], 0.5)
+    (1.0, 3.0)
+    """
+    v = sorted(x for x in values if math.isfinite(x))
+    if not v:
+        return math.nan, math.nan
+    lo_q, hi_q = (1 - level) / 2, (1 + level) / 2
+
+    def q(p: float) -> float:
+        pos = p * (len(v) - 1)
+        i = math.floor(pos)
+        return v[i] if i + 1 >= len(v) else v[i] + (pos - i) * (v[i + 1] - v[i])
+
+    return q(lo_q), q(hi_q)
+
+
+def summary_intervals(rows: Sequence[Row], *, draws: int = 2000, level: float = 0.9,
+                      seed: int = 0) -> dict[str, dict[str, float]]:
+    """Per measure: its value on ``rows`` and the bootstrap interval, {"value", "low", "high"}."""
+    rng = random.Random(seed)
+    groups = strata(rows)
+    boots = [resample(groups, rng) for _ in range(draws)]
+    out = {}
+    for key, _, read, _ in MEASURES:
+        lo, hi = interval([mean_of(b, read) for b in boots], level)
+        out[key] = {"value": mean_of(rows, read), "low": lo, "high": hi}
+    return out
+
+
+def index_rows(rows: Sequence[Row], name: str) -> dict[tuple[str, int], Row]:
+    """The rows by (task, seed); raises ValueError when a key appears twice (two result files
+    of the same seeds pooled)."""
+    out: dict[tuple[str, int], Row] = {}
+    for r in rows:
+        key = (r["task"], r["seed"])
+        if key in out:
+            raise ValueError(f"{name} hold {key[0]} seed {key[1]} twice; pool only result files "
+                             "of different search seeds")
+        out[key] = r
+    return out
+
+
+def pair_rows(control: Sequence[Row], change: Sequence[Row]) -> list[tuple[Row, Row]]:
+    """The (control, change) rows of the same (task, seed); raises ValueError when the two runs
+    share none, or when a key appears twice in one of them."""
+    a, b = index_rows(control, "the control's results"), index_rows(change, "the change's results")
+    keys = sorted(a.keys() & b.keys())
+    if not keys:
+        raise ValueError("the two runs share no (task, seed) row; compare runs of the same tasks "
+                         "and search seeds")
+    return [(a[k], b[k]) for k in keys]
+
+
+def _difference(pairs: Sequence[tuple[Row, Row]], read: Callable[[Row], float | None]) -> float:
+    return mean_of([b for _, b in pairs], read) - mean_of([a for a, _ in pairs], read)
+
+
+def paired_differences(pairs: Sequence[tuple[Row, Row]], *, draws: int = 2000,
+                       level: float = 0.9, seed: int = 0) -> dict[str, dict[str, float]]:
+    """Per measure: change minus control on the paired rows, its interval, and ``p_better``, the
+    share of resamples in which the change is better (ties count half)."""
+    rng = random.Random(seed)
+    groups: dict[str, list[tuple[Row, Row]]] = {}
+    for pair in pairs:
+        groups.setdefault(pair[0]["task"], []).append(pair)
+    boots = [resample(groups, rng) for _ in range(draws)]
+    out = {}
+    for key, _, read, higher_better in MEASURES:
+        diffs = [_difference(b, read) for b in boots]
+        finite = [d for d in diffs if math.isfinite(d)]
+        sign = 1.0 if higher_better else -1.0
+        better = (sum(1.0 if sign * d > 0 else 0.5 if d == 0 else 0.0 for d in finite) / len(finite)
+                  if finite else math.nan)
+        lo, hi = interval(diffs, level)
+        moved = sum(1 for a, b in pairs if _value(read, a) != _value(read, b))
+        out[key] = {"difference": _difference(pairs, read), "low": lo, "high": hi, "p_better": better,
+                    "rows_moved": moved}
+    return out
+
+
+def load_rows(spec: str) -> list[Row]:
+    """The rows of one result file, or of several joined by commas (pooled)."""
+    rows: list[Row] = []
+    for name in spec.split(","):
+        path = Path(name)
+        try:
+            rows.extend(json.loads(path.read_text())["runs"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{path}: not a decision result file ({exc}); pass the .json "
+                             "benchmarks/decision.py wrote") from exc
+    return rows
+
+
+def _fmt(x: float) -> str:
+    return "nan" if not math.isfinite(x) else f"{x:.2f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("results", nargs="+", help="decision result files (.json); commas pool files")
+    p.add_argument("--control", default=None, metavar="RESULT",
+                   help="compare the (one) result given against this one, row by row")
+    p.add_argument("--draws", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    p.add_argument("--level", type=float, default=0.9, help="interval level (default 0.9)")
+    p.add_argument("--seed", type=int, default=0, help="the resamples' seed")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    args = p.parse_args(argv)
+    if not 0 < args.level < 1 or args.draws < 1:
+        print("error: --level must lie between 0 and 1 and --draws be at least 1", file=sys.stderr)
+        return 2
+    try:
+        if args.control is None:
+            rows = [r for spec in args.results for r in load_rows(spec)]
+            index_rows(rows, "the results")
+            result: dict[str, Any] = {"rows": len(rows), "tasks": len(strata(rows)),
+                                      "summary": summary_intervals(rows, draws=args.draws,
+                                                                   level=args.level, seed=args.seed)}
+        else:
+            if len(args.results) != 1:
+                raise ValueError("with --control give one result to compare (commas pool files)")
+            pairs = pair_rows(load_rows(args.control), load_rows(args.results[0]))
+            result = {"rows": len(pairs), "tasks": len({a["task"] for a, _ in pairs}),
+                      "differences": paired_differences(pairs, draws=args.draws,
+                                                        level=args.level, seed=args.seed)}
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    result.update(level=args.level, draws=args.draws)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    pct = f"{100 * args.level:g}%"
+    print(f"{result['rows']} rows over {result['tasks']} tasks; {pct} intervals from "
+          f"{args.draws} resamples of the search seeds within each task")
+    for key, label, _, _ in MEASURES:
+        if "summary" in result:
+            s = result["summary"][key]
+            print(f"  {label:<46} {_fmt(s['value']):>7}  [{_fmt(s['low'])}, {_fmt(s['high'])}]")
+        else:
+            d = result["differences"][key]
+            print(f"  {label:<46} {d['difference']:+7.2f}  [{_fmt(d['low'])}, {_fmt(d['high'])}]"
+                  f"  better in {_fmt(d['p_better'])} of resamples, {d['rows_moved']} rows moved")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

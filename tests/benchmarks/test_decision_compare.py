@@ -1,0 +1,99 @@
+"""benchmarks/decision_compare.py: intervals and paired comparisons of decision results."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from tests.benchmarks._quick import load
+
+cmp = load("decision_compare")
+
+
+def row(task: str, seed: int, *, regret: float, ok: bool = True, verdict: str = "use",
+        claim: float = 0.0, gap: float = 0.0, compute: float = 50.0, cost=None) -> dict:
+    return {"task": task, "seed": seed, "verdict": verdict, "verdict_correct": ok,
+            "regret_pp": regret, "claimed_gain_error_pp": claim, "baseline_gap_pp": gap,
+            "compute_runs": compute, "cost_over_cheapest": cost}
+
+
+def control_rows() -> list[dict]:
+    return [row(t, s, regret=r, ok=s != 0) for t in ("a", "b")
+            for s, r in zip(range(3), (1.0, 2.0, 3.0))]
+
+
+def test_a_uniform_improvement_has_a_point_interval_and_wins_every_resample():
+    control = control_rows()
+    change = [{**r, "regret_pp": r["regret_pp"] - 0.5} for r in control]
+    d = cmp.paired_differences(cmp.pair_rows(control, change), draws=200)
+    assert d["regret_pp"]["difference"] == pytest.approx(-0.5)
+    assert d["regret_pp"]["low"] == pytest.approx(-0.5) and d["regret_pp"]["high"] == pytest.approx(-0.5)
+    assert d["regret_pp"]["p_better"] == 1.0 and d["regret_pp"]["rows_moved"] == 6
+    # measures no row changed: a zero difference, ties counted half
+    assert d["verdict_accuracy"]["difference"] == 0.0 and d["verdict_accuracy"]["p_better"] == 0.5
+    assert d["verdict_accuracy"]["rows_moved"] == 0
+
+
+def test_one_verdict_turned_right_moves_accuracy_by_one_row_and_the_interval_holds_zero():
+    control = control_rows()
+    change = [dict(r) for r in control]
+    change[0]["verdict_correct"] = True  # task a, seed 0
+    d = cmp.paired_differences(cmp.pair_rows(control, change), draws=2000)["verdict_accuracy"]
+    assert d["difference"] == pytest.approx(1 / 6)
+    assert d["low"] == 0.0 < d["difference"] <= d["high"]  # a resample may miss the row
+    assert 0.5 < d["p_better"] < 1.0 and d["rows_moved"] == 1
+
+
+def test_pooled_summary_matches_the_plain_means_and_brackets_them():
+    rows = control_rows()
+    s = cmp.summary_intervals(rows, draws=500)
+    assert s["regret_pp"]["value"] == pytest.approx(2.0)
+    assert s["verdict_accuracy"]["value"] == pytest.approx(4 / 6)
+    assert s["regret_pp"]["low"] < 2.0 < s["regret_pp"]["high"]
+    assert s["regret_pp"]["low"] >= 1.0 and s["regret_pp"]["high"] <= 3.0
+    assert s["inconclusive_share"]["value"] == 0.0
+    assert math.isnan(s["mean_cost_over_cheapest"]["value"])  # no row has a cost
+
+
+def test_resampling_stays_within_each_task():
+    rng = __import__("random").Random(1)
+    groups = cmp.strata([row("a", 0, regret=0.0), row("a", 1, regret=0.0), row("b", 0, regret=9.0)])
+    for _ in range(50):
+        draw = cmp.resample(groups, rng)
+        assert [r["task"] for r in draw].count("b") == 1 and len(draw) == 3
+
+
+def test_rows_given_twice_or_runs_that_share_nothing_are_errors(tmp_path, capsys):
+    a = tmp_path / "a.json"
+    a.write_text(json.dumps({"runs": control_rows()}))
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"runs": [row("c", 0, regret=0.0)]}))
+    assert cmp.main([f"{a},{a}"]) == 2
+    assert "twice" in capsys.readouterr().err
+    assert cmp.main(["--control", str(a), str(other)]) == 2
+    assert "share no" in capsys.readouterr().err
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    assert cmp.main([str(bad)]) == 2
+    assert "not a decision result file" in capsys.readouterr().err
+
+
+def test_the_command_prints_every_measure(tmp_path, capsys):
+    a = tmp_path / "a.json"
+    a.write_text(json.dumps({"runs": control_rows()}))
+    b = tmp_path / "b.json"
+    b.write_text(json.dumps({"runs": [{**r, "regret_pp": 0.0} for r in control_rows()]}))
+    assert cmp.main(["--control", str(a), str(b), "--draws", "50", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["rows"] == 6 and out["differences"]["regret_pp"]["difference"] == pytest.approx(-2.0)
+    assert cmp.main([str(a), "--draws", "50"]) == 0
+    text = capsys.readouterr().out
+    assert all(label in text for _, label, _, _ in cmp.MEASURES)
+
+
+def test_the_modules_examples_hold():
+    import doctest
+
+    assert doctest.testmod(cmp).failed == 0
