@@ -311,7 +311,7 @@ def fused_pass(
     def shifted_forward(mod):
         def forward(*args):
             x = _layer_input(mod, args, called, batch)
-            _, e_w, e_b = shift[mod]
+            e_w, e_b = shift[mod]
             kind = x.device.type
             out_dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) \
                 else torch.promote_types(x.dtype, mod.weight.dtype)  # what nn.Linear returns
@@ -377,7 +377,7 @@ def _rho_coefficients(sq_norms: list[torch.Tensor], k: int):
 
 
 def _low_rank_shifts(layers, directions, rhos, k: int) -> dict:
-    """SAM's e_j, per layer as ("low-rank", a^T, c delta, e_b, fold): E_j = (c_j delta_j)^T a_j.
+    """SAM's e_j, per layer as (a^T, c delta, e_b, fold): E_j = (c_j delta_j)^T a_j.
 
     ``fold``: weight and bias share a rho, so the bias is the weight of a constant input 1:
     its gradient is delta_j^T 1 and the Gram matrix of the inputs becomes a_j a_j^T + 1.
@@ -399,7 +399,7 @@ def _low_rank_shifts(layers, directions, rhos, k: int) -> dict:
     for (mod, w, b), (a_t, d, s, fold) in zip(layers, parts):
         d_w = d * c(rhos[w]) if w is not None else None
         e_b = None if s is None else s.unsqueeze(1) * c(rhos[b])
-        shift[mod] = ("low-rank", a_t, d_w, e_b, fold)
+        shift[mod] = (a_t, d_w, e_b, fold)
     return shift
 
 
@@ -425,7 +425,7 @@ def _weight_buffer(ctx: PathContext, mod: nn.Module, shape: tuple[int, ...],
 
 
 def _adaptive_shifts(ctx: PathContext, layers, directions, rhos, k: int, eta: float) -> dict:
-    """ASAM's e_j = rho T^2 g_j / ||T g_j||, T = |w| + eta, per layer as ("full", E_j^T, e_b).
+    """ASAM's e_j = rho T^2 g_j / ||T g_j||, T = |w| + eta, per layer as (E_j, e_b).
 
     The elementwise T breaks the low rank of g_j, so each micro-batch's weight gradient is
     formed, G_j = delta_j^T a_j (one batched matmul: the flops of one full-batch weight
@@ -450,12 +450,12 @@ def _adaptive_shifts(ctx: PathContext, layers, directions, rhos, k: int, eta: fl
     for (mod, w, b), (tg_w, t_w, tg_b, t_b) in zip(layers, parts):
         e_w = None if tg_w is None else tg_w.mul_(t_w).mul_(c(rhos[w]))  # E_j, (k, out, in)
         e_b = None if tg_b is None else tg_b.mul_(t_b).unsqueeze(1).mul_(c(rhos[b]))  # (k, 1, out)
-        shift[mod] = ("full", e_w, e_b)
+        shift[mod] = (e_w, e_b)
     return shift
 
 
 def _random_shifts(ctx: PathContext, layers, rhos, k: int) -> dict:
-    """randsam's e_j = rho n_j / ||n_j||, n_j ~ N(0, I), per layer as ("full", E_j, e_b): the
+    """randsam's e_j = rho n_j / ||n_j||, n_j ~ N(0, I), per layer as (E_j, e_b): the
     noise drawn micro-batch by micro-batch in the optimizer's parameter order, as the loop does."""
     noise = random_direction(ctx.params, k, ctx.generator)
     sq = [torch.linalg.vector_norm(n.flatten(1), dim=1).square() for n in noise]
@@ -465,22 +465,16 @@ def _random_shifts(ctx: PathContext, layers, rhos, k: int) -> dict:
         dtype = torch.promote_types(mod.weight.dtype, torch.float32)
         e_w = None if w is None else noise[w].to(dtype).mul_(c(rhos[w]))  # (k, out, in)
         e_b = None if b is None else noise[b].to(dtype).unsqueeze(1).mul_(c(rhos[b]))
-        shift[mod] = ("full", e_w, e_b)
+        shift[mod] = (e_w, e_b)
     return shift
 
 
 def _correction(shift: tuple, x: torch.Tensor, k: int, m: int) -> torch.Tensor:
-    """x_j E_j^T + e_b,j for every micro-batch j, (k, m, out): the forward at w + e_j minus
-    the one at w."""
+    """x_j E_j^T + e_b,j for every micro-batch j, (k, m, out), from SAM's low-rank factors
+    (``_low_rank_shifts``): the forward at w + e_j minus the one at w. (ASAM's and randsam's
+    full E_j run as ``_ShiftedLinear`` instead.)"""
     x = x.reshape(k, m, -1)
-    if shift[0] == "full":
-        _, e_w, e_b = shift
-        if x.dtype != (e_w if e_w is not None else e_b).dtype:
-            x = x.to((e_w if e_w is not None else e_b).dtype)
-        if e_w is None:
-            return e_b.expand(k, m, -1)
-        return torch.bmm(x, e_w) if e_b is None else torch.baddbmm(e_b, x, e_w)
-    _, a_t, d_w, e_b, fold = shift
+    a_t, d_w, e_b, fold = shift
     if x.dtype != a_t.dtype:
         x = x.to(a_t.dtype)
     if d_w is None:

@@ -276,3 +276,79 @@ def test_asam_steps_reuse_their_weight_buffers_and_still_equal_the_loop(variant,
     for mode in ("fused", "fresh"):
         for a, b in zip(models["loop"].parameters(), models[mode].parameters()):
             torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("variant", ["sam", "asam", "gsam"])
+def test_probability_targets_take_a_plain_mean_per_micro_batch(variant):
+    """Soft targets (class probabilities): cross-entropy averages every row, none ignored."""
+    x, y = _data(32)
+    soft = F.one_hot(y, 3).float() * 0.8 + 0.2 / 3
+    loop, fused = _both(mlp(), lambda mod: build_optimizer(mod, _config(variant)), x, soft, 4)
+    _assert_equal(loop, fused)
+
+
+def test_unflatten_keeps_the_batch_axis_or_is_refused():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 12), nn.Unflatten(1, (3, 4)), nn.Flatten(), nn.Linear(12, 3))
+    x, y = _data(32)
+    loop, fused = _both(model, lambda mod: build_optimizer(mod, _config("sam")), x, y, 4)
+    _assert_equal(loop, fused)
+    folding = nn.Sequential(nn.Linear(6, 12), nn.Unflatten(0, (4, 8)), nn.Flatten(0), nn.Linear(12, 3))
+    assert not supported(build_optimizer(folding, _config("sam")), folding)
+
+
+@pytest.mark.parametrize("variant", ["asam", "randsam"])
+def test_the_memory_bound_holds_at_equality_for_every_variant_that_forms_e_j(variant):
+    model = mlp()
+    per_micro = 2 * sum(p.numel() * p.element_size() for p in model.parameters())  # ADAPTIVE_COPIES
+    exact = 4 * per_micro / 2**20  # k = 4 micro-batches fill it to the byte
+    assert fits(build_optimizer(model, _config(variant), msharp_memory_mb=exact), 4)
+    assert not fits(build_optimizer(model, _config(variant), msharp_memory_mb=exact * 0.999), 4)
+    assert fits(build_optimizer(model, _config("sam"), msharp_memory_mb=exact * 1e-3), 4)
+
+
+@pytest.mark.parametrize("variant", ["asam", "randsam"])
+def test_layers_of_one_shape_keep_weight_buffers_of_their_own(variant):
+    """Two layers with the same (out, in): each needs its own E_j until the perturbed pass."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(),
+                          nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 3))
+    x, y = _data(32)
+
+    def make_opt(mod):  # randsam: the loop and the fused pass draw the same noise
+        return build_optimizer(mod, _config(variant), generator=torch.Generator().manual_seed(5))
+
+    loop, fused = _both(model, make_opt, x, y, 4)
+    _assert_equal(loop, fused)
+
+
+def test_weight_buffers_are_kept_up_to_keep_mb_and_no_further(monkeypatch):
+    from samtune.optim import _msharp_linear
+
+    model = nn.Sequential(nn.Linear(8, 8), nn.Linear(8, 8), nn.Linear(8, 8))
+    ctx = build_optimizer(model, _config("asam")).path_context()
+    shape, dtype = (4, 8, 8), torch.float64  # 2048 bytes each
+    monkeypatch.setattr(_msharp_linear, "KEEP_MB", 2 * 2048 / 2**20)  # room for two
+    first = _msharp_linear._weight_buffer(ctx, model[0], shape, dtype)
+    assert first.shape == shape and first.dtype == dtype
+    assert _msharp_linear._weight_buffer(ctx, model[0], shape, dtype) is first  # kept
+    second = _msharp_linear._weight_buffer(ctx, model[1], shape, dtype)
+    assert second is not None and second.data_ptr() != first.data_ptr()  # fills it exactly
+    assert _msharp_linear._weight_buffer(ctx, model[2], shape, dtype) is None  # over the bound
+    monkeypatch.setattr(_msharp_linear, "KEEP_MB", 2.5 * 2048 / 2**20)  # half a buffer more
+    assert _msharp_linear._weight_buffer(ctx, model[2], shape, dtype) is None  # in bytes, whole
+    assert len(ctx.cache["_fused_buffers"]) == 2
+
+
+def test_a_second_model_on_the_same_parameters_gets_its_own_layers():
+    """The layers found for one model are cached; another model object (here new Linear modules
+    holding the same parameters) is looked at afresh, not run with the first one's hooks."""
+    first = mlp()
+    second = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3))
+    for mine, theirs in zip((second[0], second[2]), (first[0], first[2])):
+        mine.weight, mine.bias = theirs.weight, theirs.bias
+    opt = build_optimizer(first, _config("sam"))
+    x, y = _data(32)
+    a = fused_pass(opt, first, x, y, F.cross_entropy, 4, nullcontext(), 1.0)
+    b = fused_pass(opt, second, x, y, F.cross_entropy, 4, nullcontext(), 1.0)
+    _assert_equal(a, b, rtol=0, atol=0)
