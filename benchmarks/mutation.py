@@ -32,6 +32,10 @@ FILES: dict[str, list[str]] = {
     "samtune/optim/_perturb.py": ["tests/optim/test_perturbation.py", "tests/optim/test_wiring.py"],
     "samtune/optim/_variants.py": ["tests/optim/test_variants.py", "tests/optim/test_config.py",
                                    "tests/optim/test_wiring.py"],
+    "samtune/optim/_sam.py": ["tests/optim/test_step.py", "tests/optim/test_off_steps.py",
+                              "tests/optim/test_wiring.py", "tests/optim/test_paths.py",
+                              "tests/optim/test_variants.py", "tests/optim/test_distributed_wiring.py",
+                              "tests/optim/test_config.py"],
     "samtune/optim/_msharp_linear.py": ["tests/optim/test_msharp_linear.py", "tests/optim/test_paths.py"],
     "samtune/search/_confirm.py": ["tests/search/test_confirm.py", "tests/search/test_confirm_runs.py",
                                    "tests/search/test_evidence.py",  # settle's sequential seeds

@@ -144,6 +144,25 @@ class SAMOptimizer(torch.optim.Optimizer):
         for group in self.param_groups:
             group["rho"] = self.rho_schedule(self.sam_step, lr=group["lr"], lr_max=group["lr_max"])
 
+    def state_dict(self) -> dict[str, Any]:
+        """The base optimizer's state (momentum buffers, ...) and param groups, as torch's
+        optimizers give them, and ``sam_step``, the clock the rho and perturbation schedules
+        read: loading it into a new optimizer resumes the same steps."""
+        out = super().state_dict()
+        out["sam_step"] = self.sam_step
+        return out
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state_dict = dict(state_dict)
+        sam_step = state_dict.pop("sam_step", None)
+        super().load_state_dict(state_dict)
+        # torch's load replaces the state and the param groups with new objects; the base
+        # optimizer steps on these, so it must share them again (else it keeps the old ones)
+        self.base_optimizer.param_groups = self.param_groups
+        self.base_optimizer.state = self.state
+        if sam_step is not None:
+            self.sam_step = int(sam_step)
+
     def path_context(self) -> PathContext:
         """What the m-sharpness paths see of this optimizer (this step's rhos)."""
         return PathContext(self.spec, self.variant_kwargs, self._params(), self._rhos(),
