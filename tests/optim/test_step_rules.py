@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from samtune import SAMConfig, build_optimizer
 from samtune.errors import ConfigError
-from tests.optim.conftest import mlp
+from tests.optim.conftest import mlp, overflowing_loss
 
 SGD = {"lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4}
 
@@ -88,6 +88,31 @@ def test_a_loss_scaler_leaves_the_steps_as_they_are_without_one(variant, accumul
     _close(plain, scaled, atol=1e-5)
 
 
+@pytest.mark.parametrize("variant", ["sgd", "sam"])
+def test_an_overflow_in_one_chunk_skips_the_whole_accumulated_update(variant):
+    """The scaler sees the accumulated gradient: an inf in the second chunk's pass leaves the
+    weights as they were and backs the scale off, as one overflowing step does."""
+    x, y = _data(32)
+    model = mlp()
+    before = [p.detach().clone() for p in model.parameters()]
+    opt = build_optimizer(model, SAMConfig(variant=variant, rho=0.05, base_kwargs=SGD), msharp="loop")
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    opt.train_step(model, x[:16], y[:16], update=False, scaler=scaler)
+    opt.train_step(model, x[16:], y[16:], overflowing_loss(1), scaler=scaler)
+    assert all(torch.equal(p, w) for p, w in zip(model.parameters(), before))
+    assert scaler.get_scale() == 512.0
+
+
+def test_a_checkpoint_without_the_step_clock_loads_as_torchs_own_does():
+    model = mlp()
+    opt = build_optimizer(model, SAMConfig(variant="sam", rho=0.05, base_kwargs=SGD))
+    opt.train_step(model, *_data(32))
+    plain = {k: v for k, v in opt.state_dict().items() if k != "sam_step"}  # torch's two keys
+    resumed = build_optimizer(mlp(), SAMConfig(variant="sam", rho=0.05, base_kwargs=SGD))
+    resumed.load_state_dict(plain)
+    assert resumed.sam_step == 0 and len(resumed.base_optimizer.state) == 4
+
+
 def test_a_plain_step_after_train_step_is_refused_for_a_sam_variant():
     x, y = _data(32)
     model = mlp()
@@ -143,9 +168,10 @@ def test_a_failed_path_is_not_tried_again_for_another_micro_batch_count(monkeypa
     monkeypatch.setitem(_paths._REGISTRY, "fused", dataclasses.replace(fused, run=broken))
     model = mlp()
     opt = build_optimizer(model, SAMConfig(variant="sam", rho=0.05, m=8, base_kwargs=SGD))
-    with pytest.warns(RuntimeWarning, match="fused m-sharpness failed"):
+    with pytest.warns(RuntimeWarning, match="fused m-sharpness failed") as caught:
         for _ in range(6):
             opt.train_step(model, *_data(32))  # k = 4
+    assert [w.filename for w in caught] == [__file__]  # pointed at the caller's train_step
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         for _ in range(6):
@@ -153,13 +179,14 @@ def test_a_failed_path_is_not_tried_again_for_another_micro_batch_count(monkeypa
     assert calls == [4]
 
 
-def test_an_error_of_the_loop_itself_propagates_without_a_fallback_warning():
+@pytest.mark.parametrize("m,msharp", [(8, "loop"), (None, "auto")])
+def test_an_error_of_the_loop_itself_propagates_without_a_fallback_warning(m, msharp):
     def failing(out, target):
         raise RuntimeError("the user's loss failed")
 
     model = mlp()
-    opt = build_optimizer(model, SAMConfig(variant="sam", rho=0.05, m=8, base_kwargs=SGD),
-                          msharp="loop")
+    opt = build_optimizer(model, SAMConfig(variant="sam", rho=0.05, m=m, base_kwargs=SGD),
+                          msharp=msharp)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with pytest.raises(RuntimeError, match="the user's loss failed"):
