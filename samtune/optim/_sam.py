@@ -171,31 +171,6 @@ class SAMOptimizer(torch.optim.Optimizer):
     def _grads(self, params: list[torch.nn.Parameter], scale: float = 1.0) -> list[torch.Tensor]:
         return _msharp_loop.grads(params, scale)
 
-    def _climb(self, params: list[torch.nn.Parameter], e: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Move to w + e (parameter-shaped); returns a bit-exact copy of w for :meth:`_restore`."""
-        ctx = self.path_context()
-        ctx.params = list(params)
-        return _msharp_loop.climb(ctx, e)
-
-    @staticmethod
-    def _restore(params: list[torch.nn.Parameter], backup: list[torch.Tensor]) -> None:
-        _msharp_loop.restore(params, backup)
-
-    @staticmethod
-    def _clear_grads(params: list[torch.nn.Parameter]) -> None:
-        """``zero_grad(set_to_none=True)`` for the perturbed parameters, without its overhead."""
-        for p in params:
-            p.grad = None
-
-    def _perturbation(self, direction, params, batched: bool = True) -> list[torch.Tensor]:
-        return self.path_context().perturbation(direction, params, batched)
-
-    def _final(self, direction, g_p) -> list[torch.Tensor]:
-        return self.path_context().final(direction, g_p)
-
-    def _obf_kwargs(self) -> dict[str, Any]:
-        return {k: self.variant_kwargs[k] for k in ("gamma", "C", "prob")}
-
     # -- the torch-style step ------------------------------------------------------------------
 
     @torch.no_grad()

@@ -13,6 +13,7 @@ from torch import nn
 
 from samtune import SAMConfig, build_optimizer, list_variants
 from samtune.models import build_model
+from samtune.optim import _msharp_loop
 from samtune.optim._msharp_grouped import chunk_size, grouped_pass, pack, supported, unpack
 
 VARIANTS = [v for v in list_variants() if v != "sgd"]
@@ -233,7 +234,7 @@ def test_deep_batchnorm_models_are_checked_in_float64():
     assert all(p is q and p.dtype == torch.float32 and torch.equal(p, b)
                for p, q, b in zip(model.parameters(), params, before))
     with torch.no_grad():
-        backup = opt._climb(params, [torch.zeros_like(p) for p in params])  # the loop's buffers
+        backup = _msharp_loop.climb(opt.path_context(), [torch.zeros_like(p) for p in params])
     assert backup[0].dtype == torch.float32
 
 
