@@ -167,10 +167,13 @@ def load_rows(spec: str) -> list[Row]:
     for name in spec.split(","):
         path = Path(name)
         try:
-            rows.extend(json.loads(path.read_text())["runs"])
+            runs = json.loads(path.read_text())["runs"]
+            if not all(isinstance(r, dict) and {"task", "seed", "verdict"} <= r.keys() for r in runs):
+                raise ValueError("a run without its task, seed or verdict")
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"{path}: not a decision result file ({exc}); pass the .json "
                              "benchmarks/decision.py wrote") from exc
+        rows.extend(runs)
     return rows
 
 

@@ -75,9 +75,10 @@ def test_rows_given_twice_or_runs_that_share_nothing_are_errors(tmp_path, capsys
     assert cmp.main(["--control", str(a), str(other)]) == 2
     assert "share no" in capsys.readouterr().err
     bad = tmp_path / "bad.json"
-    bad.write_text("{}")
-    assert cmp.main([str(bad)]) == 2
-    assert "not a decision result file" in capsys.readouterr().err
+    for text in ("{}", '{"runs": [{"seed": 0}]}', "not json"):
+        bad.write_text(text)
+        assert cmp.main([str(bad)]) == 2
+        assert "not a decision result file" in capsys.readouterr().err
 
 
 def test_the_command_prints_every_measure(tmp_path, capsys):
