@@ -38,8 +38,10 @@ FILES: dict[str, list[str]] = {
                               "tests/optim/test_config.py", "tests/optim/test_step_rules.py",
                               "tests/optim/test_distributed.py",  # _distributed_step
                               "tests/optim/test_msharp_linear.py"],  # _loop_pass, the reference
-    "samtune/schedules/_rho.py": ["tests/schedules/test_rho.py", "tests/optim/test_step.py"],
-    "samtune/schedules/_perturb.py": ["tests/schedules/test_perturb.py", "tests/optim/test_off_steps.py"],
+    "samtune/schedules/_rho.py": ["tests/schedules/test_rho.py", "tests/optim/test_step.py",
+                                  "tests/schedules/test_schedule_rules.py"],
+    "samtune/schedules/_perturb.py": ["tests/schedules/test_perturb.py", "tests/optim/test_off_steps.py",
+                                      "tests/schedules/test_schedule_rules.py"],
     "samtune/train/_loop.py": ["tests/train/test_loop.py", "tests/train/test_loop_metric.py",
                                "tests/train/test_loop_precision.py"],
     "samtune/optim/_msharp_linear.py": ["tests/optim/test_msharp_linear.py", "tests/optim/test_paths.py"],
