@@ -44,6 +44,7 @@ FILES: dict[str, list[str]] = {
                                       "tests/schedules/test_schedule_rules.py"],
     "samtune/train/_loop.py": ["tests/train/test_loop.py", "tests/train/test_loop_metric.py",
                                "tests/train/test_loop_precision.py", "tests/train/test_loop_rules.py"],
+    "samtune/optim/_msharp_grouped.py": ["tests/optim/test_msharp_grouped.py", "tests/optim/test_paths.py"],
     "samtune/optim/_msharp_linear.py": ["tests/optim/test_msharp_linear.py", "tests/optim/test_paths.py"],
     "samtune/search/_confirm.py": ["tests/search/test_confirm.py", "tests/search/test_confirm_runs.py",
                                    "tests/search/test_evidence.py",  # settle's sequential seeds

@@ -302,3 +302,38 @@ def test_forwards_are_restored_even_when_a_pass_fails():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         opt.train_step(model, x, y)
+
+
+def test_linear_layers_on_inputs_with_two_middle_axes():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Flatten(), nn.Linear(2 * 3 * 5, 3))
+    x, y = _data(shape=(2, 3, 4))
+    _assert_equal(*_both(model, x, y, 4))
+
+
+def test_norm_layers_keep_their_own_eps_and_untracked_batchnorm_normalizes_per_micro_batch():
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(2, 6, 3, padding=1), nn.BatchNorm2d(6, eps=0.5), nn.ReLU(),
+        nn.Conv2d(6, 8, 3, padding=1), nn.GroupNorm(2, 8, eps=0.5), nn.ReLU(),
+        nn.Conv2d(8, 4, 3, padding=1), nn.BatchNorm2d(4, eps=0.5, track_running_stats=False),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3),
+    )
+    x, y = _data()
+    _assert_equal(*_both(model, x, y, 4))
+
+
+def test_ignored_targets_are_left_out_of_each_micro_batchs_mean():
+    x, y = _data()
+    y[[1, 2, 3, 20]] = -100  # micro-batch 0 keeps 5 of its 8 targets, micro-batch 2 keeps 7
+    _assert_equal(*_both(cnn(), x, y, 4))
+
+
+def test_the_checks_relative_gap_by_hand():
+    from samtune.optim._msharp_grouped import _relative_gap
+
+    ref = [torch.tensor([3.0, 4.0]), torch.tensor([0.0])]  # norms 5 and 0; all of ref: 5
+    got = [torch.tensor([3.0, 4.5]), torch.tensor([0.01])]
+    gaps = (0.5 / (5 + 5e-3 + 1e-12), 0.01 / (0 + 5e-3 + 1e-12))
+    assert _relative_gap(got, ref) == pytest.approx(max(gaps))
+    assert _relative_gap(ref, ref) == 0.0 and _relative_gap([], []) == 0.0
