@@ -26,43 +26,31 @@ import argparse
 import json
 import math
 import random
-import statistics
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+BENCHMARKS = Path(__file__).resolve().parent
+if str(BENCHMARKS) not in sys.path:
+    sys.path.insert(0, str(BENCHMARKS))
+
+from decision import summarize  # noqa: E402  (the benchmark's own summary, drawn again)
+
 Row = dict[str, Any]
 
-# (key in the output, label, reads one row, True when higher is better)
-MEASURES: tuple[tuple[str, str, Callable[[Row], float | None], bool], ...] = (
-    ("verdict_accuracy", "verdict accuracy", lambda r: float(bool(r["verdict_correct"])), True),
-    ("inconclusive_share", "inconclusive share",
-     lambda r: float(r["verdict"] == "inconclusive"), False),
-    ("regret_pp", "mean regret (pp)", lambda r: r.get("regret_pp"), False),
-    ("mean_abs_claimed_gain_error_pp", "mean |claimed-gain error| (pp)",
-     lambda r: None if r.get("claimed_gain_error_pp") is None else abs(r["claimed_gain_error_pp"]),
+# (key of ``decision.summarize``, label, the row field it is made of, True when higher is better)
+MEASURES: tuple[tuple[str, str, str, bool], ...] = (
+    ("verdict_accuracy", "verdict accuracy", "verdict_correct", True),
+    ("inconclusive_share", "inconclusive share", "verdict", False),
+    ("regret_pp", "mean regret (pp)", "regret_pp", False),
+    ("mean_abs_claimed_gain_error_pp", "mean |claimed-gain error| (pp)", "claimed_gain_error_pp",
      False),
-    ("baseline_gap_pp", "mean baseline gap (pp)", lambda r: r.get("baseline_gap_pp"), False),
-    ("compute_runs", "compute (baseline runs)", lambda r: r.get("compute_runs"), False),
+    ("baseline_gap_pp", "mean baseline gap (pp)", "baseline_gap_pp", False),
+    ("compute_runs", "compute (baseline runs)", "compute_runs", False),
     ("mean_cost_over_cheapest", "cost over the bank's cheapest near its best",
-     lambda r: r.get("cost_over_cheapest"), False),
+     "cost_over_cheapest", False),
 )
-
-
-def _value(read: Callable[[Row], float | None], row: Row) -> float | None:
-    v = read(row)
-    return v if isinstance(v, int | float) and math.isfinite(v) else None
-
-
-def mean_of(rows: Sequence[Row], read: Callable[[Row], float | None]) -> float:
-    """The mean of ``read`` over the rows that have a finite value (NaN when none has).
-
-    >>> mean_of([{"x": 1.0}, {"x": None}, {"x": 3.0}], lambda r: r["x"])
-    2.0
-    """
-    vals = [v for r in rows if (v := _value(read, r)) is not None]
-    return statistics.fmean(vals) if vals else math.nan
 
 
 def strata(rows: Sequence[Row]) -> dict[str, list[Row]]:
@@ -102,11 +90,12 @@ def summary_intervals(rows: Sequence[Row], *, draws: int = 2000, level: float = 
     """Per measure: its value on ``rows`` and the bootstrap interval, {"value", "low", "high"}."""
     rng = random.Random(seed)
     groups = strata(rows)
-    boots = [resample(groups, rng) for _ in range(draws)]
+    boots = [summarize(resample(groups, rng)) for _ in range(draws)]
+    whole = summarize(rows)
     out = {}
-    for key, _, read, _ in MEASURES:
-        lo, hi = interval([mean_of(b, read) for b in boots], level)
-        out[key] = {"value": mean_of(rows, read), "low": lo, "high": hi}
+    for key, *_ in MEASURES:
+        lo, hi = interval([b[key] for b in boots], level)
+        out[key] = {"value": whole[key], "low": lo, "high": hi}
     return out
 
 
@@ -134,8 +123,15 @@ def pair_rows(control: Sequence[Row], change: Sequence[Row]) -> list[tuple[Row, 
     return [(a[k], b[k]) for k in keys]
 
 
-def _difference(pairs: Sequence[tuple[Row, Row]], read: Callable[[Row], float | None]) -> float:
-    return mean_of([b for _, b in pairs], read) - mean_of([a for a, _ in pairs], read)
+def _same(a: Any, b: Any) -> bool:
+    """Equal, with NaN equal to NaN (a diverged row on both sides has not moved)."""
+    nan = lambda v: isinstance(v, float) and math.isnan(v)  # noqa: E731
+    return a == b or (nan(a) and nan(b))
+
+
+def _difference(pairs: Sequence[tuple[Row, Row]]) -> dict[str, float]:
+    change, control = summarize([b for _, b in pairs]), summarize([a for a, _ in pairs])
+    return {key: change[key] - control[key] for key, *_ in MEASURES}
 
 
 def paired_differences(pairs: Sequence[tuple[Row, Row]], *, draws: int = 2000,
@@ -146,17 +142,18 @@ def paired_differences(pairs: Sequence[tuple[Row, Row]], *, draws: int = 2000,
     groups: dict[str, list[tuple[Row, Row]]] = {}
     for pair in pairs:
         groups.setdefault(pair[0]["task"], []).append(pair)
-    boots = [resample(groups, rng) for _ in range(draws)]
+    boots = [_difference(resample(groups, rng)) for _ in range(draws)]
+    whole = _difference(pairs)
     out = {}
-    for key, _, read, higher_better in MEASURES:
-        diffs = [_difference(b, read) for b in boots]
+    for key, _, field, higher_better in MEASURES:
+        diffs = [b[key] for b in boots]
         finite = [d for d in diffs if math.isfinite(d)]
         sign = 1.0 if higher_better else -1.0
         better = (sum(1.0 if sign * d > 0 else 0.5 if d == 0 else 0.0 for d in finite) / len(finite)
                   if finite else math.nan)
         lo, hi = interval(diffs, level)
-        moved = sum(1 for a, b in pairs if _value(read, a) != _value(read, b))
-        out[key] = {"difference": _difference(pairs, read), "low": lo, "high": hi, "p_better": better,
+        moved = sum(1 for a, b in pairs if not _same(a.get(field), b.get(field)))
+        out[key] = {"difference": whole[key], "low": lo, "high": hi, "p_better": better,
                     "rows_moved": moved}
     return out
 
