@@ -16,7 +16,9 @@ autoconfigure's 12); measured on the decision benchmark and not kept (RESULTS.md
 the warm starts"). The plateau rules tune the baseline too, by one random seed per bank lr, and
 centre the family on the tuned lr or on the largest lr within z binomial standard errors of the
 best validation value (snapped to the bank lrs that hold the warm starts: the tuned lr x2 or / 2
-at most); RESULTS.md, "The family at the top of the baseline's plateau".
+at most); RESULTS.md, "The family at the top of the baseline's plateau". The last lines: each
+task's SAM-family cells moved from the tuned baseline lr to twice and half of it (RESULTS.md,
+"The runner-up baseline lr instead of the nearest").
 """
 
 from __future__ import annotations
@@ -176,6 +178,22 @@ def regret(two: bool, reps: int = 400, seed: int = 0, keep=None) -> tuple[float,
     return st.fmean(per.values()), per
 
 
+def lr_moves() -> dict[str, dict[str, float]]:
+    """Per task, over the SAM-family cells the bank holds at its tuned baseline lr and at twice
+    (half) that lr: the mean test-accuracy change (pp) of moving them there, and how many gain."""
+    out = {}
+    for name in TASKS:
+        _, _, test, lr0, _ = _task_bank(name)
+        at = [p for p in test if math.isclose(p[4], lr0, rel_tol=1e-6)]
+        row: dict[str, float] = {}
+        for label, f in (("x2", 2.0), ("/2", 0.5)):
+            d = [test[(*p[:4], p[4] * f)] - test[p] for p in at if (*p[:4], p[4] * f) in test]
+            row[f"{label} pp"] = round(100 * st.fmean(d), 2) if d else math.nan
+            row[f"{label} gain"] = f"{sum(x > 0 for x in d)}/{len(d)}"
+        out[name] = row
+    return out
+
+
 def main() -> int:
     for label, two, keep in (
             ("best only", False, None), ("best and runner-up", True, None),
@@ -199,6 +217,8 @@ def main() -> int:
         label = ("family at the tuned lr (one seed per lr)" if z is None
                  else f"family at the plateau's top, {z:g} SE")
         print(f"{label:42s} mean regret {st.fmean(m for m, _ in means):.2f} pp  {tasks}")
+    for name, row in lr_moves().items():
+        print(f"{'SAM cells moved from the tuned lr':34s} {name:16s} {row}")
     return 0
 
 
