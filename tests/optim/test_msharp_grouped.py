@@ -337,3 +337,15 @@ def test_the_checks_relative_gap_by_hand():
     gaps = (0.5 / (5 + 5e-3 + 1e-12), 0.01 / (0 + 5e-3 + 1e-12))
     assert _relative_gap(got, ref) == pytest.approx(max(gaps))
     assert _relative_gap(ref, ref) == 0.0 and _relative_gap([], []) == 0.0
+    assert _relative_gap(got, ref) == pytest.approx(max(gaps))
+    assert _relative_gap(ref, ref) == 0.0 and _relative_gap([], []) == 0.0
+
+
+def test_a_linear_layer_on_an_image_keeps_its_spatial_axes_for_the_conv_after_it():
+    """Linear on (B, C, H, W) mixes W only: its output must keep H for the Conv2d that reads it
+    (a Flatten after it, as above, cannot tell (B, C, H, out) from (B, C, H * out))."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Conv2d(2, 3, 2), nn.Flatten(),
+                          nn.Linear(3 * 2 * 4, 3))
+    x, y = _data(shape=(2, 3, 4))
+    _assert_equal(*_both(model, x, y, 4))
