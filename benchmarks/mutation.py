@@ -62,6 +62,15 @@ FILES: dict[str, list[str]] = {
                                  "tests/data/test_data_prep.py", "tests/data/test_data_errors.py"],
     "samtune/search/_forgetting_pruner.py": ["tests/search/test_pruners.py",
                                              "tests/search/test_pruner_rules.py"],
+    "samtune/train/_forgetting.py": ["tests/train/test_metrics.py", "tests/train/test_forgetting_rules.py"],
+    "samtune/train/_aggregator.py": ["tests/train/test_metrics.py", "tests/train/test_forgetting_rules.py"],
+    "samtune/train/metrics.py": ["tests/train/test_metrics.py", "tests/train/test_forgetting_rules.py"],
+    "samtune/metrics.py": ["tests/test_metrics.py", "tests/test_metric_rules.py"],
+    "samtune/optim/_bn.py": ["tests/optim/test_step.py", "tests/optim/test_off_steps.py",
+                             "tests/optim/test_bn_micro_rules.py"],
+    "samtune/optim/_micro.py": ["tests/optim/test_step.py", "tests/optim/test_bn_micro_rules.py"],
+    "samtune/optim/_config.py": ["tests/optim/test_config.py", "tests/optim/test_config_rules.py"],
+    "samtune/search/_objective.py": ["tests/search/test_objective_rules.py", "tests/search/test_cost.py"],
 }
 COPIED = ("samtune", "tests", "studies", "pyproject.toml", "README.md")
 
