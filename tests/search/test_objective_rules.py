@@ -5,6 +5,8 @@ training run it hands to ``run_config``."""
 from __future__ import annotations
 
 import math
+import socket
+import warnings
 
 import optuna
 import pytest
@@ -28,6 +30,7 @@ from samtune.search._objective import (
     trial_seed,
 )
 from samtune.search._space import SearchSpace
+from samtune.search._stages import STAGE_ATTR, family_space
 from samtune.train import TrainConfig, TrainResult
 
 
@@ -276,3 +279,144 @@ def test_named_model_factory_refuses_a_bad_name_before_any_trial():
     make = named_model_factory(None, data)
     m1, m2 = make(), make()
     assert m1 is not m2 and m1(torch.zeros(2, 4)).shape == (2, 3)
+
+
+# -- from the mutation run: what the first tests let through --------------------------------------
+
+
+def test_a_pruner_without_a_reason_gives_the_epoch():
+    """Optuna's own pruners have no ``last_reason``: the reason is the epoch."""
+
+    class Always(optuna.pruners.BasePruner):
+        def prune(self, study, trial) -> bool:
+            return True
+
+    trial = _study(Always()).ask()
+    with pytest.raises(optuna.TrialPruned, match="pruned at epoch 0"):
+        OptunaReporter(trial).on_epoch_end(0, {"val_metric": 0.3})
+    assert trial.user_attrs["prune_reason"] == "pruned at epoch 0"
+
+
+def test_the_surplus_exception_carries_the_trial_number():
+    study = _study()
+    study.tell(study.ask(), 0.5)
+    trial = study.ask()
+    with pytest.raises(TrialSurplus) as err:
+        _objective(target=1)(trial)
+    assert err.value.args == (trial.number,) == (1,)
+
+
+@pytest.mark.parametrize("target, expected", [(7, 7), (None, 10**9)])
+def test_advance_stage_passes_the_target_and_says_what_moved(monkeypatch, target, expected):
+    calls, said = [], []
+    monkeypatch.setattr(objective_module, "advance",
+                        lambda study, space, n: calls.append(n) or ("moved" if len(calls) == 1 else None))
+    objective = _objective(target=target, say=said.append)
+    objective.advance_stage(_study(), None)
+    objective.advance_stage(_study(), None)  # nothing moved: nothing said
+    assert calls == [expected, expected] and said == ["moved"]
+    _objective(target=target).advance_stage(_study(), None)  # no say: no line, no error
+
+
+def _run_one(monkeypatch, study, fake, **kw):
+    monkeypatch.setattr(objective_module, "run_config", fake)
+    trial = study.ask()
+    _objective(**kw)(trial)
+    return trial
+
+
+def test_an_edge_extension_beyond_the_lr_range_runs_at_its_lr_in_a_widened_range(monkeypatch):
+    """The baseline's edge step (lr 0.5, beyond quick's 0.01-0.2) is suggested from a range
+    that holds it, so Optuna neither warns nor records an lr outside its distribution."""
+    study = _study()
+    study.enqueue_trial({"lr": 0.5})
+    fake = _FakeRun(TrainResult(history=_history(), steps=10, step_time=0.002))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _run_one(monkeypatch, study, fake)
+    assert fake.calls[0]["config"].base_kwargs["lr"] == 0.5
+    assert study.trials[0].distributions["lr"].high == 0.5
+
+
+def _family_study(space: SearchSpace) -> optuna.Study:
+    study = _study()
+    study.set_user_attr(STAGE_ATTR, {"stage": "family", "space": family_space(space, 0.05).to_dict()})
+    return study
+
+
+def test_an_enqueued_baseline_runs_as_one_after_the_stage_moved_on(monkeypatch):
+    study = _family_study(SearchSpace.load("quick"))
+    study.enqueue_trial({"lr": 0.04})  # e.g. a second baseline enqueued late
+    fake = _FakeRun(TrainResult(history=_history(), steps=10, step_time=0.002))
+    trial = _run_one(monkeypatch, study, fake)
+    assert trial.user_attrs["stage"] == "baseline" and fake.calls[0]["config"].variant == "sgd"
+
+
+def test_a_family_trial_enqueued_under_a_cheap_schedule_runs_under_it(monkeypatch):
+    study = _family_study(SearchSpace.load("quick"))
+    study.enqueue_trial({"variant": "sam", "rho": 0.05, "lr": 0.05, "m": None,
+                         "schedule": "constant", "perturb": "late:start=0.5"})
+    fake = _FakeRun(TrainResult(history=_history(), steps=10, perturbed_steps=5, step_time=0.004))
+    trial = _run_one(monkeypatch, study, fake)
+    config = fake.calls[0]["config"]
+    assert trial.user_attrs["stage"] == "family"
+    assert (config.variant, config.perturb, config.perturb_kwargs) == ("sam", "late", {"start": 0.5})
+    assert trial.user_attrs["perturbed_share"] == 0.5
+
+
+def test_a_trials_cost_is_over_the_baselines_of_its_own_host(monkeypatch):
+    """Step times from another machine are no reference while this one ran a baseline."""
+    study = _family_study(SearchSpace.load("quick"))
+    for host, step in (("elsewhere", 0.010), (socket.gethostname(), 0.002)):
+        study.add_trial(optuna.trial.create_trial(
+            value=0.5, params={"lr": 0.05},
+            distributions={"lr": optuna.distributions.FloatDistribution(0.01, 0.2, log=True)},
+            user_attrs={"config": {"variant": "sgd"}, "stage": "baseline", "step_time": step,
+                        "worker_host": host}))
+    study.enqueue_trial({"variant": "sam", "rho": 0.05, "lr": 0.05, "m": None, "schedule": "constant"})
+    fake = _FakeRun(TrainResult(history=_history(), steps=10, step_time=0.005))
+    trial = _run_one(monkeypatch, study, fake)
+    assert trial.user_attrs["cost"] == pytest.approx(2.5)  # 0.005 / 0.002, not / the median 0.006
+
+
+def test_a_search_for_another_metric_scores_validation_with_its_utility(monkeypatch):
+    from samtune.metrics import parse_metric
+
+    metric = parse_metric("macro_f1", ["a", "b", "c"])
+    study = _study()
+    study.enqueue_trial({"lr": 0.04})
+    fake = _FakeRun(TrainResult(history=_history(), steps=10, step_time=0.002))
+    _run_one(monkeypatch, study, fake, metric=metric)
+    assert fake.calls[0]["val_metric"] == metric.utility
+
+
+def test_the_progress_line_names_the_trial_and_its_epochs(monkeypatch):
+    said = []
+    study = _study()
+    study.enqueue_trial({"lr": 0.04})
+    fake = _FakeRun(TrainResult(history=_history(), steps=10, step_time=0.002))
+    _run_one(monkeypatch, study, fake, say=said.append)
+    progress = fake.calls[0]["callbacks"][1]
+    assert (progress.say, progress.what, progress.epochs) == (said.append, "trial 0", 1)
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")
+def test_a_trial_on_a_heartbeat_storage_records_its_first_heartbeat_before_training(tmp_path, monkeypatch):
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'hb.db'}", heartbeat_interval=60)
+    study = optuna.create_study(storage=storage, direction="maximize")
+    beats = []
+    monkeypatch.setattr(storage, "record_heartbeat", beats.append)
+    monkeypatch.setattr(Objective, "_run", lambda self, trial: beats.append("trained") or 0.5)
+    trial = study.ask()
+    _objective()(trial)
+    assert beats == [trial._trial_id, "trained"]
+
+
+def test_named_model_factory_builds_the_model_it_was_named():
+    from samtune.models import build_model
+
+    data = type("D", (), {"input_shape": (1, 8, 8), "num_classes": 3})()
+    made = named_model_factory("mlp", data)()
+    assert type(made) is type(build_model("mlp", (1, 8, 8), 3))
+    assert sum(p.numel() for p in made.parameters()) != sum(
+        p.numel() for p in build_model(None, (1, 8, 8), 3).parameters())
