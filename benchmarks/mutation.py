@@ -71,6 +71,9 @@ FILES: dict[str, list[str]] = {
     "samtune/optim/_micro.py": ["tests/optim/test_step.py", "tests/optim/test_bn_micro_rules.py"],
     "samtune/optim/_config.py": ["tests/optim/test_config.py", "tests/optim/test_config_rules.py"],
     "samtune/search/_objective.py": ["tests/search/test_objective_rules.py", "tests/search/test_cost.py"],
+    "samtune/optim/_msharp_loop.py": ["tests/optim/test_step.py", "tests/optim/test_step_rules.py",
+                                      "tests/optim/test_wiring.py", "tests/optim/test_perturbation.py",
+                                      "tests/optim/test_loop_rules.py"],
 }
 COPIED = ("samtune", "tests", "studies", "pyproject.toml", "README.md")
 
