@@ -168,9 +168,6 @@ class SAMOptimizer(torch.optim.Optimizer):
         return PathContext(self.spec, self.variant_kwargs, self._params(), self._rhos(),
                            self.msharp_memory_mb, self.generator, self._path_cache)
 
-    def _grads(self, params: list[torch.nn.Parameter], scale: float = 1.0) -> list[torch.Tensor]:
-        return _msharp_loop.grads(params, scale)
-
     # -- the torch-style step ------------------------------------------------------------------
 
     @torch.no_grad()
@@ -310,7 +307,7 @@ class SAMOptimizer(torch.optim.Optimizer):
                 self._scaler, self._final_ready = scaler, True
                 self.step()
                 return out
-            final = self._grads(params, scale)
+            final = _msharp_loop.grads(params, scale)
         else:
             out, final = self._msharp_pass(model, inputs, targets, loss_fn, k, autocast, scale)
         if self._acc is None and update:  # no accumulation: hand the final gradient over as is
