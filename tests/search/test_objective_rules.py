@@ -191,12 +191,28 @@ def _history(n=2):
              "flip_rate": 0.1 * (i + 1)} for i in range(n)]
 
 
-def test_a_baseline_trial_trains_sgd_at_its_lr_with_the_trials_seed_and_records_it(monkeypatch):
-    fake = _FakeRun(TrainResult(history=_history(), steps=10, step_time=0.002))
-    monkeypatch.setattr(objective_module, "run_config", fake)
+def _fake(**result) -> _FakeRun:
+    return _FakeRun(TrainResult(**{"history": _history(), "steps": 10, "step_time": 0.002, **result}))
+
+
+def _baseline_study(lr: float = 0.04) -> optuna.Study:
+    """A study whose next trial is an enqueued baseline at ``lr``."""
     study = _study()
-    study.enqueue_trial({"lr": 0.04})
+    study.enqueue_trial({"lr": lr})
+    return study
+
+
+def _run_one(monkeypatch, study, fake, **kw):
+    monkeypatch.setattr(objective_module, "run_config", fake)
     trial = study.ask()
+    _objective(**kw)(trial)
+    return trial
+
+
+def test_a_baseline_trial_trains_sgd_at_its_lr_with_the_trials_seed_and_records_it(monkeypatch):
+    fake = _fake()
+    monkeypatch.setattr(objective_module, "run_config", fake)
+    trial = _baseline_study().ask()
     value = _objective(seed=3)(trial)
     assert value == fake.result.val_metric == pytest.approx(0.6)
     (call,) = fake.calls
@@ -216,23 +232,11 @@ def test_a_diverged_run_is_pruned_with_its_reason_and_keeps_its_summaries(monkey
     fake = _FakeRun(TrainResult(history=_history(1), diverged=True, reason="loss is nan at step 4",
                                 steps=4, step_time=0.001))
     monkeypatch.setattr(objective_module, "run_config", fake)
-    study = _study()
-    study.enqueue_trial({"lr": 0.04})
-    trial = study.ask()
+    trial = _baseline_study().ask()
     with pytest.raises(optuna.TrialPruned, match="diverged: loss is nan at step 4"):
         _objective()(trial)
     assert trial.user_attrs["prune_reason"] == "diverged: loss is nan at step 4"
     assert trial.user_attrs["final_val_acc"] == 0.5
-
-
-def test_progress_lines_add_an_epoch_progress_callback(monkeypatch):
-    fake = _FakeRun(TrainResult(history=_history(), steps=10, step_time=0.002))
-    monkeypatch.setattr(objective_module, "run_config", fake)
-    study = _study()
-    study.enqueue_trial({"lr": 0.04})
-    _objective(say=lambda line: None)(study.ask())
-    kinds = [type(c).__name__ for c in fake.calls[0]["callbacks"]]
-    assert kinds == ["OptunaReporter", "EpochProgress"]
 
 
 # -- run_config and the model factories -----------------------------------------------------------
@@ -318,19 +322,11 @@ def test_advance_stage_passes_the_target_and_says_what_moved(monkeypatch, target
     _objective(target=target).advance_stage(_study(), None)  # no say: no line, no error
 
 
-def _run_one(monkeypatch, study, fake, **kw):
-    monkeypatch.setattr(objective_module, "run_config", fake)
-    trial = study.ask()
-    _objective(**kw)(trial)
-    return trial
-
-
 def test_an_edge_extension_beyond_the_lr_range_runs_at_its_lr_in_a_widened_range(monkeypatch):
     """The baseline's edge step (lr 0.5, beyond quick's 0.01-0.2) is suggested from a range
     that holds it, so Optuna neither warns nor records an lr outside its distribution."""
-    study = _study()
-    study.enqueue_trial({"lr": 0.5})
-    fake = _FakeRun(TrainResult(history=_history(), steps=10, step_time=0.002))
+    study = _baseline_study(0.5)
+    fake = _fake()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         _run_one(monkeypatch, study, fake)
@@ -347,7 +343,7 @@ def _family_study(space: SearchSpace) -> optuna.Study:
 def test_an_enqueued_baseline_runs_as_one_after_the_stage_moved_on(monkeypatch):
     study = _family_study(SearchSpace.load("quick"))
     study.enqueue_trial({"lr": 0.04})  # e.g. a second baseline enqueued late
-    fake = _FakeRun(TrainResult(history=_history(), steps=10, step_time=0.002))
+    fake = _fake()
     trial = _run_one(monkeypatch, study, fake)
     assert trial.user_attrs["stage"] == "baseline" and fake.calls[0]["config"].variant == "sgd"
 
@@ -356,7 +352,7 @@ def test_a_family_trial_enqueued_under_a_cheap_schedule_runs_under_it(monkeypatc
     study = _family_study(SearchSpace.load("quick"))
     study.enqueue_trial({"variant": "sam", "rho": 0.05, "lr": 0.05, "m": None,
                          "schedule": "constant", "perturb": "late:start=0.5"})
-    fake = _FakeRun(TrainResult(history=_history(), steps=10, perturbed_steps=5, step_time=0.004))
+    fake = _fake(perturbed_steps=5, step_time=0.004)
     trial = _run_one(monkeypatch, study, fake)
     config = fake.calls[0]["config"]
     assert trial.user_attrs["stage"] == "family"
@@ -374,7 +370,7 @@ def test_a_trials_cost_is_over_the_baselines_of_its_own_host(monkeypatch):
             user_attrs={"config": {"variant": "sgd"}, "stage": "baseline", "step_time": step,
                         "worker_host": host}))
     study.enqueue_trial({"variant": "sam", "rho": 0.05, "lr": 0.05, "m": None, "schedule": "constant"})
-    fake = _FakeRun(TrainResult(history=_history(), steps=10, step_time=0.005))
+    fake = _fake(step_time=0.005)
     trial = _run_one(monkeypatch, study, fake)
     assert trial.user_attrs["cost"] == pytest.approx(2.5)  # 0.005 / 0.002, not / the median 0.006
 
@@ -383,19 +379,17 @@ def test_a_search_for_another_metric_scores_validation_with_its_utility(monkeypa
     from samtune.metrics import parse_metric
 
     metric = parse_metric("macro_f1", ["a", "b", "c"])
-    study = _study()
-    study.enqueue_trial({"lr": 0.04})
-    fake = _FakeRun(TrainResult(history=_history(), steps=10, step_time=0.002))
-    _run_one(monkeypatch, study, fake, metric=metric)
+    fake = _fake()
+    _run_one(monkeypatch, _baseline_study(), fake, metric=metric)
     assert fake.calls[0]["val_metric"] == metric.utility
 
 
-def test_the_progress_line_names_the_trial_and_its_epochs(monkeypatch):
+def test_progress_lines_add_an_epoch_progress_callback_naming_the_trial_and_its_epochs(monkeypatch):
     said = []
-    study = _study()
-    study.enqueue_trial({"lr": 0.04})
-    fake = _FakeRun(TrainResult(history=_history(), steps=10, step_time=0.002))
-    _run_one(monkeypatch, study, fake, say=said.append)
+    fake = _fake()
+    _run_one(monkeypatch, _baseline_study(), fake, say=said.append)
+    kinds = [type(c).__name__ for c in fake.calls[0]["callbacks"]]
+    assert kinds == ["OptunaReporter", "EpochProgress"]
     progress = fake.calls[0]["callbacks"][1]
     assert (progress.say, progress.what, progress.epochs) == (said.append, "trial 0", 1)
 
