@@ -74,6 +74,18 @@ FILES: dict[str, list[str]] = {
     "samtune/optim/_msharp_loop.py": ["tests/optim/test_step.py", "tests/optim/test_step_rules.py",
                                       "tests/optim/test_wiring.py", "tests/optim/test_perturbation.py",
                                       "tests/optim/test_loop_rules.py"],
+    "samtune/search/_cost.py": ["tests/search/test_cost.py", "tests/search/test_cost_rules.py",
+                                "tests/search/test_confirm_rules.py",
+                                "tests/search/test_recommendation_build.py"],
+    "samtune/search/_metric.py": ["tests/search/test_metric_search.py", "tests/search/test_metric_verdict.py",
+                                  "tests/search/test_pruner_metric.py", "tests/search/test_cost.py",
+                                  "tests/search/test_metric_names.py"],
+    "samtune/schedules/_lr.py": ["tests/schedules/test_lr_rules.py", "tests/schedules/test_schedule_rules.py", "tests/schedules/test_rho.py"],
+    "samtune/optim/_output.py": ["tests/optim/test_output_rules.py", "tests/optim/test_step.py", "tests/optim/test_msharp_linear.py",
+                                 "tests/optim/test_msharp_grouped.py", "tests/optim/test_step_rules.py"],
+    "samtune/optim/_paths.py": ["tests/optim/test_paths.py", "tests/optim/test_step.py"],
+    "samtune/optim/_msharp.py": ["tests/optim/test_step.py", "tests/optim/test_paths.py",
+                                 "tests/optim/test_step_rules.py"],
 }
 COPIED = ("samtune", "tests", "studies", "pyproject.toml", "README.md")
 
