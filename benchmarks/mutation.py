@@ -83,8 +83,10 @@ FILES: dict[str, list[str]] = {
     "samtune/schedules/_lr.py": ["tests/schedules/test_lr_rules.py", "tests/schedules/test_schedule_rules.py", "tests/schedules/test_rho.py"],
     "samtune/optim/_output.py": ["tests/optim/test_output_rules.py", "tests/optim/test_step.py", "tests/optim/test_msharp_linear.py",
                                  "tests/optim/test_msharp_grouped.py", "tests/optim/test_step_rules.py"],
-    "samtune/optim/_paths.py": ["tests/optim/test_paths.py", "tests/optim/test_step.py"],
-    "samtune/optim/_msharp.py": ["tests/optim/test_step.py", "tests/optim/test_paths.py",
+    "samtune/optim/_paths.py": ["tests/optim/test_paths.py", "tests/optim/test_paths_rules.py",
+                                "tests/optim/test_step.py"],
+    "samtune/optim/_msharp.py": ["tests/optim/test_vmap_rules.py", "tests/optim/test_step.py",
+                                 "tests/optim/test_paths.py",
                                  "tests/optim/test_step_rules.py"],
 }
 COPIED = ("samtune", "tests", "studies", "pyproject.toml", "README.md")
