@@ -88,6 +88,9 @@ FILES: dict[str, list[str]] = {
     "samtune/optim/_msharp.py": ["tests/optim/test_vmap_rules.py", "tests/optim/test_step.py",
                                  "tests/optim/test_paths.py",
                                  "tests/optim/test_step_rules.py"],
+    # the helpers only: search() itself runs through the end-to-end tests, too slow to select
+    "samtune/search/_search.py": ["tests/search/test_search_rules.py", "tests/search/test_small_things.py",
+                                  "tests/search/test_budget.py"],
 }
 COPIED = ("samtune", "tests", "studies", "pyproject.toml", "README.md")
 
