@@ -91,6 +91,8 @@ FILES: dict[str, list[str]] = {
     # the helpers only: search() itself runs through the end-to-end tests, too slow to select
     "samtune/search/_search.py": ["tests/search/test_search_rules.py", "tests/search/test_small_things.py",
                                   "tests/search/test_budget.py"],
+    "samtune/search/_storage.py": ["tests/search/test_storage_rules.py", "tests/search/test_secrets.py"],
+    "samtune/search/_options.py": ["tests/search/test_options_rules.py"],
 }
 COPIED = ("samtune", "tests", "studies", "pyproject.toml", "README.md")
 

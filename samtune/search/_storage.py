@@ -31,7 +31,9 @@ def default_study_name(data: str, model: str | None = None) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-") or "study"
 
 
-_PASSWORD = re.compile(r"(://[^/?#@:]*:)([^/?#@]*)@")
+# user:password@ after the scheme, or at the start of a URL given without one (a typo that
+# must not echo the password either)
+_PASSWORD = re.compile(r"((?:^|://)[^/?#@:]*:)([^/?#@]*)@")
 
 
 def mask_url(url: str | None) -> str | None:
@@ -41,6 +43,8 @@ def mask_url(url: str | None) -> str | None:
     'postgresql+psycopg2://me:***@db:5432/samtune'
     >>> mask_url("sqlite:///studies/digits.db")
     'sqlite:///studies/digits.db'
+    >>> mask_url("me:s3cret@db/samtune")  # the scheme forgotten
+    'me:***@db/samtune'
     """
     return None if url is None else _PASSWORD.sub(r"\1***@", url)
 
