@@ -147,3 +147,52 @@ def test_the_recommendation_goes_next_to_a_sqlite_file_else_under_samtune_out(tm
     assert default_out_dir(f"sqlite:///{db}", "x") == db.parent / "x"
     assert str(default_out_dir("sqlite:///:memory:", "x")) == "samtune-out/x"
     assert str(default_out_dir("postgresql://u:p@localhost/db", "x")) == "samtune-out/x"
+
+
+# -- what a request resolves to (plan) ------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def wine():
+    from samtune.data import load_data
+
+    return load_data("builtin:wine")
+
+
+def test_the_settings_a_study_must_match_come_from_the_request(wine):
+    import samtune
+    from samtune.search._search import plan
+
+    p = plan(wine, SearchOptions(epochs=3, batch_size=8, space="quick", seed=2))
+    expected_space = SearchSpace.load("quick").with_batch_size(8)
+    assert p.settings == {
+        "fingerprint": wine.fingerprint, "space": expected_space.digest(), "space_name": "quick",
+        "epochs": 3, "batch_size": 8, "model": "mlp", "dataset": wine.describe(),
+        "samtune_version": samtune.__version__, "search": "staged-1",
+        "metric": "accuracy", "metric_digest": None,
+    }
+    assert (p.train_config.epochs, p.train_config.batch_size, p.train_config.seed) == (3, 8, 2)
+    assert p.model_name == "mlp" and p.model_label == "'mlp'" and p.metric.name == "accuracy"
+
+
+def test_a_fixed_lr_and_the_default_batch_size_reach_the_space(wine):
+    from samtune.search._search import plan
+
+    p = plan(wine, SearchOptions(lr=0.2, space="quick", metric="macro_f1"))
+    assert p.train_config.batch_size == 16  # 124 training examples: the smallest default
+    assert p.space.digest() == SearchSpace.load("quick").with_batch_size(16).fix_lr(0.2).digest()
+    assert p.settings["metric"] == "macro_f1" and p.metric.name == "macro_f1"
+    assert p.space.digest() != plan(wine, SearchOptions(space="quick")).space.digest()
+
+
+def test_a_module_is_named_by_its_signature_and_its_class(wine):
+    from torch import nn
+
+    from samtune.models import model_signature
+    from samtune.search._search import plan
+
+    module = nn.Sequential(nn.Linear(13, 3))
+    p = plan(wine, SearchOptions(space="quick"), module)
+    assert p.model_name == f"module:{model_signature(module)[:16]}" == p.settings["model"]
+    assert p.model_label == "Sequential (the module given)"
+    fresh = p.factory()
+    assert fresh is not module and isinstance(fresh, nn.Sequential)
