@@ -105,14 +105,14 @@ def open_storage(
         engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
     elif "://" not in url:
         raise SamtuneError(f"storage {mask_url(url)!r} is not a database URL; use e.g. sqlite:///studies/x.db or postgresql://user@host/db.")
-    beat = {}
-    if heartbeat:
-        beat = {"heartbeat_interval": heartbeat, "grace_period": STALE_BEATS * heartbeat,
-                "heartbeat_stale_trial_callback":
-                    optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)}
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings():  # the retry callback and heartbeats are "experimental"
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            beat = {}
+            if heartbeat:
+                beat = {"heartbeat_interval": heartbeat, "grace_period": STALE_BEATS * heartbeat,
+                        "heartbeat_stale_trial_callback":
+                            optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)}
             storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **beat)
         if path is not None:
             _immediate_transactions(storage.engine)

@@ -4,6 +4,7 @@ each refusal's text (no password in any of them)."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import optuna
@@ -107,3 +108,23 @@ def test_an_unknown_study_lists_those_the_storage_holds(tmp_path):
     with pytest.raises(SamtuneError, match=r"no study named 'x' \(studies there: b, a\)\."):
         load_study("x", storage)
     assert load_study("a", storage).study_name == "a"
+
+
+def test_sqlite_waits_a_minute_for_a_lock_and_a_stale_trial_is_retried_twice(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Optuna's "experimental" warnings stay inside
+        storage = open_storage(f"sqlite:///{tmp_path / 'b.db'}", heartbeat=5)
+    with storage.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 60_000
+    assert storage.failed_trial_callback._max_retry == 2
+
+
+def test_an_unknown_driver_gets_the_general_fix():
+    with pytest.raises(SamtuneError) as err:
+        open_storage("mssql+pyodbc://me:s3cret@h/db")
+    assert str(err.value).endswith("; install the database driver the URL names.")
+    assert "s3cret" not in str(err.value)
+
+
+def test_a_study_name_keeps_its_letters_case():
+    assert default_study_name("./Data/MyTable.csv") == "MyTable"
