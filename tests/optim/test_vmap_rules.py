@@ -68,10 +68,11 @@ def test_soft_targets_reach_the_vmap_paths_loss_with_their_class_axis():
     torch.testing.assert_close(out.perturbed_loss, ref_out.perturbed_loss, rtol=1e-5, atol=1e-6)
 
 
-def test_the_vmap_path_runs_a_model_with_dropout():
+@pytest.mark.parametrize("variant", ["sam", "randsam"])  # randsam's clean pass needs no gradient
+def test_the_vmap_path_runs_a_model_with_dropout(variant):
     x, y = _data()
     model = _net(nn.Dropout(0.3))
-    out, final = _run("vmap", model, "sam", x, y, 4, 1.0)
+    out, final = _run("vmap", model, variant, x, y, 4, 1.0)
     assert out.perturbed_outputs.shape == (32, 3)
     assert all(torch.isfinite(f).all() for f in final)
 
