@@ -73,7 +73,8 @@ FILES: dict[str, list[str]] = {
     "samtune/search/_objective.py": ["tests/search/test_objective_rules.py", "tests/search/test_cost.py"],
     "samtune/optim/_msharp_loop.py": ["tests/optim/test_step.py", "tests/optim/test_step_rules.py",
                                       "tests/optim/test_wiring.py", "tests/optim/test_perturbation.py",
-                                      "tests/optim/test_loop_rules.py"],
+                                      "tests/optim/test_loop_rules.py",
+                                      "tests/optim/test_vmap_rules.py"],  # loss scaling, every path
     "samtune/search/_cost.py": ["tests/search/test_cost.py", "tests/search/test_cost_rules.py",
                                 "tests/search/test_confirm_rules.py",
                                 "tests/search/test_recommendation_build.py"],

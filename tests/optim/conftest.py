@@ -15,6 +15,12 @@ def mlp(bn: bool = False, seed: int = 0) -> nn.Module:
     return nn.Sequential(*layers)
 
 
+def tanh_net(*extra: nn.Module) -> nn.Module:
+    """Linear(6, 8), ``extra`` modules, Tanh, Linear(8, 3), seeded: a net every path runs."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(6, 8), *extra, nn.Tanh(), nn.Linear(8, 3))
+
+
 def overflowing_loss(bad_call: int):
     """Cross-entropy whose ``bad_call``-th call (1 = the clean pass) is inf: an fp16 overflow."""
     calls = []

@@ -1,6 +1,6 @@
-"""Rules of the fast m-sharpness paths called directly, where the optimizer's fallback to the
-loop would hide a failure (from a mutation run of ``_msharp.py``, the vmap path): under loss
-scaling they return the unscaled passes, soft (per-class) targets keep their shape, a model
+"""Rules of the m-sharpness paths called directly, where the optimizer's fallback to the loop
+would hide a failure (from mutation runs of ``_msharp.py``, the vmap path, and of
+``_msharp_loop.py``): under loss scaling every path returns the unscaled passes, soft (per-class) targets keep their shape, a model
 with dropout runs, and the vmap path says which models it cannot reproduce."""
 
 from __future__ import annotations
@@ -17,11 +17,7 @@ from torch import nn
 from samtune import SAMConfig, build_optimizer
 from samtune.optim import _msharp
 from samtune.optim._paths import get_path
-
-
-def _net(*extra: nn.Module) -> nn.Module:
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(6, 8), *extra, nn.Tanh(), nn.Linear(8, 3))
+from tests.optim.conftest import tanh_net as _net
 
 
 def _data(n=32, seed=1):
@@ -38,17 +34,21 @@ def _run(path, model, variant, x, y, k, scale, loss_fn=F.cross_entropy):
     return get_path(path).run(_ctx(model, variant), model, x, y, loss_fn, k, nullcontext(), scale)
 
 
-@pytest.mark.parametrize("path", ["fused", "grouped", "vmap"])
+@pytest.mark.parametrize("path", ["loop", "fused", "grouped", "vmap"])
 @pytest.mark.parametrize("variant", ["sam", "gsam", "obf"])
-def test_a_scaled_loss_gives_the_loops_unscaled_passes(path, variant):
-    """Scale 2 on the path against scale 1 on the loop: the final gradient (gsam's takes the
-    ascent gradient's size) and the perturbed loss are the unscaled ones."""
+@pytest.mark.parametrize("k", [1, 4])
+def test_a_scaled_loss_gives_the_loops_unscaled_passes(path, variant, k):
+    """Under a GradScaler the losses are scaled by ``scale`` and the gradients divided by it
+    again: each path at scale 2 against the loop at scale 1 gives the same final gradient
+    (gsam's, which takes the ascent gradient's size, included) and losses. Scale 2: a rule that
+    treats 2 as 1 fails too."""
     x, y = _data()
     model = _net()
-    ref_out, ref = _run("loop", copy.deepcopy(model), variant, x, y, 4, 1.0)
-    out, final = _run(path, model, variant, x, y, 4, 2.0)
+    ref_out, ref = _run("loop", copy.deepcopy(model), variant, x, y, k, 1.0)
+    out, final = _run(path, model, variant, x, y, k, 2.0)
+    tol = {"rtol": 1e-5, "atol": 1e-7} if path == "loop" else {"rtol": 1e-4, "atol": 1e-6}
     for a, b in zip(ref, final, strict=True):
-        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(b, a, **tol)
     torch.testing.assert_close(out.perturbed_loss, ref_out.perturbed_loss, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(out.loss, ref_out.loss, rtol=1e-5, atol=1e-6)
 

@@ -36,12 +36,14 @@ SETTINGS = {"fingerprint": "f" * 64, "space": "s" * 64, "epochs": 3, "batch_size
 # -- what a resumed study must match ---------------------------------------------------------------
 
 @pytest.mark.parametrize("key, other, phrase", [
+    ("fingerprint", "g" * 64, f"data (fingerprint) {'f' * 12} vs {'g' * 12}"),
+    ("space", "t" * 64, f"search space {'s' * 12} vs {'t' * 12}"),
     ("epochs", 5, "--epochs 3 vs 5"), ("batch_size", 32, "batch size 16 vs 32"),
     ("model", "cnn", "model mlp vs cnn"), ("search", "staged-2", "search plan staged-1 vs staged-2"),
-    ("space", "t" * 64, f"search space {'s' * 12} vs {'t' * 12}"),
     ("metric", "macro_f1", "--metric accuracy vs macro_f1"),
 ])
 def test_each_setting_that_differs_is_named_in_one_phrase(key, other, phrase):
+    assert differences(SETTINGS, dict(SETTINGS)) == []
     assert differences(SETTINGS, {**SETTINGS, key: other}) == [phrase]
 
 

@@ -12,7 +12,6 @@ from torch import nn
 
 from samtune.errors import SamtuneError
 from samtune.search import search
-from samtune.search._search import differences
 from samtune.search._workers import SMALL_MODEL_PARAMS, cpu_threads, worker_objective, worker_study
 
 
@@ -59,21 +58,6 @@ def test_search_trains_small_models_on_one_thread_and_restores_the_setting(
 
 
 # -- refusing a study made with other settings ----------------------------------------------------
-
-SETTINGS = {"fingerprint": "f" * 64, "space": "s" * 64, "epochs": 2, "batch_size": None,
-            "model": "mlp", "search": "staged-1"}
-
-
-@pytest.mark.parametrize("key, other, phrase", [
-    ("fingerprint", "g" * 64, "data (fingerprint)"), ("space", "t" * 64, "search space"),
-    ("epochs", 3, "--epochs"), ("batch_size", 32, "batch size"), ("model", "cnn", "model"),
-    ("search", "grid", "search plan"),
-])
-def test_every_setting_of_the_mismatch_rule_is_compared(key, other, phrase):
-    assert differences(SETTINGS, dict(SETTINGS)) == []
-    got = differences(SETTINGS, {**SETTINGS, key: other})
-    assert len(got) == 1 and got[0].startswith(phrase)
-
 
 @pytest.mark.parametrize("change, needle", [
     ({"batch_size": 32}, "batch size"),
