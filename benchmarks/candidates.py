@@ -45,7 +45,7 @@ BENCHMARKS = Path(__file__).resolve().parent
 if str(BENCHMARKS) not in sys.path:
     sys.path.insert(0, str(BENCHMARKS))
 
-from bank import SEEDS, Cell, Store, load_bank, truth, within_noise  # noqa: E402
+from bank import SEEDS, Cell, Store, cell_of, load_bank, truth, within_noise  # noqa: E402
 from bank.store import DATA_DIR  # noqa: E402
 from bank.truth import cells_of  # noqa: E402
 
@@ -140,7 +140,7 @@ def simulate(store: Store, searches: int, trials: int, top_k: int, seed: int,
              rules: tuple[str, ...] = RULES, value: str = "val_acc") -> dict[str, Any]:
     t = truth(store)
     fam = [c for c in cells_of(store) if c.variant != "sgd" and len(store.seeds(c.key)) >= SEEDS]
-    base_lr = Cell.from_dict(next(iter(store.runs[t.baseline].values()))["cell"]).lr
+    base_lr = cell_of(store, t.baseline).lr
     best = max(store.mean_acc(c.key) for c in fam)
     rng = random.Random(seed)
     out: dict[str, dict[str, list[float]]] = {r: {"regret": [], "hit": []} for r in rules}

@@ -49,7 +49,7 @@ def cumulative(stats: pstats.Stats, file_end: str, name: str) -> float:
 def breakdown(task_name: str, seed: int) -> tuple[float, float, str, list[tuple[str, float]]]:
     import optuna
     import torch
-    from bank import Cell, Store, truth
+    from bank import Store, cell_of, truth
     from bank.tasks import TASKS
     from decision import baseline_run_seconds, run_search
 
@@ -58,7 +58,7 @@ def breakdown(task_name: str, seed: int) -> tuple[float, float, str, list[tuple[
     task = TASKS[task_name]
     store = Store(BENCHMARKS / "bank" / "data" / f"{task_name}.jsonl.gz")
     t = truth(store)
-    base = Cell.from_dict(next(iter(store.runs[t.baseline].values()))["cell"]).config()
+    base = cell_of(store, t.baseline).config()
     unit = baseline_run_seconds(task, base)
     profile = cProfile.Profile()
     with tempfile.TemporaryDirectory() as tmp:

@@ -57,7 +57,7 @@ BENCHMARKS = Path(__file__).resolve().parent
 if str(BENCHMARKS) not in sys.path:
     sys.path.insert(0, str(BENCHMARKS))
 
-from bank import SEEDS, Cell, Store, load_bank, truth  # noqa: E402
+from bank import SEEDS, Cell, Store, cell_of, load_bank, truth  # noqa: E402
 from bank.store import DATA_DIR  # noqa: E402
 
 from samtune.search import SearchOptions  # noqa: E402
@@ -223,7 +223,7 @@ def score(job: tuple[str, int, str, str, dict[str, Any], str | None]) -> dict[st
     cache_path = Path(cache_dir) / f"{name}.jsonl.gz"
     cache = open_cache(cache_path, store.header)
     t = truth(store)
-    base_config = Cell.from_dict(next(iter(store.runs[t.baseline].values()))["cell"]).config()
+    base_config = cell_of(store, t.baseline).config()
     unit = [baseline_run_seconds(task, base_config)]
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()

@@ -13,7 +13,7 @@ from pathlib import Path
 from bank.grid import SEEDS, Cell
 from bank.stats import Z, gain_and_se, paired, within_noise
 from bank.store import DATA_DIR, Store, open_store, task_path
-from bank.truth import Truth, truth
+from bank.truth import Truth, cell_of, truth
 
 
 def load_bank(names: list[str] | None = None, data_dir: Path = DATA_DIR) -> dict[str, Store]:
@@ -26,5 +26,5 @@ def load_bank(names: list[str] | None = None, data_dir: Path = DATA_DIR) -> dict
     return {n: open_store(n, data_dir) for n in (stored if names is None else names)}
 
 
-__all__ = ["DATA_DIR", "SEEDS", "Z", "Cell", "Store", "Truth", "gain_and_se",
+__all__ = ["DATA_DIR", "SEEDS", "Z", "Cell", "Store", "Truth", "cell_of", "gain_and_se",
            "load_bank", "open_store", "paired", "task_path", "truth", "within_noise"]

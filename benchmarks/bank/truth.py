@@ -41,8 +41,13 @@ class Truth:
         return asdict(self)
 
 
+def cell_of(store: Store, key: str) -> Cell:
+    """The cell stored under ``key`` (every run of a key holds the same cell)."""
+    return Cell.from_dict(next(iter(store.runs[key].values()))["cell"])
+
+
 def cells_of(store: Store) -> list[Cell]:
-    return [Cell.from_dict(next(iter(store.runs[k].values()))["cell"]) for k in store.keys()]
+    return [cell_of(store, k) for k in store.keys()]
 
 
 def _chosen(cells: list[Cell], store: Store) -> Cell:
