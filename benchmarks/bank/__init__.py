@@ -4,16 +4,26 @@ they imply per task (see ``truth``). Build it with ``python benchmarks/bank/buil
 with ``load_bank()``.
 
 Reading needs neither torch nor samtune (tasks and build do). Import it with ``benchmarks/`` on ``sys.path`` (the scripts there do).
+
+Importing it puts this checkout first on ``sys.path``, so that a script that imports ``bank``
+before ``samtune`` measures the ``samtune`` beside it: run from another worktree, an editable
+install of the main checkout would otherwise supply its code, and the numbers would be that
+checkout's without a word.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
-from bank.grid import SEEDS, Cell
-from bank.stats import Z, gain_and_se, paired, within_noise
-from bank.store import DATA_DIR, Store, open_store, task_path
-from bank.truth import Truth, cell_of, truth
+ROOT = Path(__file__).resolve().parents[2]  # the checkout whose samtune the benchmarks measure
+if (ROOT / "samtune").is_dir() and str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bank.grid import SEEDS, Cell  # noqa: E402
+from bank.stats import Z, gain_and_se, paired, within_noise  # noqa: E402
+from bank.store import DATA_DIR, Store, open_store, task_path  # noqa: E402
+from bank.truth import Truth, cell_of, truth  # noqa: E402
 
 
 def load_bank(names: list[str] | None = None, data_dir: Path = DATA_DIR) -> dict[str, Store]:

@@ -349,3 +349,18 @@ def test_verdict_size_one_look_judges_each_pair_once_at_its_seeds():
     none = verdict_size.simulate(100, shared=0.0, shift=0.0, one_look=3)
     assert none["samtune"]["use"] <= 0.1
     assert verdict_size.main(["--one-look", "7"]) == 2
+
+
+def test_the_bank_makes_the_benchmarks_measure_the_samtune_of_their_own_checkout(tmp_path):
+    """A worktree's benchmark imports the worktree's samtune, not an editable install's."""
+    import shutil
+    import subprocess
+
+    bench = tmp_path / "benchmarks"
+    shutil.copytree(BENCHMARKS / "bank", bench / "bank", ignore=shutil.ignore_patterns("data", "__pycache__"))
+    (tmp_path / "samtune").mkdir()
+    (tmp_path / "samtune" / "__init__.py").write_text("")
+    code = ("import sys; sys.path[:] = [p for p in sys.path if p not in ('', " + repr(str(BENCHMARKS.parent))
+            + ")]; sys.path.insert(0, " + repr(str(bench)) + "); import bank, samtune; print(samtune.__file__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path)
+    assert out.stdout.strip() == str(tmp_path / "samtune" / "__init__.py")
