@@ -49,14 +49,14 @@ def cumulative(stats: pstats.Stats, file_end: str, name: str) -> float:
 def breakdown(task_name: str, seed: int) -> tuple[float, float, str, list[tuple[str, float]]]:
     import optuna
     import torch
-    from bank import Store, cell_of, truth
+    from bank import cell_of, open_store, truth
     from bank.tasks import TASKS
     from decision import baseline_run_seconds, run_search
 
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     task = TASKS[task_name]
-    store = Store(BENCHMARKS / "bank" / "data" / f"{task_name}.jsonl.gz")
+    store = open_store(task_name)
     t = truth(store)
     base = cell_of(store, t.baseline).config()
     unit = baseline_run_seconds(task, base)

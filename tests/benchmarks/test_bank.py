@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
+import subprocess
 import sys
 
 import numpy as np
@@ -353,9 +355,6 @@ def test_verdict_size_one_look_judges_each_pair_once_at_its_seeds():
 
 def test_the_bank_makes_the_benchmarks_measure_the_samtune_of_their_own_checkout(tmp_path):
     """A worktree's benchmark imports the worktree's samtune, not an editable install's."""
-    import shutil
-    import subprocess
-
     bench = tmp_path / "benchmarks"
     shutil.copytree(BENCHMARKS / "bank", bench / "bank", ignore=shutil.ignore_patterns("data", "__pycache__"))
     (tmp_path / "samtune").mkdir()
