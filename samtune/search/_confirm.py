@@ -23,7 +23,7 @@ from torch import nn
 from samtune.metrics import Metric
 from samtune.optim import SAMConfig
 from samtune.search._cost import baseline_step_time, cost_of_trial, val_margin
-from samtune.search._evidence import decide, design_looks, gain_evidence, joint_z
+from samtune.search._evidence import Z, decide, design_looks, gain_evidence, joint_z
 from samtune.search._metric import is_accuracy, scale_of
 from samtune.search._objective import run_config
 from samtune.search._progress import EpochProgress
@@ -228,6 +228,9 @@ class Runner:
             "test_metric": {"mean": float("nan"), "std": 0.0, "per_seed": []},  # the metric's score
             "correct": [],  # per finite seed: which test examples it got right
             "pred": [],  # per finite seed: the class it predicts for each test example (int64)
+            # per seed: its utility on the validation split (NaN: diverged), which chooses the
+            # record the verdict judges (``judged_sam``) without looking at the test split
+            "val_scores": [],
             "step_times": [], "step_time": float("nan"), "epochs": 0, "seconds": 0.0,
             # on folds: per run, each tested example's utility (None: diverged), and k
             "fold_runs": [] if self.folds is not None else None,
@@ -238,6 +241,14 @@ class Runner:
         if trial is None:
             return None
         return trial.value if is_accuracy(self.metric) else trial.user_attrs.get("final_val_acc")
+
+    def _score(self, model: nn.Module, x: Any, y: Any) -> float:
+        """``model``'s utility on (``x``, ``y``) on the runner's metric (higher is better)."""
+        pred = predict_classes(model, x, y, batch_size=self.train_config.eval_batch_size,
+                               bf16=self.train_config.bf16)
+        if is_accuracy(self.metric):
+            return (pred == y.cpu()).double().mean().item()
+        return self.metric.utility(y.cpu(), pred)
 
     def add_seed(self, rec: dict[str, Any]) -> float:
         """Train the record's next seed at full budget; its test accuracy (NaN: diverged)."""
@@ -253,9 +264,13 @@ class Runner:
                             seed=run_seed, callbacks=slow)
         rec["seconds"] += time.perf_counter() - t0
         rec["epochs"] += result.epochs_trained
-        acc = score = float("nan")
+        acc = score = val = float("nan")
         utility = None
+        y_val = getattr(data, "y_val", None)
+        has_val = y_val is not None and len(y_val) > 0
         if not result.diverged:
+            if has_val:
+                val = self._score(result.model, data.x_val, y_val)
             pred = predict_classes(result.model, data.x_test, data.y_test,
                                    batch_size=self.train_config.eval_batch_size,
                                    bf16=self.train_config.bf16)
@@ -270,6 +285,8 @@ class Runner:
             rec["fold_runs"].append(utility)
             if utility is not None:  # the labels this seed's predictions are for
                 rec.setdefault("labels", []).append(data.y_test.cpu())
+        if has_val:  # without validation examples, the verdict's record is chosen on test
+            rec.setdefault("val_scores", []).append(val)
         _add(rec["test_accuracy"], acc)
         _add(rec.setdefault("test_metric", {"mean": float("nan"), "std": 0.0, "per_seed": []}), score)
         self.last_score = score
@@ -330,28 +347,88 @@ def best_sam(confirmed: list[dict[str, Any]], metric: Metric | None = None) -> d
     return max(fam, key=lambda c: mean_utility(c, metric)) if fam else None
 
 
+def val_utility(c: dict[str, Any]) -> float | None:
+    """A record's mean validation utility over its first look's seeds (``first_look``: the
+    seeds ``confirm`` gave every candidate; later seeds go to one record only, so they do not
+    enter the choice); -inf when each of them diverged, None when it has no validation scores
+    (a record from before they were kept, or data with no validation examples)."""
+    scores = c.get("val_scores") or []
+    first = c.get("first_look") or len(scores)
+    if not scores or first <= 0:
+        return None
+    finite = [v for v in scores[:first] if v == v]
+    if len(finite) < len(scores[:first]) and not finite:
+        return -math.inf
+    return statistics.fmean(finite) if finite else None
+
+
+def judged_sam(confirmed: list[dict[str, Any]],
+               metric: Metric | None = None) -> tuple[dict[str, Any] | None, str]:
+    """The SAM-family record the verdict judges, and what chose it: ``"validation"`` or
+    ``"test"`` (None, ``"test"`` when none was confirmed).
+
+    On validation: the record with the best first-look validation utility (``val_utility``;
+    ties: the better search value, then the configuration's key, so the answer does not depend
+    on the records' order). The test split did not choose it, so its gain is judged as one
+    comparison's (``Z``), not as the best of several noisy gains (``joint_z``): the choice
+    among candidates on the test split is where a claimed gain's winner's curse comes from.
+    When a record has no validation utility, the one chosen on test: the most seeds
+    (``settle`` added them to the judged one), then the best mean test utility."""
+    fam = [c for c in confirmed if c["config"]["variant"] != "sgd"]
+    if not fam:
+        return None, "test"
+    vals = [val_utility(c) for c in fam]
+    if all(v is not None for v in vals):
+        def rank(i: int) -> tuple[float, float, str]:
+            searched = fam[i].get("val_metric")  # the trial's value: the study maximizes it
+            return vals[i], searched if _finite(searched) else -math.inf, _key(fam[i]["config"])
+        return fam[max(range(len(fam)), key=rank)], "validation"
+    return min(fam, key=lambda c: (-len(c["test_accuracy"]["per_seed"]),
+                                   -mean_utility(c, metric))), "test"
+
+
+def judge(fam: list[dict[str, Any]], judged: dict[str, Any], chosen_on: str,
+          baseline: dict[str, Any], metric: Metric | None, y_test: Any,
+          looks: tuple[int, int] | None) -> dict[str, Any]:
+    """The evidence the verdict reads for ``judged`` (``judged_sam``'s record of ``fam``,
+    the SAM-family records confirmed): ``gain_evidence`` over ``baseline``, with
+    ``chosen_on``.
+
+    Chosen on test, its z is that of the best of ``fam`` (``joint_z``). Chosen on validation,
+    ``use`` needs one comparison's z (``Z``), and the futility stop keeps the best of
+    several's (``futility_z``, read by ``_evidence.decide``): a keep-baseline only lowers the
+    chance of a false ``use``, and at ``Z`` a small positive gain would stay open where the
+    best of several's already calls the decision futile (on the bank: three digits rows where
+    SAM does not help went keep-baseline -> inconclusive)."""
+    z, method = joint_z(fam, baseline, metric)
+    if chosen_on != "validation":
+        return {**gain_evidence(judged, baseline, metric, y_test, z=z, z_method=method,
+                                first_and_most=looks), "chosen_on": chosen_on}
+    ev = gain_evidence(judged, baseline, metric, y_test, z=Z, z_method="chosen on validation",
+                       first_and_most=looks)
+    return {**ev, "futility_z": z, "chosen_on": chosen_on}
+
+
 def settle(
     confirmed: list[dict[str, Any]], runner: Runner, *, max_seeds: int,
     afford: Callable[[int], bool] = lambda runs: True,
     say: Callable[[str], None] | None = None,
 ) -> str:
-    """Add seeds to the baseline and the best SAM-family record while the verdict is open
-    (judged on ``runner.metric``).
+    """Add seeds to the baseline and the SAM-family record the verdict judges (``judged_sam``)
+    while the verdict is open (judged on ``runner.metric``, with ``judge``'s evidence).
 
     Returns why it stopped: ``decided``, ``max seeds`` or ``budget`` (``afford(2)`` said no).
     """
     metric = getattr(runner, "metric", None)
     y_test = runner.data.y_test if not is_accuracy(metric) else None
     baseline = next(c for c in confirmed if c["config"]["variant"] == "sgd")
-    best = best_sam(confirmed, metric)
+    best, chosen_on = judged_sam(confirmed, metric)
     if best is None:
         return "decided"
-    fam = [c for c in confirmed if c["config"]["variant"] != "sgd"]  # the best of these is judged
+    fam = [c for c in confirmed if c["config"]["variant"] != "sgd"]
     looks = design_looks([*fam, baseline], max_seeds)
     while True:
-        z, z_method = joint_z(fam, baseline, metric)
-        ev = gain_evidence(best, baseline, metric, y_test, z=z, z_method=z_method,
-                           first_and_most=looks)
+        ev = judge(fam, best, chosen_on, baseline, metric, y_test, looks)
         if decide(ev, max_seeds) != "open":
             return "decided"
         seeds = min(len(best["test_accuracy"]["per_seed"]),

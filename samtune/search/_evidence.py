@@ -23,8 +23,9 @@ The decision is sequential (``decide``): after each round of seeds,
 
 - ``use`` when gain > Z * se;
 - ``keep-baseline`` when gain <= 0, or when the decision is futile: even a gain one standard
-  error larger than measured would stay under z times the standard error projected for the
-  most seeds the budget allows (z too as it would be then: ``projected_z``, the seed terms'
+  error larger than measured would stay under z (``futility_z``: the best of several
+  candidates' z, also for a candidate chosen on validation) times the standard error projected
+  for the most seeds the budget allows (z too as it would be then: ``projected_z``, the seed terms'
   df grown with the seeds) (``projected_se``: the seed terms and the flips' share of the
   example term shrink as 1/S, the rest of the example term is kept as it is);
 - otherwise ``open``: one more seed for both sides when the budget allows, else
@@ -37,7 +38,8 @@ than the baseline is called ``use`` at some look stays that of one look. With n 
 best of n noisy gains, so its z is that of the largest of n correlated gains (``joint_z``:
 "max-t", from the gains' estimated correlation; at most Bonferroni's, ``z_for``: 2.28 for 2,
 2.43 for 3): the chance that any of n configurations no better than the baseline clears it
-stays that of one at Z = 2. ``gain_evidence(..., z=)`` records it as ``z`` (and
+stays that of one at Z = 2. When the judged candidate was chosen on the validation split
+(``_confirm.judged_sam``), its gain is one comparison's and ``use`` needs Z. ``gain_evidence(..., z=)`` records it as ``z`` (and
 ``z_method``) and ``bound``, and ``decide``, ``final`` and ``seeds_to_settle`` read it from
 there.
 
@@ -522,9 +524,26 @@ def decide(ev: dict[str, Any], max_seeds: int) -> Verdict:
         return "keep-baseline"  # nothing to compare (every seed diverged), or no noise estimate
     if gain > _z(ev) * se:
         return "use"
-    if gain <= 0 or gain + se <= projected_z(ev, max_seeds) * projected_se(ev, max_seeds):
+    if gain <= 0 or gain + se <= futility_z(ev, max_seeds) * projected_se(ev, max_seeds):
         return "keep-baseline"
     return "open"
+
+
+def futility_z(ev: dict[str, Any], seeds: int) -> float:
+    """The z of ``decide``'s futility stop at ``seeds`` seeds: ``projected_z``, with the
+    evidence's ``futility_z`` (when it has one) in place of its candidates' z. A record chosen
+    on validation is judged ``use`` at one comparison's z and stopped for futility at the best
+    of several's (``_confirm.judge``); a stop for futility can only lower the chance of a false
+    ``use``.
+
+    >>> ev = {"z": 2.0, "z_candidates": 2.0, "df": None, "seeds": [3, 3], "looks": 1,
+    ...       "first_look": 3, "look_factors": [1.0]}
+    >>> futility_z(ev, 3), futility_z({**ev, "futility_z": 2.4}, 3)
+    (2.0, 2.4)
+    """
+    if "futility_z" not in ev or "z_candidates" not in ev:
+        return projected_z(ev, seeds)
+    return projected_z({**ev, "z_candidates": ev["futility_z"]}, seeds)
 
 
 def projected_z(ev: dict[str, Any], seeds: int) -> float:

@@ -55,7 +55,7 @@ import samtune
 from samtune.errors import SamtuneError
 from samtune.metrics import Metric, confusion
 from samtune.optim import SAMConfig
-from samtune.search._confirm import mean_utility
+from samtune.search._confirm import judge, judged_sam, mean_utility
 from samtune.search._cost import (
     admissible,
     baseline_step_time,
@@ -175,8 +175,10 @@ def build_recommendation(
     stopped: str = "decided", metric: Metric | None = None, max_cost: float | None = None,
     other_bases: Sequence[dict[str, Any]] = (),
 ) -> Recommendation:
-    """State the verdict on the best SAM-family candidate (by mean test ``metric``; None:
-    accuracy) against the baseline (``_evidence``). ``max_seeds``: the most seeds the
+    """State the verdict on the SAM-family candidate ``_confirm.judged_sam`` chooses (the best
+    on validation over the first confirmation seeds; by mean test ``metric`` when the records
+    have no validation scores; None: accuracy) against the baseline (``_evidence``;
+    ``_confirm.judge``). ``max_seeds``: the most seeds the
     confirmation was allowed (None: the seeds it ran); ``stopped``: why ``settle`` stopped
     adding them. Confusion matrices need the records' ``pred`` and ``dataset.y_test``.
 
@@ -191,17 +193,22 @@ def build_recommendation(
     baseline = next(c for c in confirmed if c["config"]["variant"] == "sgd")
     ranked = sorted(confirmed, key=lambda c: -mean_utility(c, metric))
     allowed = admissible(ranked, max_cost)
-    # the candidate ``settle`` added seeds to is the one judged, even when an extra seed
-    # lowered its mean below another's: choosing again on the same test split would reward luck
+    # the record ``settle`` judged (and added seeds to) is the one judged here, even when an
+    # extra seed lowered its mean below another's: choosing again on test would reward luck
+    best_sam, chosen_on = judged_sam(allowed, metric)
     fam = sorted((c for c in allowed if c["config"]["variant"] != "sgd"),
-                 key=lambda c: (-len(c["test_accuracy"]["per_seed"]), -mean_utility(c, metric)))
-    # the best of len(fam) correlated noisy gains is judged: z is theirs (_evidence.joint_z)
+                 key=lambda c: (c is not best_sam, -len(c["test_accuracy"]["per_seed"]),
+                                -mean_utility(c, metric)))
+    # the others, when cheaper, must clear the best of len(fam) noisy gains' z (joint_z)
     z, z_method = joint_z(fam, baseline, metric)
     looks = design_looks([*fam, baseline], max_seeds) if fam else None
     evs = {id(c): gain_evidence(c, baseline, metric, y_test, z=z, z_method=z_method,
                                 first_and_most=looks)
            for c in ranked if c["config"]["variant"] != "sgd"}
-    best_sam = fam[0] if fam else None
+    if best_sam is not None:
+        evs[id(best_sam)] = judge(fam, best_sam, chosen_on, baseline, metric, y_test, looks)
+    which = ("the SAM-family configuration best on validation" if chosen_on == "validation"
+             else "the best SAM-family configuration")
     evidence: dict[str, Any] = {}
     verdict, chosen, gain, gap = "keep-baseline", baseline, 0.0, None
     tuned = baseline.get("tuned", True)
@@ -258,11 +265,11 @@ def build_recommendation(
         elif not math.isfinite(evidence["gain"]):
             why = f"every confirmation seed of {best_sam['description']} diverged"
         elif evidence["gain"] < 0:
-            why = (f"the best SAM-family configuration ({best_sam['description']}) scored "
+            why = (f"{which} ({best_sam['description']}) scored "
                    f"{words.mean(best_sam):.4f}{words.on}, {words.scale.amount(-evidence['gain'])} "
                    f"worse than the baseline ({noise})")
         else:
-            why = (f"the best SAM-family configuration ({best_sam['description']}) scored "
+            why = (f"{which} ({best_sam['description']}) scored "
                    f"{words.mean(best_sam):.4f}{words.on}, {words.scale.signed(evidence['gain'])}, "
                    f"not above the {noise}, and too small to clear it with "
                    f"{evidence['max_seeds']} seeds")

@@ -153,7 +153,7 @@ def test_slow_epoch_lines_evaluation_settings_and_the_default_seed(data, monkeyp
     assert made == [(print, f"confirm {i}/4", 1) for i in (1, 2, 3, 4)]
     assert [s for s, _ in seen] == [CONFIRM_SEED_OFFSET, CONFIRM_SEED_OFFSET + 1] * 2
     assert all(len(cbs) == 1 and isinstance(cbs[0], Recorder) for _, cbs in seen)
-    assert evals == [{"batch_size": 7, "bf16": True}] * 4
+    assert evals == [{"batch_size": 7, "bf16": True}] * 8  # each seed: validation, then test
     seen.clear()
     confirm([(sam, None)], data, TrainConfig(epochs=1, batch_size=16), factory, seeds=1)
     assert seen == [(CONFIRM_SEED_OFFSET, [])]  # no say: no progress callback

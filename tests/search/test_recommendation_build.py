@@ -83,7 +83,7 @@ def test_a_clear_gain_is_used_and_every_field_holds_its_known_value():
                             "seed_se": 0.0, "flip_se": 0.0, "n_test": N, "seeds": [2, 2], "z": z,
                             "z_method": "max-t", "z_candidates": z, "looks": 1, "df": None,
                             "look": 1, "first_look": 2, "look_factors": [1.0],
-                            "max_seeds": 2,
+                            "max_seeds": 2, "chosen_on": "test",  # no val_scores: chosen on test
                             "stopped": "decided", "stability": {"n": 0, "neighbours": []}}
     assert rec.summary == (f"use sam best: +30.00 pp at 2.33x the baseline's cost; test accuracy "
                            f"0.9000 vs baseline 0.6000 (noise bound {100 * z * se:.2f} pp ({z:g} x SE {100 * se:.2f} pp: test examples "
