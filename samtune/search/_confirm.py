@@ -1,9 +1,9 @@
 """Confirmation: retrain the best configurations with several seeds, judge on the test split.
 
 ``confirm`` trains every candidate with the first seeds; ``settle`` then adds seeds to the
-baseline and the best SAM-family candidate, one at a time, while the verdict is open
-(``_evidence.decide``) and the budget allows. Candidates are ranked and judged on the search's
-metric (accuracy unless ``--metric`` says otherwise)."""
+baseline and the SAM-family candidate best on validation (``judged_sam``), one at a time,
+while the verdict is open (``_evidence.decide``) and the budget allows. Candidates are ranked
+and judged on the search's metric (accuracy unless ``--metric`` says otherwise)."""
 
 from __future__ import annotations
 

@@ -74,7 +74,7 @@ class SearchOptions:
                            "study)", metavar="DIR")
     confirm_seeds: int = _opt(3, "seeds per confirmed configuration (the first round)", low=1,
                               metavar="K")
-    max_confirm_seeds: int | None = _opt(None, "seeds the baseline and the best SAM-family "
+    max_confirm_seeds: int | None = _opt(None, "seeds the baseline and the judged SAM-family "
                                          "configuration may reach while the verdict is open, one "
                                          "more at a time; 'inconclusive' when they run out "
                                          "(default: twice --confirm-seeds)", low=1, metavar="K")
