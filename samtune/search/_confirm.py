@@ -357,9 +357,7 @@ def val_utility(c: dict[str, Any]) -> float | None:
     if not scores or first <= 0:
         return None
     finite = [v for v in scores[:first] if v == v]
-    if len(finite) < len(scores[:first]) and not finite:
-        return -math.inf
-    return statistics.fmean(finite) if finite else None
+    return statistics.fmean(finite) if finite else -math.inf
 
 
 def judged_sam(confirmed: list[dict[str, Any]],
