@@ -47,6 +47,7 @@ import multiprocessing as mp
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -66,6 +67,35 @@ RESULTS = BENCHMARKS / "results"
 DEFAULT_OUT = RESULTS / "decision.json"
 CACHE_DIR = RESULTS / "decision_cache"
 FIELDS = ("verdict_correct", "regret_pp", "claimed_gain_error_pp", "baseline_gap_pp", "compute_runs")
+
+
+# packages whose versions change a search's path (the sampler, the float paths) or its scoring
+PACKAGES = ("samtune", "torch", "optuna", "numpy", "scipy", "scikit-learn", "sqlalchemy")
+
+
+def environment() -> dict[str, Any]:
+    """What the rows were measured with: the Python, the versions of ``PACKAGES`` and the
+    checkout's commit (``+dirty`` with uncommitted changes in ``samtune/``; None outside git). Two runs with
+    other packages take other search paths (a fresh install of the same ranges can change
+    TPE's draws), so ``decision_compare.py`` warns when a control's differs."""
+    from importlib import metadata  # noqa: PLC0415
+
+    versions: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    root = BENCHMARKS.parent
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                                text=True, check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "samtune"],
+                               capture_output=True, text=True, check=True, timeout=10).stdout.strip()
+        commit += "+dirty" if dirty else ""
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return {"python": platform.python_version(), "packages": versions, "commit": commit}
 
 
 # -- the configuration's accuracy in the bank's protocol ----------------------------------------
@@ -432,7 +462,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarize(runs)
     result = {"benchmark": "decision", "quick": args.quick,
               "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-              "machine": platform.platform(), "seeds": seeds, "options": options,
+              "machine": platform.platform(), "environment": environment(),
+              "seeds": seeds, "options": options,
               "wall_s": round(time.monotonic() - t0, 1),
               "tasks": tasks, "runs": sorted(runs, key=lambda r: (r["task"], r["seed"])),
               "summary": summary}

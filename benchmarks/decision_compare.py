@@ -174,6 +174,38 @@ def load_rows(spec: str) -> list[Row]:
     return rows
 
 
+def load_packages(spec: str) -> list[dict[str, Any] | None]:
+    """Per result file of ``spec``, the package versions it recorded (``decision.environment``;
+    None for a file written before they were kept)."""
+    return [(json.loads(Path(n).read_text()).get("environment") or {}).get("packages")
+            for n in spec.split(",")]
+
+
+def package_warning(control: Sequence[dict[str, Any] | None],
+                    change: Sequence[dict[str, Any] | None]) -> str | None:
+    """A line naming the packages whose versions differ between the control's files and the
+    change's (None when they agree, or when a file did not record them: nothing to check).
+
+    >>> package_warning([{"optuna": "5.0"}], [{"optuna": "5.1"}])
+    'warning: the control and the result ran with other packages (optuna 5.0 vs 5.1): their rows differ for that reason too; rerun the control in the same environment'
+    >>> package_warning([{"optuna": "5.0"}, None], [{"optuna": "5.1"}]) is None
+    True
+    """
+    if not control or not change or any(p is None for p in (*control, *change)):
+        return None
+    names = sorted({k for p in (*control, *change) for k in p})
+    differ = []
+    for name in names:
+        a = sorted({str(p.get(name)) for p in control})
+        b = sorted({str(p.get(name)) for p in change})
+        if a != b:
+            differ.append(f"{name} {'/'.join(a)} vs {'/'.join(b)}")
+    if not differ:
+        return None
+    return (f"warning: the control and the result ran with other packages ({', '.join(differ)}): "
+            "their rows differ for that reason too; rerun the control in the same environment")
+
+
 def _fmt(x: float) -> str:
     return "nan" if not math.isfinite(x) else f"{x:.2f}"
 
@@ -202,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
             if len(args.results) != 1:
                 raise ValueError("with --control give one result to compare (commas pool files)")
             pairs = pair_rows(load_rows(args.control), load_rows(args.results[0]))
+            warning = package_warning(load_packages(args.control), load_packages(args.results[0]))
+            if warning:
+                print(warning, file=sys.stderr)
             result = {"rows": len(pairs), "tasks": len({a["task"] for a, _ in pairs}),
                       "differences": paired_differences(pairs, draws=args.draws,
                                                         level=args.level, seed=args.seed)}

@@ -98,3 +98,27 @@ def test_the_modules_examples_hold():
     import doctest
 
     assert doctest.testmod(cmp).failed == 0
+
+
+def test_a_control_run_with_other_packages_is_named_on_stderr_and_the_same_ones_pass(tmp_path, capsys):
+    env = {"python": "3.11", "packages": {"optuna": "5.0.0", "torch": "2.14.1"}, "commit": "abc"}
+    a = tmp_path / "a.json"
+    a.write_text(json.dumps({"runs": control_rows(), "environment": env}))
+    same = tmp_path / "same.json"
+    same.write_text(json.dumps({"runs": control_rows(), "environment": {**env, "commit": "def"}}))
+    other = tmp_path / "other.json"
+    newer = {**env, "packages": {"optuna": "5.1.0", "torch": "2.14.1"}}
+    other.write_text(json.dumps({"runs": control_rows(), "environment": newer}))
+    assert cmp.main(["--control", str(a), str(same), "--draws", "20"]) == 0
+    assert "warning" not in capsys.readouterr().err  # another commit is what is compared
+    assert cmp.main(["--control", str(a), str(other), "--draws", "20"]) == 0
+    err = capsys.readouterr().err
+    assert "optuna 5.0.0 vs 5.1.0" in err and "torch" not in err
+
+
+def test_the_benchmark_records_its_packages_and_commit():
+    decision = load("decision")
+    env = decision.environment()
+    assert set(env["packages"]) == set(decision.PACKAGES)
+    assert env["packages"]["optuna"] == __import__("optuna").__version__
+    assert env["commit"] is None or len(env["commit"].split("+")[0]) == 40
