@@ -340,13 +340,6 @@ def mean_utility(c: dict[str, Any], metric: Metric | None = None) -> float:
     return m if metric.greater_is_better else -m
 
 
-def best_sam(confirmed: list[dict[str, Any]], metric: Metric | None = None) -> dict[str, Any] | None:
-    """The SAM-family record with the highest mean test utility on ``metric`` (None:
-    accuracy), or None when none was confirmed."""
-    fam = [c for c in confirmed if c["config"]["variant"] != "sgd"]
-    return max(fam, key=lambda c: mean_utility(c, metric)) if fam else None
-
-
 def val_utility(c: dict[str, Any]) -> float | None:
     """A record's mean validation utility over its first look's seeds (``first_look``: the
     seeds ``confirm`` gave every candidate; later seeds go to one record only, so they do not
@@ -385,20 +378,20 @@ def judged_sam(confirmed: list[dict[str, Any]],
                                    -mean_utility(c, metric))), "test"
 
 
-def judge(fam: list[dict[str, Any]], judged: dict[str, Any], chosen_on: str,
-          baseline: dict[str, Any], metric: Metric | None, y_test: Any,
-          looks: tuple[int, int] | None) -> dict[str, Any]:
-    """The evidence the verdict reads for ``judged`` (``judged_sam``'s record of ``fam``,
-    the SAM-family records confirmed): ``gain_evidence`` over ``baseline``, with
-    ``chosen_on``.
+def judge(judged: dict[str, Any], chosen_on: str, baseline: dict[str, Any],
+          metric: Metric | None, y_test: Any, looks: tuple[int, int] | None,
+          joint: tuple[float, str]) -> dict[str, Any]:
+    """The evidence the verdict reads for ``judged`` (``judged_sam``'s record):
+    ``gain_evidence`` over ``baseline``, with ``chosen_on``. ``joint``: ``joint_z`` of the
+    SAM-family records confirmed, (z, method).
 
-    Chosen on test, its z is that of the best of ``fam`` (``joint_z``). Chosen on validation,
+    Chosen on test, its z is that of the best of them (``joint``). Chosen on validation,
     ``use`` needs one comparison's z (``Z``), and the futility stop keeps the best of
     several's (``futility_z``, read by ``_evidence.decide``): a keep-baseline only lowers the
     chance of a false ``use``, and at ``Z`` a small positive gain would stay open where the
     best of several's already calls the decision futile (on the bank: three digits rows where
     SAM does not help went keep-baseline -> inconclusive)."""
-    z, method = joint_z(fam, baseline, metric)
+    z, method = joint
     if chosen_on != "validation":
         return {**gain_evidence(judged, baseline, metric, y_test, z=z, z_method=method,
                                 first_and_most=looks), "chosen_on": chosen_on}
@@ -426,7 +419,7 @@ def settle(
     fam = [c for c in confirmed if c["config"]["variant"] != "sgd"]
     looks = design_looks([*fam, baseline], max_seeds)
     while True:
-        ev = judge(fam, best, chosen_on, baseline, metric, y_test, looks)
+        ev = judge(best, chosen_on, baseline, metric, y_test, looks, joint_z(fam, baseline, metric))
         if decide(ev, max_seeds) != "open":
             return "decided"
         seeds = min(len(best["test_accuracy"]["per_seed"]),

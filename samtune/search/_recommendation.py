@@ -206,7 +206,7 @@ def build_recommendation(
                                 first_and_most=looks)
            for c in ranked if c["config"]["variant"] != "sgd"}
     if best_sam is not None:
-        evs[id(best_sam)] = judge(fam, best_sam, chosen_on, baseline, metric, y_test, looks)
+        evs[id(best_sam)] = judge(best_sam, chosen_on, baseline, metric, y_test, looks, (z, z_method))
     which = ("the SAM-family configuration best on validation" if chosen_on == "validation"
              else "the best SAM-family configuration")
     evidence: dict[str, Any] = {}

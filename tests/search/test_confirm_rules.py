@@ -21,11 +21,11 @@ from samtune.metrics import Metric
 from samtune.search import _confirm
 from samtune.search._confirm import (
     Runner,
-    best_sam,
     by_value_and_loss,
     cheapest_near_best,
     choose_baseline,
     confirm,
+    judged_sam,
     mean_utility,
     other_baseline,
     other_lr,
@@ -198,9 +198,10 @@ def test_the_best_sam_record_is_the_best_on_the_metric():
     accurate = with_pred("sam", alarms(0, 0))  # accuracy 0.90, cost 1.0
     careful = with_pred("asam", alarms(100, 150))  # accuracy 0.85, cost 0.15
     base = with_pred("sgd", alarms(0, 0))
-    assert best_sam([base, accurate, careful]) is accurate
-    assert best_sam([base, accurate, careful], COST) is careful
-    assert best_sam([base]) is None
+    # no validation scores: the record judged is the best on test, on the metric
+    assert judged_sam([base, accurate, careful]) == (accurate, "test")
+    assert judged_sam([base, accurate, careful], COST) == (careful, "test")
+    assert judged_sam([base]) == (None, "test")
 
 
 # -- sequential seeds: on the metric ---------------------------------------------------------------

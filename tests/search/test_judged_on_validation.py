@@ -168,11 +168,11 @@ def test_chosen_on_validation_use_needs_one_comparisons_z_and_futility_keeps_the
     fam = [a, b]
     joint, how = joint_z(fam, base)
     assert how == "max-t" and joint > Z
-    ev = judge(fam, a, "validation", base, None, None, None)
+    ev = judge(a, "validation", base, None, None, None, (joint, how))
     assert ev["z"] == Z and ev["z_candidates"] == Z and ev["futility_z"] == joint
     assert ev["chosen_on"] == "validation" and ev["z_method"] == "chosen on validation"
     assert ev["bound"] == pytest.approx(Z * ev["se"])
-    on_test = judge(fam, a, "test", base, None, None, None)
+    on_test = judge(a, "test", base, None, None, None, (joint, how))
     assert on_test["z"] == joint and "futility_z" not in on_test and on_test["chosen_on"] == "test"
     assert on_test["gain"] == ev["gain"] and on_test["se"] == ev["se"]
 
@@ -226,5 +226,5 @@ def test_settle_adds_seeds_to_the_record_best_on_validation_and_the_recommendati
     assert rec.evidence["gain"] == pytest.approx(expected["gain"])
     assert rec.evidence["bound"] == pytest.approx(expected["bound"])
     assert rec.evidence["futility_z"] == joint_z([steady, lucky], base)[0]
-    judged = judge([steady, lucky], steady, "validation", base, None, None, looks)
+    judged = judge(steady, "validation", base, None, None, looks, joint_z([steady, lucky], base))
     assert rec.verdict == final(judged, 4) and rec.verdict != "use"
