@@ -95,7 +95,34 @@ def environment() -> dict[str, Any]:
         commit += "+dirty" if dirty else ""
     except (OSError, subprocess.SubprocessError):
         commit = None
-    return {"python": platform.python_version(), "packages": versions, "commit": commit}
+    return {"python": platform.python_version(), "packages": versions, "commit": commit,
+            "cpu": cpu()}
+
+
+def cpu() -> dict[str, Any]:
+    """The processor the rows ran on: /proc/cpuinfo's model name, family, model and stepping,
+    a digest of its feature flags, and the instruction set torch dispatches its CPU kernels to.
+    The same code and packages on another processor take other search paths: the float results
+    of torch's kernels differ in their last bits, and a search amplifies them (RESULTS.md, "The
+    same code on two hosts")."""
+    import torch  # noqa: PLC0415
+
+    fields: dict[str, Any] = {}
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if not line.strip():
+                    break  # the first processor's block
+                name, _, value = line.partition(":")
+                name, value = name.strip(), value.strip()
+                if name in ("model name", "cpu family", "model", "stepping"):
+                    fields[name.replace(" ", "_")] = value
+                elif name == "flags":
+                    fields["flags_md5"] = hashlib.md5(value.encode()).hexdigest()[:12]
+    except OSError:
+        fields["model_name"] = platform.processor() or None
+    fields["torch_capability"] = torch.backends.cpu.get_cpu_capability()
+    return fields
 
 
 # -- the configuration's accuracy in the bank's protocol ----------------------------------------

@@ -174,15 +174,16 @@ def load_rows(spec: str) -> list[Row]:
     return rows
 
 
-def load_packages(spec: str) -> list[dict[str, Any] | None]:
+def load_packages(spec: str, part: str = "packages") -> list[dict[str, Any] | None]:
     """Per result file of ``spec``, the package versions it recorded (``decision.environment``;
-    None for a file written before they were kept)."""
-    return [(json.loads(Path(n).read_text()).get("environment") or {}).get("packages")
+    ``part="cpu"``: the processor, ``decision.cpu``; None for a file written before it was
+    kept)."""
+    return [(json.loads(Path(n).read_text()).get("environment") or {}).get(part)
             for n in spec.split(",")]
 
 
 def package_warning(control: Sequence[dict[str, Any] | None],
-                    change: Sequence[dict[str, Any] | None]) -> str | None:
+                    change: Sequence[dict[str, Any] | None], what: str = "packages") -> str | None:
     """A line naming the packages whose versions differ between the control's files and the
     change's (None when they agree, or when a file did not record them: nothing to check).
 
@@ -202,7 +203,7 @@ def package_warning(control: Sequence[dict[str, Any] | None],
             differ.append(f"{name} {'/'.join(a)} vs {'/'.join(b)}")
     if not differ:
         return None
-    return (f"warning: the control and the result ran with other packages ({', '.join(differ)}): "
+    return (f"warning: the control and the result ran with other {what} ({', '.join(differ)}): "
             "their rows differ for that reason too; rerun the control in the same environment")
 
 
@@ -234,9 +235,11 @@ def main(argv: list[str] | None = None) -> int:
             if len(args.results) != 1:
                 raise ValueError("with --control give one result to compare (commas pool files)")
             pairs = pair_rows(load_rows(args.control), load_rows(args.results[0]))
-            warning = package_warning(load_packages(args.control), load_packages(args.results[0]))
-            if warning:
-                print(warning, file=sys.stderr)
+            for part, what in (("packages", "packages"), ("cpu", "processors")):
+                warning = package_warning(load_packages(args.control, part),
+                                          load_packages(args.results[0], part), what)
+                if warning:
+                    print(warning, file=sys.stderr)
             result = {"rows": len(pairs), "tasks": len({a["task"] for a, _ in pairs}),
                       "differences": paired_differences(pairs, draws=args.draws,
                                                         level=args.level, seed=args.seed)}

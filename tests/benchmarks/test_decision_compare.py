@@ -122,3 +122,26 @@ def test_the_benchmark_records_its_packages_and_commit():
     assert set(env["packages"]) == set(decision.PACKAGES)
     assert env["packages"]["optuna"] == __import__("optuna").__version__
     assert env["commit"] is None or len(env["commit"].split("+")[0]) == 40
+
+
+def test_a_control_run_on_another_processor_is_named_on_stderr(tmp_path, capsys):
+    env = {"packages": {"torch": "2.14.1"}, "cpu": {"cpu_family": "26", "torch_capability": "AVX512"}}
+    a = tmp_path / "a.json"
+    a.write_text(json.dumps({"runs": control_rows(), "environment": env}))
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"runs": control_rows(), "environment": {
+        **env, "cpu": {"cpu_family": "25", "torch_capability": "AVX2"}}}))
+    assert cmp.main(["--control", str(a), str(other), "--draws", "20"]) == 0
+    err = capsys.readouterr().err
+    assert "other processors" in err and "cpu_family 26 vs 25" in err and "AVX512 vs AVX2" in err
+    assert "other packages" not in err
+    assert cmp.main(["--control", str(a), str(a), "--draws", "20"]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_the_benchmark_records_the_processor_torch_dispatches_to():
+    import torch
+
+    cpu = load("decision").cpu()
+    assert cpu["torch_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert "model_name" in cpu
