@@ -49,7 +49,8 @@ FILES: dict[str, list[str]] = {
     "samtune/search/_confirm.py": ["tests/search/test_confirm.py", "tests/search/test_confirm_runs.py",
                                    "tests/search/test_evidence.py",  # settle's sequential seeds
                                    "tests/search/test_cost.py",  # cheapest_near_best
-                                   "tests/search/test_confirm_rules.py"],
+                                   "tests/search/test_confirm_rules.py",
+                                   "tests/search/test_judged_on_validation.py"],  # judged_sam, judge
     "samtune/search/_recommendation.py": ["tests/search/test_recommendation.py",
                                           "tests/search/test_recommendation_build.py",
                                           "tests/search/test_stability.py"],
