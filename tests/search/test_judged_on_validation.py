@@ -228,3 +228,68 @@ def test_settle_adds_seeds_to_the_record_best_on_validation_and_the_recommendati
     assert rec.evidence["futility_z"] == joint_z([steady, lucky], base)[0]
     judged = judge(steady, "validation", base, None, None, looks, joint_z([steady, lucky], base))
     assert rec.verdict == final(judged, 4) and rec.verdict != "use"
+
+
+# -- what judge and settle pass on (each a mutant of theirs that the tests above let through) ------
+
+
+def test_the_better_search_value_wins_a_tie_even_where_the_configurations_key_would_not():
+    # rho 0.1's key sorts after rho 0.05's: the key alone would pick b
+    a = record("sam", [300] * 3, [0.8] * 3, rho=0.05, search_value=0.72)
+    b = record("sam", [330] * 3, [0.8] * 3, rho=0.1, search_value=0.70)
+    assert judged_sam([a, b])[0] is a and judged_sam([b, a])[0] is a
+    unsearched = record("sam", [330] * 3, [0.8] * 3, rho=0.1, search_value=None)
+    assert judged_sam([a, unsearched])[0] is a  # no search value ranks below any finite one
+    nan_value = record("sam", [330] * 3, [0.8] * 3, rho=0.1, search_value=math.nan)
+    assert judged_sam([nan_value, a])[0] is a
+
+
+def test_val_utility_of_a_first_look_of_one_seed_is_that_seeds_score():
+    c = record("sam", [300, 300], [0.6, 0.9])
+    c["first_look"] = 1
+    assert val_utility(c) == pytest.approx(0.6)
+
+
+def with_preds(c: dict) -> dict:
+    """``c`` with its per-seed test predictions (class 1 where it is right; every label is 1)."""
+    c["pred"] = [m.long() for m in c["correct"]]
+    return c
+
+
+def test_judged_on_validation_the_gain_is_the_metrics_and_the_looks_raise_the_first_bound():
+    y = torch.ones(N, dtype=torch.long)
+    base = with_preds(record("sgd", [300, 290, 310], [0.75] * 3))  # the seeds' spread: looks
+    a = with_preds(record("sam", [318, 328, 308], [0.80] * 3, rho=0.05))
+    joint = joint_z([a], base, COST)
+    looks = design_looks([a, base], 6)
+    ev = judge(a, "validation", base, COST, y, looks, joint)
+    expected = gain_evidence(a, base, COST, y, z=Z, first_and_most=looks)
+    # 18 fewer misses in 400 at a cost of 10 each: +0.45 in utility, ten times the accuracy gain
+    assert ev["gain"] == pytest.approx(expected["gain"]) == pytest.approx(0.45)
+    assert ev["looks"] == 4 and ev["look"] == 1
+    assert ev["z"] == pytest.approx(expected["z"]) and ev["z"] > Z
+    assert ev["bound"] == pytest.approx(expected["bound"])
+
+
+def test_judged_on_test_the_evidence_names_the_joint_z_method():
+    base = record("sgd", [300] * 3, [0.75] * 3)
+    a = record("sam", [318] * 3, [0.80] * 3, rho=0.05)
+    b = record("sam", [315] * 3, [0.70] * 3, rho=0.1, skip=10)
+    joint = joint_z([a, b], base)
+    ev = judge(a, "test", base, None, None, (3, 6), joint)
+    assert ev["z_method"] == "max-t" and ev["z_candidates"] == joint[0] and ev["looks"] == 4
+
+
+def test_settle_judges_a_record_chosen_on_validation_at_one_comparisons_z():
+    # +3.0 pp (10 examples lost, 22 gained) at 2.13 se: above Z se, below the joint z's 2.25
+    base = record("sgd", [300] * 3, [0.75] * 3)
+    a = record("sam", [312] * 3, [0.80] * 3, rho=0.05, skip=10)
+    b = record("sam", [305] * 3, [0.70] * 3, rho=0.1, skip=100)
+    ev = gain_evidence(a, base, None, None)
+    joint = joint_z([a, b], base)[0]
+    assert Z * ev["se"] < ev["gain"] < joint * ev["se"]
+    runner = SeedRunner()
+    assert settle([base, a, b], runner, max_seeds=3) == "decided"  # chosen on test: "max seeds"
+    assert runner.added == []
+    del a["val_scores"], b["val_scores"]
+    assert settle([base, a, b], SeedRunner(), max_seeds=3) == "max seeds"
