@@ -174,12 +174,10 @@ def load_rows(spec: str) -> list[Row]:
     return rows
 
 
-def load_packages(spec: str, part: str = "packages") -> list[dict[str, Any] | None]:
-    """Per result file of ``spec``, the package versions it recorded (``decision.environment``;
-    ``part="cpu"``: the processor, ``decision.cpu``; None for a file written before it was
-    kept)."""
-    return [(json.loads(Path(n).read_text()).get("environment") or {}).get(part)
-            for n in spec.split(",")]
+def load_environments(spec: str) -> list[dict[str, Any]]:
+    """Per result file of ``spec``, the environment it recorded (``decision.environment``:
+    ``packages``, ``cpu``, ...; an empty dict for a file written before it was kept)."""
+    return [json.loads(Path(n).read_text()).get("environment") or {} for n in spec.split(",")]
 
 
 def package_warning(control: Sequence[dict[str, Any] | None],
@@ -235,9 +233,9 @@ def main(argv: list[str] | None = None) -> int:
             if len(args.results) != 1:
                 raise ValueError("with --control give one result to compare (commas pool files)")
             pairs = pair_rows(load_rows(args.control), load_rows(args.results[0]))
+            envs = load_environments(args.control), load_environments(args.results[0])
             for part, what in (("packages", "packages"), ("cpu", "processors")):
-                warning = package_warning(load_packages(args.control, part),
-                                          load_packages(args.results[0], part), what)
+                warning = package_warning(*([e.get(part) for e in side] for side in envs), what)
                 if warning:
                     print(warning, file=sys.stderr)
             result = {"rows": len(pairs), "tasks": len({a["task"] for a, _ in pairs}),

@@ -34,32 +34,40 @@ import random
 import statistics
 import sys
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
 BENCHMARKS = Path(__file__).resolve().parent
 if str(BENCHMARKS) not in sys.path:
     sys.path.insert(0, str(BENCHMARKS))
 
-from bank import Store, cell_of, truth  # noqa: E402
-from bank.store import DATA_DIR  # noqa: E402
+from bank import Store, cell_of, open_store, truth  # noqa: E402
 from bank.tasks import TASKS  # noqa: E402
 
 from samtune.search._evidence import Z, critical_z, paired_gain, projected_se  # noqa: E402
 
 OUT = BENCHMARKS / "results" / "verdict_floor"
 POWER = 0.9
-Z_POWER = 1.2816  # the normal quantile of POWER
+Z_POWER = NormalDist().inv_cdf(POWER)
 MIN_SEEDS = 2  # one seed a side has no seed term: its standard error is too small
 MIN_PAIRS = 10  # fewer distinct seed-subset pairs: no sample of the seeds' spread
 
 
-def record(store: Store, key: str, seeds: tuple[int, ...]) -> dict[str, Any]:
-    """A confirmation record (what ``paired_gain`` reads) of ``key``'s stored ``seeds``."""
+def per_seed(store: Store, key: str) -> dict[int, tuple[float, Any]]:
+    """{seed: (its test accuracy, which test examples it got right)} of ``key``'s stored seeds."""
     import torch
 
-    correct = [torch.as_tensor(store.correct(key, s)).bool() for s in seeds]
-    return {"test_accuracy": {"per_seed": [c.double().mean().item() for c in correct]},
-            "correct": correct}
+    out = {}
+    for s in store.seeds(key):
+        hit = torch.as_tensor(store.correct(key, s)).bool()
+        out[s] = (hit.double().mean().item(), hit)
+    return out
+
+
+def record(seeds: dict[int, tuple[float, Any]], chosen: tuple[int, ...]) -> dict[str, Any]:
+    """A confirmation record (what ``paired_gain`` reads) of the ``chosen`` seeds."""
+    return {"test_accuracy": {"per_seed": [seeds[s][0] for s in chosen]},
+            "correct": [seeds[s][1] for s in chosen]}
 
 
 def says_use(cand: dict[str, Any], base: dict[str, Any]) -> bool:
@@ -69,7 +77,7 @@ def says_use(cand: dict[str, Any], base: dict[str, Any]) -> bool:
 
 def subsets(seeds: list[int], n: int, draws: int, rng: random.Random) -> list[tuple[int, ...]]:
     every = list(itertools.combinations(seeds, n))
-    return every if len(every) <= draws else [tuple(rng.sample(seeds, n)) for _ in range(draws)]
+    return every if len(every) <= draws else [tuple(sorted(rng.sample(seeds, n))) for _ in range(draws)]
 
 
 def power_curve(store: Store, cand: str, base: str, draws: int,
@@ -77,24 +85,24 @@ def power_curve(store: Store, cand: str, base: str, draws: int,
     """{n: the share of (n cand seeds, n base seeds) draws that clear the bound}, for n from
     ``MIN_SEEDS`` while the stored seeds give at least ``MIN_PAIRS`` distinct draws (fewer:
     the draws are nearly the seeds the gain was measured on, not a sample)."""
-    sc, sb = store.seeds(cand), store.seeds(base)
+    sc, sb = per_seed(store, cand), per_seed(store, base)
     out = {}
     for n in range(MIN_SEEDS, min(len(sc), len(sb)) + 1):
-        pairs = list(itertools.product(subsets(sc, n, draws, rng), subsets(sb, n, draws, rng)))
+        pairs = list(itertools.product(subsets(list(sc), n, draws, rng),
+                                       subsets(list(sb), n, draws, rng)))
         if len(set(pairs)) < MIN_PAIRS:
             break
         if len(pairs) > draws:
             pairs = rng.sample(pairs, draws)
-        out[n] = statistics.fmean(says_use(record(store, cand, a), record(store, base, b))
-                                  for a, b in pairs)
+        out[n] = statistics.fmean(says_use(record(sc, a), record(sb, b)) for a, b in pairs)
     return out
 
 
 def projected_n90(store: Store, cand: str, base: str, most: int = 200) -> int | None:
     """Seeds a side at which the gain measured on every stored seed clears (Z + 1.28) projected
     standard errors (None: no number up to ``most`` does, or no positive gain)."""
-    ev = paired_gain(record(store, cand, tuple(store.seeds(cand))),
-                     record(store, base, tuple(store.seeds(base))))
+    sc, sb = per_seed(store, cand), per_seed(store, base)
+    ev = paired_gain(record(sc, tuple(sc)), record(sb, tuple(sb)))
     if not (ev["gain"] > 0 and math.isfinite(ev["se"])):
         return None
     for n in range(1, most + 1):
@@ -104,7 +112,7 @@ def projected_n90(store: Store, cand: str, base: str, most: int = 200) -> int | 
 
 
 def task_floor(name: str, draws: int, seed: int) -> dict[str, Any]:
-    return store_floor(Store(DATA_DIR / f"{name}.jsonl.gz"), draws, seed)
+    return store_floor(open_store(name), draws, seed)
 
 
 def store_floor(store: Store, draws: int, seed: int) -> dict[str, Any]:
