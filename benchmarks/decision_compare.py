@@ -123,6 +123,16 @@ def pair_rows(control: Sequence[Row], change: Sequence[Row]) -> list[tuple[Row, 
     return [(a[k], b[k]) for k in keys]
 
 
+SEARCH_PATH = ("search_baseline", "n_trials", "n_complete", "n_pruned", "n_complete_searched")
+
+
+def same_search(pairs: Sequence[tuple[Row, Row]]) -> int:
+    """How many pairs took the same search path: the same tuned baseline and the same counts of
+    trials, complete, pruned and searched ones (``SEARCH_PATH``). Two runs of one code on one
+    host share every path; a change that only judges differently shares them too."""
+    return sum(all(a.get(k) == b.get(k) for k in SEARCH_PATH) for a, b in pairs)
+
+
 def _same(a: Any, b: Any) -> bool:
     """Equal, with NaN equal to NaN (a diverged row on both sides has not moved)."""
     nan = lambda v: isinstance(v, float) and math.isnan(v)  # noqa: E731
@@ -239,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
                 if warning:
                     print(warning, file=sys.stderr)
             result = {"rows": len(pairs), "tasks": len({a["task"] for a, _ in pairs}),
+                      "same_search": same_search(pairs),
                       "differences": paired_differences(pairs, draws=args.draws,
                                                         level=args.level, seed=args.seed)}
     except ValueError as exc:
@@ -251,6 +262,9 @@ def main(argv: list[str] | None = None) -> int:
     pct = f"{100 * args.level:g}%"
     print(f"{result['rows']} rows over {result['tasks']} tasks; {pct} intervals from "
           f"{args.draws} resamples of the search seeds within each task")
+    if "same_search" in result:
+        print(f"  the same search path (tuned baseline, trial counts): {result['same_search']} "
+              f"of {result['rows']} rows")
     for key, label, _, _ in MEASURES:
         if "summary" in result:
             s = result["summary"][key]

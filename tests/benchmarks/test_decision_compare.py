@@ -145,3 +145,14 @@ def test_the_benchmark_records_the_processor_torch_dispatches_to():
     cpu = load("decision").cpu()
     assert cpu["torch_capability"] == torch.backends.cpu.get_cpu_capability()
     assert "model_name" in cpu
+
+
+def test_rows_that_took_the_same_search_path_are_counted():
+    path = {"search_baseline": "sgd baseline (sgd, lr=0.1)", "n_trials": 24, "n_complete": 10,
+            "n_pruned": 14, "n_complete_searched": 4}
+    control = [{**r, **path} for r in control_rows()]
+    change = [{**r, **path} for r in control_rows()]
+    change[0]["search_baseline"] = "sgd baseline (sgd, lr=0.2)"
+    change[1]["n_complete_searched"] = 5
+    change[2]["regret_pp"] += 1.0  # another answer on the same path
+    assert cmp.same_search(cmp.pair_rows(control, change)) == 4
